@@ -1,0 +1,1 @@
+"""Triton kernels for IPA and their PyTorch references. Imports torch (and triton, lazily) only."""

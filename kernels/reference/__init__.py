@@ -1,0 +1,17 @@
+from kernels.reference.dense_attention import dense_ipa_attention
+from kernels.reference.factorized_attention import (
+    factorized_ipa_attention,
+    ipa_attention_core,
+    ipa_attention_features,
+    pair_bias_from_factors,
+    pair_values_from_factors,
+)
+
+__all__ = [
+    "dense_ipa_attention",
+    "factorized_ipa_attention",
+    "ipa_attention_core",
+    "ipa_attention_features",
+    "pair_bias_from_factors",
+    "pair_values_from_factors",
+]
