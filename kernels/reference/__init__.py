@@ -6,8 +6,10 @@ from kernels.reference.factorized_attention import (
     pair_bias_from_factors,
     pair_values_from_factors,
 )
+from kernels.reference.ipa_module import InvariantPointAttention
 
 __all__ = [
+    "InvariantPointAttention",
     "dense_ipa_attention",
     "factorized_ipa_attention",
     "ipa_attention_core",

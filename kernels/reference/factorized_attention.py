@@ -145,7 +145,7 @@ class _TiledAttention(torch.autograd.Function):
         return dq, dk, dv, None, None
 
 
-def _attention_torch(q_feat, k_feat, v_feat, key_mask, tile=256):
+def _attention_torch(q_feat, k_feat, v_feat, key_mask, tile):
     # [B, L, H, D] -> [B, H, L, D] views, no copies
     o = _TiledAttention.apply(
         q_feat.transpose(1, 2),
@@ -170,13 +170,15 @@ def _attention_sdpa(q_feat, k_feat, v_feat, key_mask):
 
 
 def ipa_attention_core(
-    q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_weights, mask=None, backend="torch"
+    q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_weights, mask=None, backend="torch",
+    tile=256,
 ):
     """IPA attention over per-residue features (shapes as in `ipa_attention_features`).
 
     Args:
         mask: [B, L] bool, True for real residues (None: all real).
         backend: "torch", "sdpa" or "triton".
+        tile: query and key tile length of the "torch" backend (ignored by the others).
     Returns:
         o:      [B, L, H, C_v]       sum_j a_hij v_hj
         o_pts:  [B, L, H, P_v, 3]    sum_j a_hij v_pts_hj (global frame)
@@ -194,7 +196,7 @@ def ipa_attention_core(
         )
     feats = ipa_attention_features(q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_weights)
     if backend == "torch":
-        o_feat = _attention_torch(*feats, mask)
+        o_feat = _attention_torch(*feats, mask, tile)
     elif backend == "sdpa":
         o_feat = _attention_sdpa(*feats, mask)
     else:
@@ -204,7 +206,8 @@ def ipa_attention_core(
 
 
 def factorized_ipa_attention(
-    q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_q, pair_k, point_weights, mask=None, backend="torch"
+    q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_q, pair_k, point_weights, mask=None,
+    backend="torch", tile=256,
 ):
     """Factorized IPA attention; same outputs as `dense_ipa_attention` with the pair bias and
     pair values materialised from the factors (`pair_bias_from_factors`, `pair_values_from_factors`).
@@ -215,7 +218,7 @@ def factorized_ipa_attention(
         o [B, L, H, C_v], o_pts [B, L, H, P_v, 3] (global frame), o_pair [B, L, H, C_z]
     """
     o, o_pts, o_pair_r = ipa_attention_core(
-        q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_weights, mask, backend
+        q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_weights, mask, backend, tile
     )
     o_pair = torch.einsum("birc,bihrc->bihc", pair_q.to(o_pair_r.dtype), o_pair_r)  # [B, L, H, C_z]
     return o, o_pts, o_pair
