@@ -1,0 +1,147 @@
+"""FlowModel: the denoiser of SE(3) flow matching (FrameFlow's architecture with a choice of IPA variant).
+
+Given noisy frames (rots_t, trans_t) at time t it predicts the clean frames, psi and backbone atoms:
+
+    s0     = NodeEmbedder(t, residue index, chain) + NeighbourFeatures(kNN / sequence window, O(L k))
+    state  = attention.prepare(s0, input frames)          # dense: pair rep z; flash: pair factors
+    for each block b:
+        s  = LayerNorm(s + IPA_b(s, frames, state))
+        s  = SequenceTransformer_b(s)                     # optional (seq_transformer_layers > 0)
+        s  = Transition_b(s)
+        frames = frames o BackboneUpdate_b(s)             # rotation gradient stopped between blocks
+        state  = attention.after_block(b, s, state)       # dense: edge transition
+    atoms = backbone_atoms_from_frames(frames, PsiHead(s))
+
+Units: the interface speaks Angstrom; inside the trunk translations are in nanometres (x 0.1, as
+FrameFlow), so IPA points and backbone updates work at the scale of a few units.
+
+The attention variant is a small class picked by `attention["name"]` (see ATTENTION_VARIANTS).
+"""
+
+from collections.abc import Mapping
+
+import torch
+import torch.nn as nn
+
+from flashipa_train.geometry import Rigid, backbone_atoms_from_frames
+from flashipa_train.model.attention_dense import DenseIPAAttention
+from flashipa_train.model.attention_flash import FlashIPAAttention
+from flashipa_train.model.attention_inattention import InAttentionIPAAttention
+from flashipa_train.model.embeddings import NodeEmbedder
+from flashipa_train.model.neighbours import NeighbourFeatures
+from flashipa_train.model.trunk_layers import BackboneUpdate, PsiHead, SequenceTransformer, Transition
+
+ANGSTROM_TO_NM = 0.1
+NM_TO_ANGSTROM = 10.0
+
+ATTENTION_VARIANTS = {
+    "dense_ipa": DenseIPAAttention,
+    "flash_ipa": FlashIPAAttention,
+    "inattention": InAttentionIPAAttention,
+}
+
+
+def build_attention(attention: Mapping, c_s, c_z, c_hidden, num_blocks, num_heads, num_qk_points, num_v_points, pair_rank, c_pair_value):
+    """The trunk attention module named by attention["name"] (backend from attention["backend"], default "auto")."""
+    name = attention.get("name")
+    if name not in ATTENTION_VARIANTS:
+        raise ValueError(
+            f"model.attention.name={name!r} is not one of {sorted(ATTENTION_VARIANTS)}; "
+            "pick one with model/attention=dense_ipa|flash_ipa|inattention"
+        )
+    ipa_sizes = dict(c_s=c_s, c_hidden=c_hidden, num_heads=num_heads, num_qk_points=num_qk_points, num_v_points=num_v_points, num_blocks=num_blocks)
+    if name == "dense_ipa":
+        return DenseIPAAttention(**ipa_sizes, c_z=c_z)
+    return ATTENTION_VARIANTS[name](**ipa_sizes, pair_rank=pair_rank, c_pair_value=c_pair_value, backend=attention.get("backend", "auto"))
+
+
+class FlowModel(nn.Module):
+    """Predicts clean frames, psi and backbone atoms from noisy frames (see the module docstring).
+
+    Args:
+        attention:              {"name": "dense_ipa" | "flash_ipa" | "inattention", "backend": "auto" | "triton" | "sdpa" | "torch"}
+        c_s:                    single representation channels
+        c_z:                    pair channels of the dense pair representation (dense_ipa only)
+        c_hidden:               IPA scalar channels per head
+        num_blocks:             trunk blocks
+        num_heads:              IPA heads
+        num_qk_points:          IPA query/key points per head
+        num_v_points:           IPA value points per head
+        pair_rank:              rank of the learned pair-bias and pair-value factors (flash_ipa, inattention)
+        c_pair_value:           channels of the factorized pair values (flash_ipa, inattention)
+        seq_transformer_layers: encoder layers per block (0: no sequence transformer)
+        seq_transformer_heads:  heads of the sequence transformer
+        knn:                    neighbours per residue of the node neighbour features
+        dropout:                dropout in the transitions and the sequence transformer
+    """
+
+    def __init__(
+        self, attention: Mapping, c_s=256, c_z=128, c_hidden=128, num_blocks=6, num_heads=8, num_qk_points=8,
+        num_v_points=12, pair_rank=2, c_pair_value=32, seq_transformer_layers=2, seq_transformer_heads=4, knn=16,
+        dropout=0.0,
+    ):
+        super().__init__()
+        self.num_blocks = num_blocks
+        self.node_embedder = NodeEmbedder(c_s)
+        self.neighbour_features = NeighbourFeatures(c_s, k=knn)
+        self.attention = build_attention(
+            attention, c_s, c_z, c_hidden, num_blocks, num_heads, num_qk_points, num_v_points, pair_rank, c_pair_value
+        )
+        self.ipa_layer_norms = nn.ModuleList(nn.LayerNorm(c_s) for _ in range(num_blocks))
+        self.seq_transformers = nn.ModuleList(
+            SequenceTransformer(c_s, seq_transformer_layers, seq_transformer_heads, dropout)
+            for _ in range(num_blocks if seq_transformer_layers > 0 else 0)
+        )
+        self.transitions = nn.ModuleList(Transition(c_s, dropout) for _ in range(num_blocks))
+        self.backbone_updates = nn.ModuleList(BackboneUpdate(c_s) for _ in range(num_blocks))
+        self.psi_head = PsiHead(c_s)
+
+    def forward(self, noisy: dict) -> dict:
+        """
+        Args (keys of `noisy`):
+            trans_t:       [B, L, 3] noisy CA positions, Angstrom
+            rots_t:        [B, L, 3, 3] noisy frame rotations
+            t:             [B] flow time (1 = data)
+            res_mask:      [B, L] bool (or 0/1)
+            residue_index: [B, L] long
+            chain_index:   [B, L] long
+            trans_sc:      optional [B, L, 3] self-conditioning CA positions, Angstrom
+        Returns:
+            pred_trans [B, L, 3] Angstrom, pred_rots [B, L, 3, 3], pred_psi [B, L, 2] (unit sin, cos),
+            pred_atoms [B, L, 4, 3] Angstrom (N, CA, C, O)
+        """
+        res_mask = noisy["res_mask"].bool()
+        inputs = {**noisy, "res_mask": res_mask}
+        dtype = noisy["trans_t"].dtype
+        # [B, L] frames in nm
+        rigids_in = Rigid(noisy["rots_t"].to(dtype), noisy["trans_t"] * ANGSTROM_TO_NM)
+
+        # [B, L, c_s]
+        s0 = self.node_embedder(noisy["t"].to(dtype), noisy["residue_index"], noisy["chain_index"], res_mask)
+        s0 = s0 + self.neighbour_features(
+            noisy["trans_t"], noisy.get("trans_sc"), noisy["residue_index"], noisy["chain_index"], res_mask
+        )
+        state = self.attention.prepare(s0, rigids_in, inputs)
+
+        s, rigids = s0, rigids_in
+        for b in range(self.num_blocks):
+            # [B, L, c_s]
+            s = self.ipa_layer_norms[b](s + self.attention(b, s, rigids, res_mask, state))
+            if self.seq_transformers:
+                s = self.seq_transformers[b](s, res_mask)
+            s = self.transitions[b](s) * res_mask[..., None].to(s.dtype)
+            rigids = self.backbone_updates[b](s, rigids, res_mask)
+            if b < self.num_blocks - 1:
+                rigids = rigids.stop_rot_gradient()
+                state = self.attention.after_block(b, s, res_mask, state)
+
+        rigids = rigids.scale_translation(NM_TO_ANGSTROM)
+        # [B, L, 2]
+        psi = self.psi_head(s)
+        psi = psi / torch.sqrt(psi.square().sum(-1, keepdim=True) + 1e-8)
+        return {
+            "pred_trans": rigids.trans,  # [B, L, 3]
+            "pred_rots": rigids.rots,  # [B, L, 3, 3]
+            "pred_psi": psi,  # [B, L, 2]
+            "pred_atoms": backbone_atoms_from_frames(rigids, psi),  # [B, L, 4, 3]
+        }
