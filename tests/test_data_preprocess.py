@@ -192,3 +192,10 @@ def test_split_chain_breaks_stores_break_free_segments(tmp_path):
     assert [int(r["chain_breaks"]) for r in whole] == [2]
     assert len(split) == 3 and all(int(r["chain_breaks"]) == 0 for r in split)
     assert sum(int(r["length"]) for r in split) == int(whole[0]["length"])
+
+
+def test_data_readme_lists_every_default_structure_file():
+    readme = (DATA_DIR / "README.md").read_text()
+    files = sorted(p.name for p in DATA_DIR.glob("*.gz"))
+    assert len(files) >= 30
+    assert [name for name in files if f"`{name}`" not in readme] == []
