@@ -1,0 +1,1 @@
+"""Writing structures to files (biotite is imported lazily, inside the writers)."""

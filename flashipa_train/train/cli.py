@@ -1,0 +1,110 @@
+"""`flashipa-train`: the Hydra entry point. Builds data, model, flow objective, callbacks, loggers and trainer
+from `configs/train.yaml`, fits, then samples a few backbones with the EMA weights and writes them as PDB."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import hydra
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from flashipa_train.train.checkpoint_io import AtomicCheckpointIO
+from flashipa_train.train.module import FlowModule
+from flashipa_train.train.samples import write_final_samples
+from flashipa_train.train.weights import load_model_weights
+
+log = logging.getLogger(__name__)
+
+from flashipa_train.train.config import CONFIG_DIR
+
+
+def _instantiate_group(group: DictConfig | None) -> list[Any]:
+    """Instantiate every entry of a `callbacks` or `logger` group that has a `_target_` (null entries are off)."""
+    if not group:
+        return []
+    return [instantiate(entry) for entry in group.values() if isinstance(entry, DictConfig) and "_target_" in entry]
+
+
+def _resolve_auto_precision(trainer_cfg: DictConfig) -> None:
+    """`precision: auto` means bf16-mixed on a CUDA GPU and fp32 on CPU."""
+    if trainer_cfg.get("precision") != "auto":
+        return
+    on_gpu = trainer_cfg.get("accelerator") in ("gpu", "cuda", "auto") and torch.cuda.is_available()
+    trainer_cfg.precision = "bf16-mixed" if on_gpu else "32-true"
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Run one training job described by `cfg` (a composed `train.yaml`). Returns the final callback metrics
+    as floats plus `checkpoint_dir`, `last_checkpoint`, `best_checkpoint` and `sample_paths`."""
+    if cfg.get("ckpt_path") and cfg.get("init_from"):
+        raise ValueError(
+            f"ckpt_path={cfg.ckpt_path} (resume a run) and init_from={cfg.init_from} (fine-tune from weights) "
+            "exclude each other: pass only one."
+        )
+    pl.seed_everything(cfg.seed, workers=True)
+    _resolve_auto_precision(cfg.trainer)
+
+    datamodule = instantiate(cfg.data)
+    model = instantiate(cfg.model, _convert_="all")
+    if cfg.get("init_from"):
+        load_model_weights(model, cfg.init_from)
+        log.info("Initialised the model weights from %s", cfg.init_from)
+    module = FlowModule(
+        model=model,
+        flow=instantiate(cfg.flow),
+        optimizer=instantiate(cfg.optimizer),
+        scheduler=instantiate(cfg.scheduler),
+        seed=cfg.seed,
+        run_config=OmegaConf.to_container(cfg, resolve=True),
+    )
+    trainer: pl.Trainer = instantiate(
+        cfg.trainer,
+        callbacks=_instantiate_group(cfg.get("callbacks")),
+        logger=_instantiate_group(cfg.get("logger")) or False,
+        plugins=[AtomicCheckpointIO()],
+    )
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+
+    result: dict[str, Any] = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    checkpoint = trainer.checkpoint_callback
+    if checkpoint is not None:
+        result.update(checkpoint_dir=checkpoint.dirpath, last_checkpoint=checkpoint.last_model_path,
+                      best_checkpoint=checkpoint.best_model_path)
+    sample_cfg = cfg.get("sample")
+    if sample_cfg and sample_cfg.get("lengths") and trainer.is_global_zero:
+        result["sample_paths"] = write_final_samples(
+            trainer, module, list(sample_cfg.lengths), int(sample_cfg.num_steps), sample_cfg.out_dir
+        )
+    if trainer.is_global_zero:
+        _print_outputs(result)
+    return result
+
+
+def _print_outputs(result: dict[str, Any]) -> None:
+    lines = ["", "flashipa-train finished."]
+    if result.get("last_checkpoint"):
+        lines.append(f"  last checkpoint: {result['last_checkpoint']}")
+    if result.get("best_checkpoint"):
+        lines.append(f"  best checkpoint (val/loss): {result['best_checkpoint']}")
+    if result.get("sample_paths"):
+        lines.append(f"  {len(result['sample_paths'])} sampled backbones (PDB): {Path(result['sample_paths'][0]).parent}")
+    for key in ("train/loss", "val/loss"):
+        if key in result:
+            lines.append(f"  {key}: {result[key]:.4f}")
+    print("\n".join(lines), flush=True)
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    """Console entry point `flashipa-train`; returns val/loss so Hydra sweepers can optimise it."""
+    result = train(cfg)
+    return result.get("val/loss")
+
+
+if __name__ == "__main__":
+    main()

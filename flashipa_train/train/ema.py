@@ -1,0 +1,122 @@
+"""Exponential moving average of the model weights, used for validation and sampling."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+import pytorch_lightning as pl
+import torch
+
+
+class EMA(pl.Callback):
+    """Keeps an fp32 shadow copy of every trainable parameter of `pl_module.model`, updated after each
+    optimizer step as shadow <- shadow + (1 - d) * (param - shadow). The decay warms up as
+    d = min(decay, (1 + n) / (10 + n)) after n updates, so early shadows are not dominated by the random
+    initial weights. Validation runs with the shadow weights swapped in; the shadow is stored in and
+    restored from checkpoints (Lightning saves a callback's `state_dict`).
+
+    The update is a fused `torch._foreach_lerp_` on device tensors: no host synchronisation per step.
+
+    Args:
+        decay: the long-run decay (0.999 averages over about 1000 steps).
+        validate_with_ema: swap the shadow weights in for validation (and the sanity check).
+    """
+
+    def __init__(self, decay: float = 0.999, validate_with_ema: bool = True):
+        if not 0.0 <= decay < 1.0:
+            raise ValueError(f"EMA: decay must lie in [0, 1), got {decay}.")
+        self.decay = float(decay)
+        self.validate_with_ema = validate_with_ema
+        self.num_updates = 0
+        self.shadow: dict[str, torch.Tensor] | None = None
+        self._backup: list[torch.Tensor] | None = None
+
+    # Shadow bookkeeping
+
+    @staticmethod
+    def _named_params(pl_module: pl.LightningModule) -> list[tuple[str, torch.nn.Parameter]]:
+        return [(n, p) for n, p in pl_module.model.named_parameters() if p.requires_grad]
+
+    def _ensure_shadow(self, pl_module: pl.LightningModule) -> None:
+        """Create the shadow from the current weights, or move a restored shadow to the model's device."""
+        params = self._named_params(pl_module)
+        if self.shadow is None:
+            self.shadow = {n: p.detach().float().clone() for n, p in params}
+            return
+        missing = [n for n, _ in params if n not in self.shadow]
+        if missing:
+            raise KeyError(
+                f"EMA: the checkpoint's EMA state lacks parameters {missing[:5]} (of {len(missing)}); "
+                "it was written by a different model configuration. Use the same model config to resume."
+            )
+        self.shadow = {n: self.shadow[n].to(device=p.device, dtype=torch.float32) for n, p in params}
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._ensure_shadow(pl_module)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        # Lightning calls this after the optimizer step; skip micro-batches of gradient accumulation.
+        if (batch_idx + 1) % trainer.accumulate_grad_batches != 0:
+            return
+        if self.shadow is None:
+            self._ensure_shadow(pl_module)
+        self.num_updates += 1
+        decay = min(self.decay, (1 + self.num_updates) / (10 + self.num_updates))
+        names, params = zip(*self._named_params(pl_module))
+        shadows = [self.shadow[n] for n in names]
+        current = [p.detach().float() for p in params]
+        torch._foreach_lerp_(shadows, current, 1.0 - decay)
+
+    # Swapping the shadow in and out
+
+    @torch.no_grad()
+    def swap_in(self, pl_module: pl.LightningModule) -> None:
+        """Replace the model's weights with the shadow, keeping the training weights aside."""
+        if self._backup is not None:
+            return
+        self._ensure_shadow(pl_module)
+        params = self._named_params(pl_module)
+        self._backup = [p.detach().clone() for _, p in params]
+        for name, param in params:
+            param.copy_(self.shadow[name])
+
+    @torch.no_grad()
+    def swap_out(self, pl_module: pl.LightningModule) -> None:
+        """Put the training weights back after `swap_in`."""
+        if self._backup is None:
+            return
+        for (_, param), saved in zip(self._named_params(pl_module), self._backup):
+            param.copy_(saved)
+        self._backup = None
+
+    @contextmanager
+    def ema_weights(self, pl_module: pl.LightningModule) -> Iterator[None]:
+        """`with ema.ema_weights(module): ...` runs the block with the shadow weights in the model."""
+        self.swap_in(pl_module)
+        try:
+            yield
+        finally:
+            self.swap_out(pl_module)
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        if self.validate_with_ema:
+            self.swap_in(pl_module)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        # Runs before ModelCheckpoint's hook (Lightning orders checkpoint callbacks last), so the
+        # checkpoint's `state_dict` always holds the training weights and the shadow goes in our state.
+        self.swap_out(pl_module)
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        self.swap_out(pl_module)
+
+    # Checkpoint state
+
+    def state_dict(self) -> dict[str, Any]:
+        shadow = None if self.shadow is None else {n: t.detach().cpu() for n, t in self.shadow.items()}
+        return {"decay": self.decay, "num_updates": self.num_updates, "shadow": shadow}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.num_updates = int(state_dict["num_updates"])
+        self.shadow = state_dict["shadow"]

@@ -1,0 +1,124 @@
+"""LightningModule that trains a `FlowModel` with a `FlowMatcher` objective."""
+
+from __future__ import annotations
+
+import random
+from typing import Any, Callable
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from flashipa_train.train.lr_schedule import WarmupCosineLR
+
+# Seeds of the per-step noise generators are spread out so that runs with nearby seeds do not share steps.
+_SEED_STRIDE = 1_000_003
+
+
+class FlowModule(pl.LightningModule):
+    """Flow-matching training of a backbone generator.
+
+    Each training step draws its noise (time, prior sample, self-conditioning coin) from a generator
+    seeded by (seed, global step, rank), so a resumed run replays the same noise as an uninterrupted one.
+    Validation uses fixed per-batch seeds, so validation losses are comparable across epochs; the EMA
+    callback swaps the averaged weights in for it. Checkpoints carry the global RNG states and the run's
+    resolved config (plain containers only, so `torch.load(weights_only=True)` reads them).
+
+    Args:
+        model: the `FlowModel` (or any module with its `forward(noisy) -> dict`).
+        flow: the `FlowMatcher` providing `training_loss(model, batch, generator)`.
+        optimizer: factory `params -> Optimizer` (a Hydra `_partial_` AdamW).
+        scheduler: factory `(optimizer, total_steps) -> LRScheduler` stepped every optimizer step;
+            None uses `WarmupCosineLR` with its defaults.
+        seed: base seed of the per-step noise generators.
+        run_config: the resolved run config (plain dict) stored in checkpoints, or None.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        flow: Any,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
+        seed: int = 0,
+        run_config: dict | None = None,
+    ):
+        super().__init__()
+        self.model = model
+        self.flow = flow
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler or WarmupCosineLR
+        self.seed = int(seed)
+        self.run_config = run_config
+        # Read by NonFiniteGuard before the optimizer step (tensors: no host synchronisation here).
+        self.last_loss: torch.Tensor | None = None
+        self.last_sources: list[str] | None = None
+
+    def forward(self, noisy: dict) -> dict:
+        return self.model(noisy)
+
+    def _generator(self, offset: int) -> torch.Generator:
+        generator = torch.Generator(device=self.device)
+        generator.manual_seed(self.seed * _SEED_STRIDE + offset)
+        return generator
+
+    @staticmethod
+    def _batch_size(batch: dict) -> int:
+        return int(batch["res_mask"].shape[0])
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        offset = self.global_step * self.trainer.world_size + self.global_rank
+        losses = self.flow.training_loss(self.model, batch, generator=self._generator(offset))
+        self.last_loss = losses["loss"]
+        self.last_sources = batch.get("source")
+        metrics = {f"train/{name}": value.detach() for name, value in losses.items()}
+        metrics["train/lr"] = self.trainer.optimizers[0].param_groups[0]["lr"]  # a host float: no sync
+        self.log_dict(metrics, on_step=True, on_epoch=False, batch_size=self._batch_size(batch))
+        self.log("train/loss_bar", losses["loss"].detach(), on_step=True, prog_bar=True, logger=False,
+                 batch_size=self._batch_size(batch))
+        return losses["loss"]
+
+    def validation_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        # Offsets below zero never collide with training offsets (global_step >= 0).
+        losses = self.flow.training_loss(self.model, batch, generator=self._generator(-1 - batch_idx))
+        metrics = {f"val/{name}": value.detach() for name, value in losses.items()}
+        self.log_dict(metrics, on_step=False, on_epoch=True, sync_dist=True, batch_size=self._batch_size(batch))
+        return losses["loss"]
+
+    def total_training_steps(self) -> int:
+        """Optimizer steps of the whole run: `trainer.max_steps` when set, else Lightning's estimate."""
+        if self.trainer.max_steps is not None and self.trainer.max_steps > 0:
+            return int(self.trainer.max_steps)
+        return int(self.trainer.estimated_stepping_batches)
+
+    def configure_optimizers(self) -> dict:
+        optimizer = self.optimizer_factory(params=[p for p in self.model.parameters() if p.requires_grad])
+        scheduler = self.scheduler_factory(optimizer, total_steps=self.total_training_steps())
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
+
+    # Checkpoint extras: global RNG states (as tensors and ints, readable with weights_only=True) and config.
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        np_state = np.random.get_state()
+        checkpoint["rng_states"] = {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                      "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
+            "python": random.getstate(),
+        }
+        if self.run_config is not None:
+            checkpoint["run_config"] = self.run_config
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        states = checkpoint.get("rng_states")
+        if states is None:
+            return
+        torch.set_rng_state(states["torch"])
+        if states["cuda"] and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(states["cuda"])
+        numpy_state = states["numpy"]
+        np.random.set_state(("MT19937", numpy_state["keys"].numpy().astype(np.uint32), numpy_state["pos"],
+                             numpy_state["has_gauss"], numpy_state["cached_gaussian"]))
+        random.setstate(states["python"])
