@@ -1,0 +1,146 @@
+"""Host side of the FlashIPA kernels: dims, autotune configs, sequence centres and the launchers.
+
+All tensors here are token-major (padded batches flattened to B * L tokens) and contiguous; see
+`triton_kernels.py` for the layout and `attention.py` for the public entry point.
+"""
+
+import math
+import os
+
+import torch
+import triton
+
+from kernels.flash_ipa import triton_kernels as tk
+
+W_L = math.sqrt(1.0 / 3.0)  # AlphaFold2's weight for the three logit terms
+INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def _pad(dim):
+    """Register-tile width for a feature dim: a power of two, at least 16 (tl.dot's minimum)."""
+    return max(16, triton.next_power_of_2(max(dim, 1)))
+
+
+def _configs(pairs):
+    """Autotune configs from (BLOCK_M, BLOCK_N, num_warps, num_stages); one small config when interpreted."""
+    if INTERPRETED:
+        return [triton.Config({"BLOCK_M": 32, "BLOCK_N": 32}, num_warps=4, num_stages=1)]
+    return [
+        triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s) for bm, bn, w, s in pairs
+    ]
+
+
+_DIM_KEYS = ["C", "CV", "P3", "RB", "PV3", "RZ", "PRECISION", "HAS_MASK", "UPCAST"]
+_FWD_CONFIGS = _configs([(128, 64, 8, 2), (128, 64, 8, 3), (128, 128, 8, 2), (64, 64, 4, 2), (64, 128, 4, 2)])
+_DKDV_CONFIGS = _configs([(32, 64, 4, 2), (64, 64, 8, 2), (32, 128, 8, 2), (64, 128, 8, 2), (32, 64, 8, 3)])
+_DQ_CONFIGS = _configs([(64, 32, 4, 2), (64, 64, 8, 2), (128, 32, 8, 2), (128, 64, 8, 2), (64, 64, 4, 3)])
+
+_fwd = triton.autotune(_FWD_CONFIGS, key=_DIM_KEYS)(tk._ipa_fwd_kernel)
+_dkdv = triton.autotune(_DKDV_CONFIGS, key=_DIM_KEYS)(tk._ipa_bwd_dkdv_kernel)
+_dq = triton.autotune(_DQ_CONFIGS, key=_DIM_KEYS)(tk._ipa_bwd_dq_kernel)
+
+
+def dims(q, v, q_pts, v_pts, bias_q, pair_k):
+    """Feature dims and their register-tile widths, as kernel constexprs."""
+    C, CV = q.shape[-1], v.shape[-1]
+    P3, PV3 = 3 * q_pts.shape[-2], 3 * v_pts.shape[-2]
+    RB = bias_q.shape[-1]
+    RZ = pair_k.shape[-2] * pair_k.shape[-1]
+    return dict(
+        C=C, C_PAD=_pad(C), CV=CV, CV_PAD=_pad(CV), P3=P3, RB=RB, PB_PAD=_pad(P3 + RB),
+        PV3=PV3, PV3_PAD=_pad(PV3), RZ=RZ, RZ_PAD=_pad(RZ),
+    )
+
+
+def sequence_centres(k_pts, key_mask, cu_seqlens):
+    """One centre per sequence: the mean key point over its real keys, heads and points.
+
+    Args:
+        k_pts: [T, H, P_q, 3]; key_mask: [T] bool or None; cu_seqlens: [S + 1] int32.
+    Returns:
+        [S, 3] float32. Any point works (the logits only change by a per-row constant); the mean
+        keeps the centred coordinates as small as the protein, whatever its distance to the origin.
+    """
+    tok_mean = k_pts.mean(dim=(1, 2), dtype=torch.float64)  # [T, 3]
+    weight = torch.ones_like(tok_mean[:, :1]) if key_mask is None else key_mask[:, None].to(torch.float64)
+    csum = torch.cat([tok_mean.new_zeros(1, 4), torch.cat([tok_mean * weight, weight], 1).cumsum(0)])  # [T+1, 4]
+    cu = cu_seqlens.long()
+    seg = csum[cu[1:]] - csum[cu[:-1]]  # [S, 4]
+    return (seg[:, :3] / seg[:, 3:].clamp(min=1.0)).to(torch.float32).contiguous()
+
+
+def _dot_flags(dtype, allow_tf32):
+    """PRECISION: "ieee" for exact float32 dots, else "tf32" (ignored for 16-bit operands).
+    UPCAST: bfloat16 dot operands held in float32 after rounding, under the interpreter only."""
+    return dict(
+        PRECISION="tf32" if (allow_tf32 or dtype != torch.float32) else "ieee",
+        UPCAST=INTERPRETED and dtype == torch.bfloat16,
+    )
+
+
+def _grid(block_key, max_seqlen, n_seq, H):
+    return lambda meta: (triton.cdiv(max_seqlen, meta[block_key]), n_seq * H)
+
+
+def forward(q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_weights,
+            key_mask, cu_seqlens, max_seqlen, allow_tf32):
+    """Launch the forward kernel on token-major tensors ([T, H, ...], pair_k [T, R, C_z]).
+
+    Returns o [T, H, CV], o_pts [T, H, PV3], o_pair [T, H, RZ], o_pts_centred [T, H, PV3] float32
+    (kept for the backward's Delta), lse [H, T] float32 (base 2), centres [S, 3] float32."""
+    T, H = q.shape[:2]
+    d = dims(q, v, q_pts, v_pts, bias_q, pair_k)
+    n_seq = cu_seqlens.shape[0] - 1
+    centres = sequence_centres(k_pts, key_mask, cu_seqlens)
+    o = torch.empty(T, H, d["CV"], dtype=v.dtype, device=q.device)
+    o_pts = torch.empty(T, H, d["PV3"], dtype=v_pts.dtype, device=q.device)
+    o_pts_c = torch.empty(T, H, d["PV3"], dtype=torch.float32, device=q.device)
+    o_pair = torch.empty(T, H, d["RZ"], dtype=pair_k.dtype, device=q.device)
+    lse = torch.empty(H, T, dtype=torch.float32, device=q.device)
+    _fwd[_grid("BLOCK_M", max_seqlen, n_seq, H)](
+        q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_weights, centres,
+        key_mask if key_mask is not None else cu_seqlens, cu_seqlens,
+        o, o_pts, o_pts_c, o_pair, lse,
+        H, T, W_L / math.sqrt(d["C"]), W_L,
+        HAS_MASK=key_mask is not None, **_dot_flags(q.dtype, allow_tf32), **d,
+    )
+    return o, o_pts, o_pair, o_pts_c, lse, centres
+
+
+def backward(do, do_pts, do_pair, q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_weights,
+             key_mask, cu_seqlens, max_seqlen, allow_tf32, o, o_pts_c, o_pair, lse, centres):
+    """Launch Delta preprocess, dK/dV and dQ kernels; returns the gradients of the ten inputs."""
+    T, H = q.shape[:2]
+    d = dims(q, v, q_pts, v_pts, bias_q, pair_k)
+    n_seq = cu_seqlens.shape[0] - 1
+    dev = q.device
+    delta = torch.empty(H, T, dtype=torch.float32, device=dev)
+    block = 32 if INTERPRETED else 64
+    tk._ipa_bwd_preprocess_kernel[(triton.cdiv(T, block), H)](
+        o, o_pts_c, o_pair, do, do_pts, do_pair, delta, H, T,
+        CV=d["CV"], CV_PAD=d["CV_PAD"], PV3=d["PV3"], PV3_PAD=d["PV3_PAD"], RZ=d["RZ"], RZ_PAD=d["RZ_PAD"],
+        BLOCK_M=block,
+    )
+    dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+    dq_pts, dk_pts, dv_pts = torch.empty_like(q_pts), torch.empty_like(k_pts), torch.empty_like(v_pts)
+    dbias_q, dbias_k = torch.empty_like(bias_q), torch.empty_like(bias_k)
+    dpair_k_heads = torch.empty(T, H, d["RZ"], dtype=torch.float32, device=dev)  # summed over heads below
+    dpw_k = torch.empty(H, T, dtype=torch.float32, device=dev)
+    dpw_q = torch.empty(H, T, dtype=torch.float32, device=dev)
+    common = dict(HAS_MASK=key_mask is not None, **_dot_flags(q.dtype, allow_tf32), **d)
+    mask_arg = key_mask if key_mask is not None else cu_seqlens
+    scalar_scale = W_L / math.sqrt(d["C"])
+    inputs = (q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_weights, centres, mask_arg, cu_seqlens)
+    _dkdv[_grid("BLOCK_N", max_seqlen, n_seq, H)](
+        *inputs, do, do_pts, do_pair, lse, delta,
+        dk, dv, dk_pts, dv_pts, dbias_k, dpair_k_heads, dpw_k,
+        H, T, scalar_scale, W_L, **common,
+    )
+    _dq[_grid("BLOCK_M", max_seqlen, n_seq, H)](
+        *inputs, do, do_pts, do_pair, lse, delta,
+        dq, dq_pts, dbias_q, dpw_q,
+        H, T, scalar_scale, W_L, **common,
+    )
+    dpair_k = dpair_k_heads.sum(dim=1).view(pair_k.shape).to(pair_k.dtype)
+    dpw = (dpw_q + dpw_k).sum(dim=1).to(point_weights.dtype)  # [H]
+    return dq, dk, dv, dq_pts, dk_pts, dv_pts, dbias_q, dbias_k, dpair_k, dpw

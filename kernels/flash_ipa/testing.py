@@ -1,0 +1,65 @@
+"""Random IPA attention inputs and float64 comparisons, shared by the kernel tests and the benchmark."""
+
+from dataclasses import dataclass
+
+import torch
+
+from kernels.reference.factorized_attention import ipa_attention_core
+
+INPUT_NAMES = ("q", "k", "v", "q_pts", "k_pts", "v_pts", "bias_q", "bias_k", "pair_k", "point_weights")
+
+
+@dataclass(frozen=True)
+class IPADims:
+    """Per-head feature dims of IPA attention."""
+
+    heads: int
+    c: int  # scalar query/key channels
+    c_v: int  # scalar value channels
+    p_q: int  # query/key points
+    p_v: int  # value points
+    r_bias: int  # pair-bias factor rank
+    r_pair: int  # pair-value factor rank
+    c_z: int  # pair-value channels
+
+
+def random_ipa_inputs(B, L, dims, dtype=torch.float32, device="cpu", point_scale=3.0, point_offset=0.0,
+                      generator=None):
+    """Fresh random inputs of `ipa_attention_core`, in the order of INPUT_NAMES.
+
+    Points are N(0, point_scale^2) per coordinate plus `point_offset` (Angstrom) on every coordinate,
+    to place the whole structure far from the origin."""
+    H = dims.heads
+
+    def randn(*shape, scale=1.0, offset=0.0):
+        x = torch.randn(*shape, generator=generator, dtype=torch.float64) * scale + offset
+        return x.to(device=device, dtype=dtype)
+
+    point_weights = (torch.rand(H, generator=generator, dtype=torch.float64) * 0.3 + 0.05).to(device, dtype)
+    return [
+        randn(B, L, H, dims.c),  # q
+        randn(B, L, H, dims.c),  # k
+        randn(B, L, H, dims.c_v),  # v
+        randn(B, L, H, dims.p_q, 3, scale=point_scale, offset=point_offset),  # q_pts
+        randn(B, L, H, dims.p_q, 3, scale=point_scale, offset=point_offset),  # k_pts
+        randn(B, L, H, dims.p_v, 3, scale=point_scale, offset=point_offset),  # v_pts
+        randn(B, L, H, dims.r_bias),  # bias_q
+        randn(B, L, H, dims.r_bias),  # bias_k
+        randn(B, L, dims.r_pair, dims.c_z),  # pair_k
+        point_weights,
+    ]
+
+
+def relative_error(out, ref):
+    """||out - ref|| / ||ref|| in float64."""
+    ref = ref.double()
+    return ((out.double() - ref).norm() / ref.norm().clamp_min(1e-300)).item()
+
+
+def reference_outputs_and_grads(inputs, grad_outputs, mask=None):
+    """Outputs and input gradients of the float64 torch reference on float64 copies of `inputs`."""
+    x64 = [x.detach().to("cpu", torch.float64).requires_grad_() for x in inputs]
+    m = None if mask is None else mask.cpu()
+    outs = ipa_attention_core(*x64, mask=m, backend="torch")
+    grads = torch.autograd.grad(outs, x64, [g.to("cpu", torch.float64) for g in grad_outputs])
+    return [o.detach() for o in outs], list(grads)

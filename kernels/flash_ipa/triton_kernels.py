@@ -1,0 +1,402 @@
+"""FlashIPA Triton kernels: forward, backward preprocess, dK/dV and dQ.
+
+Reading order as in Triton's fused-attention tutorial: tile loaders, forward kernel, backward
+preprocess (Delta), dK/dV kernel, dQ kernel. Host-side launch code lives in `launch.py`.
+
+Layout. Every per-residue tensor is token-major and contiguous: a padded batch [B, L, ...] is read
+as B * L tokens, and sequence s owns tokens cu_seqlens[s] .. cu_seqlens[s + 1] - 1 (varlen). Per
+token and head the kernel reads
+
+    q, k  [T, H, C]        v      [T, H, CV]
+    q_pts, k_pts [T, H, P3] (P3 = 3 P_q, flattened xyz)    v_pts [T, H, PV3]
+    bias_q, bias_k [T, H, RB]                              pair_k [T, RZ] (RZ = R C_z, no head axis)
+
+Dims need not be powers of two: tiles are padded in registers (the *_PAD constexprs) with masked
+loads, never in memory. The logit, in natural units, is
+
+    s_ij = scalar_scale q_i.k_j + bias_scale bq_i.bk_j + pw_h ((qp_i - c).(kp_j - c) - |kp_j - c|^2 / 2)
+
+with c one centre per sequence (see `centre` in launch.py). Centring changes each row of logits by a
+constant, which softmax ignores, and keeps the large |kp|^2 vs 2 qp.kp cancellation of points far
+from the origin out of low-precision arithmetic. The point and bias terms share one dot product:
+columns [0, P3) of the "point-bias" tile hold points, columns [P3, P3 + RB) hold the bias factors.
+Softmax runs in base 2 (exp2); the saved log-sum-exp is in base-2 units.
+"""
+
+import triton
+import triton.language as tl
+
+LOG2E = 1.4426950408889634
+
+
+@triton.jit
+def _dot_operand(x, DT: tl.constexpr, UPCAST: tl.constexpr):
+    """x rounded to the dot dtype DT; with UPCAST, held in float32 after rounding (Triton's
+    interpreter multiplies bfloat16 dot operands as raw integers, so tests run bf16 dots this way)."""
+    if UPCAST:
+        return x.to(DT).to(tl.float32)
+    return x.to(DT)
+
+
+@triton.jit
+def _point_operand(x, DT: tl.constexpr, UPCAST: tl.constexpr):
+    """Point-bias tile rounded for the logit's dot: float16 when the inputs are bfloat16 (8x finer
+    rounding of the centred coordinates at the same tensor-core rate), else DT."""
+    if DT == tl.bfloat16:
+        y = x.to(tl.float16)
+    else:
+        y = x.to(DT)
+    if UPCAST:
+        y = y.to(tl.float32)
+    return y
+
+
+@triton.jit
+def _load_tile(ptr, tok, row_ok, stride_tok, col, ncol):
+    """[ROWS, PAD] tile of a token-major tensor, zero outside rows `row_ok` and columns < ncol."""
+    mask = row_ok[:, None] & (col[None, :] < ncol)
+    return tl.load(ptr + tok[:, None] * stride_tok + col[None, :], mask=mask, other=0.0)
+
+
+@triton.jit
+def _load_centred_points(ptr, tok, row_ok, stride_tok, col, ncol, cx, cy, cz):
+    """[ROWS, PAD] float32 tile of flattened xyz points minus the sequence centre (zero padding)."""
+    x = _load_tile(ptr, tok, row_ok, stride_tok, col, ncol).to(tl.float32)
+    xyz = col % 3
+    c = tl.where(xyz == 0, cx, tl.where(xyz == 1, cy, cz))
+    return tl.where(row_ok[:, None] & (col[None, :] < ncol), x - c[None, :], 0.0)
+
+
+@triton.jit
+def _load_point_bias(pts_ptr, bias_ptr, tok, row_ok, H, col, P3: tl.constexpr, RB: tl.constexpr,
+                     cx, cy, cz, point_scale, bias_scale):
+    """[ROWS, PB_PAD] float32 tile: centred points * point_scale in columns [0, P3),
+    bias factors * bias_scale in columns [P3, P3 + RB), zero elsewhere.
+
+    pts_ptr and bias_ptr already point at this head's first feature of token 0."""
+    pts = _load_centred_points(pts_ptr, tok, row_ok, H * P3, col, P3, cx, cy, cz)
+    bias_col = tl.maximum(col - P3, 0)
+    bias_mask = row_ok[:, None] & (col[None, :] >= P3) & (col[None, :] < P3 + RB)
+    bias = tl.load(bias_ptr + tok[:, None] * (H * RB) + bias_col[None, :], mask=bias_mask, other=0.0)
+    return tl.where(col[None, :] < P3, pts * point_scale, bias.to(tl.float32) * bias_scale)
+
+
+@triton.jit
+def _point_norms(kpb, col, P3: tl.constexpr):
+    """|k_pts - c|^2 per row [ROWS] from a point-bias tile (already rounded to the dot dtype)."""
+    x = kpb.to(tl.float32)
+    return tl.sum(tl.where(col[None, :] < P3, x * x, 0.0), axis=1)
+
+
+@triton.jit
+def _sequence_bounds(CU_SEQLENS, CENTRE, seq):
+    start = tl.load(CU_SEQLENS + seq).to(tl.int64)
+    n = tl.load(CU_SEQLENS + seq + 1).to(tl.int64) - start
+    cx = tl.load(CENTRE + seq * 3)
+    cy = tl.load(CENTRE + seq * 3 + 1)
+    cz = tl.load(CENTRE + seq * 3 + 2)
+    return start, n, cx, cy, cz
+
+
+@triton.jit
+def _key_ok(KEY_MASK, tok_n, n_ok, HAS_MASK: tl.constexpr):
+    if HAS_MASK:
+        n_ok = n_ok & (tl.load(KEY_MASK + tok_n, mask=n_ok, other=0) != 0)
+    return n_ok
+
+
+@triton.jit
+def _ipa_fwd_kernel(
+    Q, K, V, QP, KP, VP, BQ, BK, PK, PW, CENTRE, KEY_MASK, CU_SEQLENS,
+    O, OP, OPC, OZ, LSE,
+    H, T, scalar_scale, bias_scale,
+    HAS_MASK: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
+    C: tl.constexpr, C_PAD: tl.constexpr, CV: tl.constexpr, CV_PAD: tl.constexpr,
+    P3: tl.constexpr, RB: tl.constexpr, PB_PAD: tl.constexpr,
+    PV3: tl.constexpr, PV3_PAD: tl.constexpr, RZ: tl.constexpr, RZ_PAD: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    """One program: BLOCK_M queries of one sequence and one head, online softmax over all keys."""
+    pid_m = tl.program_id(0)
+    pid_sh = tl.program_id(1)
+    seq = pid_sh // H
+    h = pid_sh % H
+    start, n, cx, cy, cz = _sequence_bounds(CU_SEQLENS, CENTRE, seq)
+    if pid_m * BLOCK_M >= n:
+        return
+    DT = Q.dtype.element_ty
+    pw = tl.load(PW + h).to(tl.float32)
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    m_ok = offs_m < n
+    tok_m = start + offs_m
+    c_qk = tl.arange(0, C_PAD)
+    c_pb = tl.arange(0, PB_PAD)
+    c_v = tl.arange(0, CV_PAD)
+    c_pv = tl.arange(0, PV3_PAD)
+    c_z = tl.arange(0, RZ_PAD)
+
+    q = _dot_operand(_load_tile(Q + h * C, tok_m, m_ok, H * C, c_qk, C), DT, UPCAST)  # [BM, C_PAD]
+    qpb = _point_operand(_load_point_bias(QP + h * P3, BQ + h * RB, tok_m, m_ok, H, c_pb, P3, RB,
+                           cx, cy, cz, pw, bias_scale), DT, UPCAST)  # [BM, PB_PAD]
+
+    m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
+    l_i = tl.zeros([BLOCK_M], tl.float32)
+    acc_v = tl.zeros([BLOCK_M, CV_PAD], tl.float32)
+    acc_p = tl.zeros([BLOCK_M, PV3_PAD], tl.float32)
+    acc_z = tl.zeros([BLOCK_M, RZ_PAD], tl.float32)
+    for start_n in range(0, n, BLOCK_N):
+        offs_n = start_n + tl.arange(0, BLOCK_N)
+        tok_n = start + offs_n
+        n_ok = _key_ok(KEY_MASK, tok_n, offs_n < n, HAS_MASK)
+        row_n = offs_n < n
+        k = _dot_operand(_load_tile(K + h * C, tok_n, row_n, H * C, c_qk, C), DT, UPCAST)  # [BN, C_PAD]
+        kpb = _point_operand(_load_point_bias(KP + h * P3, BK + h * RB, tok_n, row_n, H, c_pb, P3, RB,
+                               cx, cy, cz, 1.0, 1.0), DT, UPCAST)  # [BN, PB_PAD]
+        knorm = _point_norms(kpb, c_pb, P3)  # [BN]
+        s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * scalar_scale
+        s += tl.dot(qpb, tl.trans(kpb), input_precision=PRECISION)
+        s = (s - (0.5 * pw) * knorm[None, :]) * LOG2E
+        s = tl.where(n_ok[None, :], s, float("-inf"))  # [BM, BN]
+        m_new = tl.maximum(m_i, tl.max(s, axis=1))
+        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+        p = tl.exp2(s - m_safe[:, None])
+        alpha = tl.exp2(m_i - m_safe)
+        l_i = l_i * alpha + tl.sum(p, axis=1)
+        pd = _dot_operand(p, DT, UPCAST)
+        v = _dot_operand(_load_tile(V + h * CV, tok_n, row_n, H * CV, c_v, CV), DT, UPCAST)  # [BN, CV_PAD]
+        vp = _load_centred_points(VP + h * PV3, tok_n, row_n, H * PV3, c_pv, PV3, cx, cy, cz)
+        vp = _point_operand(vp, DT, UPCAST)  # [BN, PV3_PAD]
+        pk = _load_tile(PK, tok_n, row_n, RZ, c_z, RZ)  # [BN, RZ_PAD], shared by heads
+        pk = _dot_operand(pk, DT, UPCAST)
+        acc_v = acc_v * alpha[:, None] + tl.dot(pd, v, input_precision=PRECISION)
+        acc_p = acc_p * alpha[:, None] + tl.dot(_point_operand(p, DT, UPCAST), vp, input_precision=PRECISION)
+        acc_z = acc_z * alpha[:, None] + tl.dot(pd, pk, input_precision=PRECISION)
+        m_i = m_new
+
+    q_ok = _key_ok(KEY_MASK, tok_m, m_ok, HAS_MASK) & (l_i > 0.0)  # real query with a real key
+    inv_l = tl.where(q_ok, 1.0 / tl.where(q_ok, l_i, 1.0), 0.0)
+    m_safe = tl.where(m_i == float("-inf"), 0.0, m_i)
+    lse = tl.where(q_ok, m_safe + tl.log2(tl.where(q_ok, l_i, 1.0)), float("inf"))
+    tl.store(LSE + h * T + tok_m, lse, mask=m_ok)
+    o = acc_v * inv_l[:, None]
+    tl.store(O + h * CV + tok_m[:, None] * (H * CV) + c_v[None, :], o.to(O.dtype.element_ty),
+             mask=m_ok[:, None] & (c_v[None, :] < CV))
+    op_c = acc_p * inv_l[:, None]  # centred value points
+    xyz = c_pv % 3
+    c = tl.where(xyz == 0, cx, tl.where(xyz == 1, cy, cz))
+    op = tl.where(q_ok[:, None], op_c + c[None, :], 0.0)
+    pv_mask = m_ok[:, None] & (c_pv[None, :] < PV3)
+    pv_off = h * PV3 + tok_m[:, None] * (H * PV3) + c_pv[None, :]
+    tl.store(OP + pv_off, op.to(OP.dtype.element_ty), mask=pv_mask)
+    tl.store(OPC + pv_off, op_c, mask=pv_mask)
+    oz = acc_z * inv_l[:, None]
+    tl.store(OZ + h * RZ + tok_m[:, None] * (H * RZ) + c_z[None, :], oz.to(OZ.dtype.element_ty),
+             mask=m_ok[:, None] & (c_z[None, :] < RZ))
+
+
+@triton.jit
+def _ipa_bwd_preprocess_kernel(
+    O, OPC, OZ, DO, DOP, DOZ, DELTA, H, T,
+    CV: tl.constexpr, CV_PAD: tl.constexpr, PV3: tl.constexpr, PV3_PAD: tl.constexpr,
+    RZ: tl.constexpr, RZ_PAD: tl.constexpr, BLOCK_M: tl.constexpr,
+):
+    """Delta[h, t] = rowsum(dO * O) over all value features (points centred, in float32)."""
+    tok = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    h = tl.program_id(1)
+    ok = tok < T
+    c_v = tl.arange(0, CV_PAD)
+    c_pv = tl.arange(0, PV3_PAD)
+    c_z = tl.arange(0, RZ_PAD)
+    o = _load_tile(O + h * CV, tok, ok, H * CV, c_v, CV).to(tl.float32)
+    do = _load_tile(DO + h * CV, tok, ok, H * CV, c_v, CV).to(tl.float32)
+    delta = tl.sum(o * do, axis=1)
+    o = _load_tile(OPC + h * PV3, tok, ok, H * PV3, c_pv, PV3).to(tl.float32)
+    do = _load_tile(DOP + h * PV3, tok, ok, H * PV3, c_pv, PV3).to(tl.float32)
+    delta += tl.sum(o * do, axis=1)
+    o = _load_tile(OZ + h * RZ, tok, ok, H * RZ, c_z, RZ).to(tl.float32)
+    do = _load_tile(DOZ + h * RZ, tok, ok, H * RZ, c_z, RZ).to(tl.float32)
+    delta += tl.sum(o * do, axis=1)
+    tl.store(DELTA + h * T + tok, delta, mask=ok)
+
+
+@triton.jit
+def _ipa_bwd_dkdv_kernel(
+    Q, K, V, QP, KP, VP, BQ, BK, PK, PW, CENTRE, KEY_MASK, CU_SEQLENS,
+    DO, DOP, DOZ, LSE, DELTA,
+    DK, DV, DKP, DVP, DBK, DPK_H, DPW_K,
+    H, T, scalar_scale, bias_scale,
+    HAS_MASK: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
+    C: tl.constexpr, C_PAD: tl.constexpr, CV: tl.constexpr, CV_PAD: tl.constexpr,
+    P3: tl.constexpr, RB: tl.constexpr, PB_PAD: tl.constexpr,
+    PV3: tl.constexpr, PV3_PAD: tl.constexpr, RZ: tl.constexpr, RZ_PAD: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    """One program: BLOCK_N keys of one sequence and one head, looping over all queries.
+
+    Writes dk, dv, d k_pts, d v_pts, d bias_k, this head's share of d pair_k (float32 [T, H, RZ],
+    summed over heads on the host) and each key's share of d point_weights (float32 [H, T])."""
+    pid_n = tl.program_id(0)
+    pid_sh = tl.program_id(1)
+    seq = pid_sh // H
+    h = pid_sh % H
+    start, n, cx, cy, cz = _sequence_bounds(CU_SEQLENS, CENTRE, seq)
+    if pid_n * BLOCK_N >= n:
+        return
+    DT = Q.dtype.element_ty
+    pw = tl.load(PW + h).to(tl.float32)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    row_n = offs_n < n
+    tok_n = start + offs_n
+    n_ok = _key_ok(KEY_MASK, tok_n, row_n, HAS_MASK)
+    c_qk = tl.arange(0, C_PAD)
+    c_pb = tl.arange(0, PB_PAD)
+    c_v = tl.arange(0, CV_PAD)
+    c_pv = tl.arange(0, PV3_PAD)
+    c_z = tl.arange(0, RZ_PAD)
+
+    k = _dot_operand(_load_tile(K + h * C, tok_n, row_n, H * C, c_qk, C), DT, UPCAST)  # [BN, C_PAD]
+    kpb = _point_operand(_load_point_bias(KP + h * P3, BK + h * RB, tok_n, row_n, H, c_pb, P3, RB,
+                           cx, cy, cz, 1.0, 1.0), DT, UPCAST)  # [BN, PB_PAD]
+    knorm = _point_norms(kpb, c_pb, P3)  # [BN]
+    v = _dot_operand(_load_tile(V + h * CV, tok_n, row_n, H * CV, c_v, CV), DT, UPCAST)  # [BN, CV_PAD]
+    vp = _load_centred_points(VP + h * PV3, tok_n, row_n, H * PV3, c_pv, PV3, cx, cy, cz)
+    vp = _point_operand(vp, DT, UPCAST).to(tl.float32)  # [BN, PV3_PAD]
+    pk = _dot_operand(_load_tile(PK, tok_n, row_n, RZ, c_z, RZ), DT, UPCAST)  # [BN, RZ_PAD]
+
+    dk = tl.zeros([BLOCK_N, C_PAD], tl.float32)
+    dkpb = tl.zeros([BLOCK_N, PB_PAD], tl.float32)
+    dv = tl.zeros([BLOCK_N, CV_PAD], tl.float32)
+    dvp = tl.zeros([BLOCK_N, PV3_PAD], tl.float32)
+    dz = tl.zeros([BLOCK_N, RZ_PAD], tl.float32)
+    ds_sum = tl.zeros([BLOCK_N], tl.float32)
+    for start_m in range(0, n, BLOCK_M):
+        offs_m = start_m + tl.arange(0, BLOCK_M)
+        m_ok = offs_m < n
+        tok_m = start + offs_m
+        q = _dot_operand(_load_tile(Q + h * C, tok_m, m_ok, H * C, c_qk, C), DT, UPCAST)  # [BM, C_PAD]
+        qpb = _point_operand(_load_point_bias(QP + h * P3, BQ + h * RB, tok_m, m_ok, H, c_pb, P3, RB,
+                               cx, cy, cz, pw, bias_scale), DT, UPCAST)  # [BM, PB_PAD]
+        lse = tl.load(LSE + h * T + tok_m, mask=m_ok, other=float("inf"))
+        delta = tl.load(DELTA + h * T + tok_m, mask=m_ok, other=0.0)
+        s_t = tl.dot(k, tl.trans(q), input_precision=PRECISION) * scalar_scale
+        s_t += tl.dot(kpb, tl.trans(qpb), input_precision=PRECISION)
+        s_t = (s_t - (0.5 * pw) * knorm[:, None]) * LOG2E  # [BN, BM]
+        p_t = tl.where(n_ok[:, None], tl.exp2(s_t - lse[None, :]), 0.0)
+        pd_t = _dot_operand(p_t, DT, UPCAST)
+        do = _dot_operand(_load_tile(DO + h * CV, tok_m, m_ok, H * CV, c_v, CV), DT, UPCAST)  # [BM, CV_PAD]
+        dop = _dot_operand(_load_tile(DOP + h * PV3, tok_m, m_ok, H * PV3, c_pv, PV3), DT, UPCAST)
+        doz = _dot_operand(_load_tile(DOZ + h * RZ, tok_m, m_ok, H * RZ, c_z, RZ), DT, UPCAST)
+        dv += tl.dot(pd_t, do, input_precision=PRECISION)
+        dvp += tl.dot(pd_t, dop, input_precision=PRECISION)
+        dz += tl.dot(pd_t, doz, input_precision=PRECISION)
+        dp_t = tl.dot(v, tl.trans(do), input_precision=PRECISION)
+        dp_t += tl.dot(vp, tl.trans(dop.to(tl.float32)), input_precision=PRECISION)
+        dp_t += tl.dot(pk, tl.trans(doz), input_precision=PRECISION)
+        ds_t = p_t * (dp_t - delta[None, :])  # [BN, BM], d loss / d logit
+        ds_sum += tl.sum(ds_t, axis=1)
+        dsd_t = _dot_operand(ds_t, DT, UPCAST)
+        dk += tl.dot(dsd_t, q, input_precision=PRECISION)
+        # float32 (tf32 unless exact) for the point-bias gradient: 10-bit rounding of ds instead of 7
+        dkpb += tl.dot(ds_t, qpb.to(tl.float32), input_precision=PRECISION)
+
+    rows = row_n[:, None]
+    tl.store(DK + h * C + tok_n[:, None] * (H * C) + c_qk[None, :],
+             (dk * scalar_scale).to(DK.dtype.element_ty), mask=rows & (c_qk[None, :] < C))
+    # -|k|^2 / 2 term: d/dk = -pw (k - c) * sum_i ds_ij
+    dkp = dkpb - pw * kpb.to(tl.float32) * ds_sum[:, None]
+    tl.store(DKP + h * P3 + tok_n[:, None] * (H * P3) + c_pb[None, :], dkp.to(DKP.dtype.element_ty),
+             mask=rows & (c_pb[None, :] < P3))
+    bias_col = tl.maximum(c_pb - P3, 0)
+    tl.store(DBK + h * RB + tok_n[:, None] * (H * RB) + bias_col[None, :], dkpb.to(DBK.dtype.element_ty),
+             mask=rows & (c_pb[None, :] >= P3) & (c_pb[None, :] < P3 + RB))
+    tl.store(DV + h * CV + tok_n[:, None] * (H * CV) + c_v[None, :], dv.to(DV.dtype.element_ty),
+             mask=rows & (c_v[None, :] < CV))
+    tl.store(DVP + h * PV3 + tok_n[:, None] * (H * PV3) + c_pv[None, :], dvp.to(DVP.dtype.element_ty),
+             mask=rows & (c_pv[None, :] < PV3))
+    tl.store(DPK_H + h * RZ + tok_n[:, None] * (H * RZ) + c_z[None, :], dz,
+             mask=rows & (c_z[None, :] < RZ))
+    tl.store(DPW_K + h * T + tok_n, -0.5 * knorm * ds_sum, mask=row_n)
+
+
+@triton.jit
+def _ipa_bwd_dq_kernel(
+    Q, K, V, QP, KP, VP, BQ, BK, PK, PW, CENTRE, KEY_MASK, CU_SEQLENS,
+    DO, DOP, DOZ, LSE, DELTA,
+    DQ, DQP, DBQ, DPW_Q,
+    H, T, scalar_scale, bias_scale,
+    HAS_MASK: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
+    C: tl.constexpr, C_PAD: tl.constexpr, CV: tl.constexpr, CV_PAD: tl.constexpr,
+    P3: tl.constexpr, RB: tl.constexpr, PB_PAD: tl.constexpr,
+    PV3: tl.constexpr, PV3_PAD: tl.constexpr, RZ: tl.constexpr, RZ_PAD: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    """One program: BLOCK_M queries of one sequence and one head, looping over all keys.
+
+    Writes dq, d q_pts, d bias_q and each query's share of d point_weights (float32 [H, T])."""
+    pid_m = tl.program_id(0)
+    pid_sh = tl.program_id(1)
+    seq = pid_sh // H
+    h = pid_sh % H
+    start, n, cx, cy, cz = _sequence_bounds(CU_SEQLENS, CENTRE, seq)
+    if pid_m * BLOCK_M >= n:
+        return
+    DT = Q.dtype.element_ty
+    pw = tl.load(PW + h).to(tl.float32)
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    m_ok = offs_m < n
+    tok_m = start + offs_m
+    c_qk = tl.arange(0, C_PAD)
+    c_pb = tl.arange(0, PB_PAD)
+    c_v = tl.arange(0, CV_PAD)
+    c_pv = tl.arange(0, PV3_PAD)
+    c_z = tl.arange(0, RZ_PAD)
+
+    q = _dot_operand(_load_tile(Q + h * C, tok_m, m_ok, H * C, c_qk, C), DT, UPCAST)  # [BM, C_PAD]
+    qpb32 = _load_point_bias(QP + h * P3, BQ + h * RB, tok_m, m_ok, H, c_pb, P3, RB,
+                             cx, cy, cz, 1.0, bias_scale)  # [BM, PB_PAD], points unscaled
+    qpb = _point_operand(tl.where(c_pb[None, :] < P3, qpb32 * pw, qpb32), DT, UPCAST)
+    lse = tl.load(LSE + h * T + tok_m, mask=m_ok, other=float("inf"))
+    delta = tl.load(DELTA + h * T + tok_m, mask=m_ok, other=0.0)
+    do = _dot_operand(_load_tile(DO + h * CV, tok_m, m_ok, H * CV, c_v, CV), DT, UPCAST)  # [BM, CV_PAD]
+    dop = _dot_operand(_load_tile(DOP + h * PV3, tok_m, m_ok, H * PV3, c_pv, PV3), DT, UPCAST)
+    doz = _dot_operand(_load_tile(DOZ + h * RZ, tok_m, m_ok, H * RZ, c_z, RZ), DT, UPCAST)
+
+    dq = tl.zeros([BLOCK_M, C_PAD], tl.float32)
+    dqpb = tl.zeros([BLOCK_M, PB_PAD], tl.float32)
+    for start_n in range(0, n, BLOCK_N):
+        offs_n = start_n + tl.arange(0, BLOCK_N)
+        tok_n = start + offs_n
+        row_n = offs_n < n
+        n_ok = _key_ok(KEY_MASK, tok_n, row_n, HAS_MASK)
+        k = _dot_operand(_load_tile(K + h * C, tok_n, row_n, H * C, c_qk, C), DT, UPCAST)  # [BN, C_PAD]
+        kpb = _point_operand(_load_point_bias(KP + h * P3, BK + h * RB, tok_n, row_n, H, c_pb, P3, RB,
+                               cx, cy, cz, 1.0, 1.0), DT, UPCAST)  # [BN, PB_PAD]
+        knorm = _point_norms(kpb, c_pb, P3)
+        s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * scalar_scale
+        s += tl.dot(qpb, tl.trans(kpb), input_precision=PRECISION)
+        s = (s - (0.5 * pw) * knorm[None, :]) * LOG2E  # [BM, BN]
+        p = tl.where(n_ok[None, :], tl.exp2(s - lse[:, None]), 0.0)
+        v = _dot_operand(_load_tile(V + h * CV, tok_n, row_n, H * CV, c_v, CV), DT, UPCAST)
+        vp = _load_centred_points(VP + h * PV3, tok_n, row_n, H * PV3, c_pv, PV3, cx, cy, cz)
+        vp = _point_operand(vp, DT, UPCAST).to(tl.float32)  # [BN, PV3_PAD]
+        pk = _dot_operand(_load_tile(PK, tok_n, row_n, RZ, c_z, RZ), DT, UPCAST)
+        dp = tl.dot(do, tl.trans(v), input_precision=PRECISION)
+        dp += tl.dot(dop.to(tl.float32), tl.trans(vp), input_precision=PRECISION)
+        dp += tl.dot(doz, tl.trans(pk), input_precision=PRECISION)
+        ds = p * (dp - delta[:, None])  # [BM, BN], d loss / d logit
+        dq += tl.dot(_dot_operand(ds, DT, UPCAST), k, input_precision=PRECISION)
+        # float32 (tf32 unless exact) for the point-bias gradient: 10-bit rounding of ds instead of 7
+        dqpb += tl.dot(ds, kpb.to(tl.float32), input_precision=PRECISION)
+
+    rows = m_ok[:, None]
+    tl.store(DQ + h * C + tok_m[:, None] * (H * C) + c_qk[None, :],
+             (dq * scalar_scale).to(DQ.dtype.element_ty), mask=rows & (c_qk[None, :] < C))
+    tl.store(DQP + h * P3 + tok_m[:, None] * (H * P3) + c_pb[None, :], (dqpb * pw).to(DQP.dtype.element_ty),
+             mask=rows & (c_pb[None, :] < P3))
+    bias_col = tl.maximum(c_pb - P3, 0)
+    tl.store(DBQ + h * RB + tok_m[:, None] * (H * RB) + bias_col[None, :],
+             (dqpb * bias_scale).to(DBQ.dtype.element_ty),
+             mask=rows & (c_pb[None, :] >= P3) & (c_pb[None, :] < P3 + RB))
+    # d point_weights, query side: sum_j ds_ij (q_i - c).(k_j - c)
+    dpw = tl.sum(tl.where(c_pb[None, :] < P3, qpb32 * dqpb, 0.0), axis=1)
+    tl.store(DPW_Q + h * T + tok_m, dpw, mask=m_ok)

@@ -1,0 +1,161 @@
+"""FlashIPA Triton kernel vs the float64 factorized reference (Triton's interpreter on CPU).
+
+Runs on CUDA instead when a GPU is present. Shapes are small and dims odd on purpose: every
+feature dim of the kernel is padded in registers only.
+"""
+
+import pytest
+import torch
+
+from kernels.flash_ipa import flash_ipa_attention
+from kernels.flash_ipa.testing import (
+    INPUT_NAMES,
+    IPADims,
+    random_ipa_inputs,
+    reference_outputs_and_grads,
+    relative_error,
+)
+from kernels.reference.factorized_attention import ipa_attention_core
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+ODD_DIMS = IPADims(heads=3, c=5, c_v=7, p_q=3, p_v=5, r_bias=2, r_pair=3, c_z=6)
+OUTPUT_NAMES = ("o", "o_pts", "o_pair")
+
+
+def _padded_mask(B, L, lengths):
+    mask = torch.zeros(B, L, dtype=torch.bool, device=DEVICE)
+    for b, n in enumerate(lengths):
+        mask[b, :n] = True
+    return mask
+
+
+def _assert_matches_reference(inputs, mask, tol, **kernel_kwargs):
+    """Outputs and all ten input gradients of the kernel within `tol` of the float64 reference."""
+    inputs = [x.detach().requires_grad_() for x in inputs]
+    outs = flash_ipa_attention(*inputs, mask=mask, **kernel_kwargs)
+    grad_outputs = [torch.randn_like(o, dtype=torch.float32).to(o.dtype) for o in outs]
+    grads = torch.autograd.grad(outs, inputs, grad_outputs)
+    ref_outs, ref_grads = reference_outputs_and_grads(inputs, grad_outputs, mask)
+    errors = {n: relative_error(a, b) for n, a, b in zip(OUTPUT_NAMES, outs, ref_outs)}
+    errors.update({"d" + n: relative_error(a, b) for n, a, b in zip(INPUT_NAMES, grads, ref_grads)})
+    bad = {n: e for n, e in errors.items() if not e <= tol}  # `not <=` also catches NaN
+    assert not bad, f"relative errors above {tol}: {bad}"
+
+
+def test_fp32_exact_mode_matches_float64_reference_with_padding_mask():
+    torch.manual_seed(0)
+    B, L = 2, 37
+    inputs = random_ipa_inputs(B, L, ODD_DIMS, torch.float32, DEVICE)
+    _assert_matches_reference(inputs, _padded_mask(B, L, [L, 29]), 1e-5, allow_tf32=False)
+
+
+def test_fp32_matches_reference_without_mask_at_longer_length():
+    torch.manual_seed(1)
+    dims = IPADims(heads=2, c=16, c_v=16, p_q=4, p_v=8, r_bias=2, r_pair=2, c_z=8)
+    inputs = random_ipa_inputs(1, 128, dims, torch.float32, DEVICE)
+    _assert_matches_reference(inputs, None, 1e-5, allow_tf32=False)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_matches_float64_reference(dtype):
+    torch.manual_seed(2)
+    B, L = 2, 45
+    inputs = random_ipa_inputs(B, L, ODD_DIMS, dtype, DEVICE)
+    _assert_matches_reference(inputs, _padded_mask(B, L, [40, L]), 1e-2)
+
+
+def test_bf16_points_500_angstrom_from_origin_keep_precision():
+    """The point term cancels |k|^2 against 2 q.k; per-sequence centring keeps it exact far out."""
+    torch.manual_seed(3)
+    B, L = 1, 48
+    inputs = random_ipa_inputs(B, L, ODD_DIMS, torch.bfloat16, DEVICE, point_scale=3.0, point_offset=500.0)
+    _assert_matches_reference(inputs, None, 1e-2)
+    # the danger is real: concatenated bf16 features (|k|^2 rounded in bf16) lose the logits there
+    naive = ipa_attention_core(*[x.cpu() for x in inputs], backend="torch", tile=64)
+    exact = ipa_attention_core(*[x.cpu().double() for x in inputs], backend="torch")
+    assert relative_error(naive[0], exact[0]) > 0.1
+
+
+def test_varlen_packed_sequences_match_reference_per_sequence():
+    torch.manual_seed(4)
+    lengths = [17, 40, 5]
+    total = sum(lengths)
+    packed = random_ipa_inputs(1, total, ODD_DIMS, torch.float32, DEVICE)
+    packed = [x.requires_grad_() for x in packed]
+    cu_seqlens = torch.tensor([0, 17, 57, 62], dtype=torch.int32, device=DEVICE)
+    outs = flash_ipa_attention(*packed, cu_seqlens=cu_seqlens, allow_tf32=False)
+    grad_outputs = [torch.randn_like(o) for o in outs]
+    grads = torch.autograd.grad(outs, packed, grad_outputs)
+    starts = [0, 17, 57]
+    for start, n in zip(starts, lengths):
+        rows = slice(start, start + n)
+        per_seq = [x[:, rows] if x.dim() > 1 else x for x in packed]
+        ref_outs, ref_grads = reference_outputs_and_grads(per_seq, [g[:, rows] for g in grad_outputs])
+        for name, a, b in zip(OUTPUT_NAMES, outs, ref_outs):
+            assert relative_error(a[:, rows], b) <= 1e-5, (name, start)
+        for name, a, b in zip(INPUT_NAMES, grads, ref_grads):
+            if name != "point_weights":  # shared by all sequences: checked below
+                assert relative_error(a[:, rows], b) <= 1e-5, (name, start)
+    # point_weights gradient sums over sequences
+    total_dpw = sum(
+        reference_outputs_and_grads([x[:, s:s + n] if x.dim() > 1 else x for x in packed],
+                                    [g[:, s:s + n] for g in grad_outputs])[1][-1]
+        for s, n in zip(starts, lengths)
+    )
+    assert relative_error(grads[-1], total_dpw) <= 1e-5
+
+
+def test_sequence_without_real_residues_outputs_zero_and_finite_gradients():
+    torch.manual_seed(5)
+    B, L = 2, 20
+    inputs = [x.requires_grad_() for x in random_ipa_inputs(B, L, ODD_DIMS, torch.float32, DEVICE)]
+    mask = _padded_mask(B, L, [L, 0])
+    outs = flash_ipa_attention(*inputs, mask=mask, allow_tf32=False)
+    for o in outs:
+        assert torch.all(o[1] == 0)
+    grads = torch.autograd.grad(sum(o.sum() for o in outs), inputs)
+    for name, g in zip(INPUT_NAMES, grads):
+        assert torch.isfinite(g).all(), name
+        if name not in ("pair_k", "point_weights"):
+            assert torch.all(g[1] == 0), name
+
+
+def test_value_dims_over_512_and_many_heads():
+    torch.manual_seed(6)
+    dims = IPADims(heads=5, c=24, c_v=448, p_q=8, p_v=12, r_bias=2, r_pair=2, c_z=32)  # 448 + 36 + 64 = 548
+    inputs = random_ipa_inputs(1, 24, dims, torch.float32, DEVICE)
+    _assert_matches_reference(inputs, None, 1e-5, allow_tf32=False)
+
+
+def test_reference_triton_backend_calls_the_kernel():
+    torch.manual_seed(7)
+    inputs = random_ipa_inputs(1, 19, ODD_DIMS, torch.float32, DEVICE)
+    outs = ipa_attention_core(*inputs, backend="triton")
+    refs = ipa_attention_core(*[x.double() for x in inputs], backend="torch")
+    for a, b in zip(outs, refs):
+        assert relative_error(a, b) <= 1e-3  # default allows tf32 on GPU
+
+
+def test_torch_compile_fullgraph_traces_forward_and_backward():
+    torch.manual_seed(8)
+    B, L = 1, 21
+    inputs = random_ipa_inputs(B, L, ODD_DIMS, torch.float32, DEVICE)
+    mask = _padded_mask(B, L, [17])
+
+    def loss(*xs):
+        o, o_pts, o_pair = flash_ipa_attention(*xs, mask=mask, allow_tf32=False)
+        return o.square().sum() + o_pts.sum() + o_pair.pow(3).sum()
+
+    eager_in = [x.clone().requires_grad_() for x in inputs]
+    compiled_in = [x.clone().requires_grad_() for x in inputs]
+    eager = loss(*eager_in)
+    compiled = torch.compile(loss, fullgraph=True, backend="aot_eager")(*compiled_in)
+    torch.testing.assert_close(compiled, eager)
+    for a, b in zip(torch.autograd.grad(compiled, compiled_in), torch.autograd.grad(eager, eager_in)):
+        torch.testing.assert_close(a, b)
+
+
+def test_unsupported_dtype_error_names_the_input():
+    inputs = random_ipa_inputs(1, 8, ODD_DIMS, torch.float64)
+    with pytest.raises(TypeError, match="q has dtype torch.float64"):
+        flash_ipa_attention(*inputs)
