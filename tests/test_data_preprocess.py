@@ -199,3 +199,19 @@ def test_data_readme_lists_every_default_structure_file():
     files = sorted(p.name for p in DATA_DIR.glob("*.gz"))
     assert len(files) >= 30
     assert [name for name in files if f"`{name}`" not in readme] == []
+
+
+def test_unreadable_file_is_rejected_and_retried_once_readable(tmp_path):
+    """A dangling symlink stands for any file that cannot be opened (permissions, I/O errors)."""
+    target = tmp_path / "elsewhere" / "1qys.pdb.gz"
+    link = tmp_path / "in" / "link.pdb.gz"
+    link.parent.mkdir()
+    link.symlink_to(target)
+    out = tmp_path / "out"
+    preprocess([str(link.parent)], str(out), progress=False)
+    rows = read_csv(out / REJECTED_FILE)
+    assert [(r["reason"], "FileNotFoundError" in r["message"]) for r in rows] == [("unreadable", True)]
+    target.parent.mkdir()
+    shutil.copy(DATA_DIR / "1qys.pdb.gz", target)
+    preprocess([str(link.parent)], str(out), progress=False)
+    assert read_csv(out / REJECTED_FILE) == [] and len(read_csv(out / METADATA_FILE)) == 1

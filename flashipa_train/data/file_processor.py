@@ -54,25 +54,32 @@ def process_structure_file(path: str, config: PreprocessConfig, out_dir: str) ->
     try:
         with open(path, "rb") as f:
             raw = f.read()
-        checksum = hashlib.sha256(raw).hexdigest()
     except OSError as error:
-        raw, checksum = None, "unreadable-path-" + hashlib.sha256(path.encode()).hexdigest()
-        read_error = f"{type(error).__name__}: {error}"
+        # No content to hash: the record is keyed by the path, and a rerun retries the file.
+        checksum = _unreadable_path_key(path)
+        message = f"{type(error).__name__}: {error}"
+        record = _record(path, checksum, [], [_rejected(path, checksum, FILE_LEVEL, UNREADABLE, message)])
+        atomic_write_bytes(record_path(out_dir, checksum), json.dumps(record).encode("utf-8"))
+        return {"status": "new", "record": record}
+    stale = record_path(out_dir, _unreadable_path_key(path))
+    if os.path.exists(stale):
+        os.remove(stale)
+    checksum = hashlib.sha256(raw).hexdigest()
     done_path = record_path(out_dir, checksum)
     if os.path.exists(done_path):
         with open(done_path) as f:
             return {"status": "done", "record": json.load(f)}
-
-    if raw is None:
-        record = _record(path, checksum, [], [_rejected(path, checksum, FILE_LEVEL, UNREADABLE, read_error)])
-    else:
-        try:
-            record = _examples_of_file(path, raw, checksum, config, out_dir)
-        except Exception as error:  # noqa: BLE001 - any parser failure is a rejection, never a crash
-            message = f"{type(error).__name__}: {error}".strip()
-            record = _record(path, checksum, [], [_rejected(path, checksum, FILE_LEVEL, UNREADABLE, message)])
+    try:
+        record = _examples_of_file(path, raw, checksum, config, out_dir)
+    except Exception as error:  # noqa: BLE001 - any parser failure is a rejection, never a crash
+        message = f"{type(error).__name__}: {error}".strip()
+        record = _record(path, checksum, [], [_rejected(path, checksum, FILE_LEVEL, UNREADABLE, message)])
     atomic_write_bytes(done_path, json.dumps(record).encode("utf-8"))
     return {"status": "new", "record": record}
+
+
+def _unreadable_path_key(path: str) -> str:
+    return "unreadable-path-" + hashlib.sha256(path.encode()).hexdigest()
 
 
 def _examples_of_file(path: str, raw: bytes, checksum: str, config: PreprocessConfig, out_dir: str) -> dict:

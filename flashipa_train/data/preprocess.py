@@ -61,7 +61,7 @@ class PreprocessSummary:
         reasons = ", ".join(f"{r}={n}" for r, n in sorted(self.rejections_by_reason.items())) or "none"
         return (
             f"files in: {self.files_in} = {self.files_accepted} with accepted chains + {self.files_rejected} "
-            f"fully rejected + {self.files_already_done} already done\n"
+            f"fully rejected + {self.files_already_done} already done (same checksum as a recorded file)\n"
             f"chains accepted: {self.chains_accepted}; rejections by reason: {reasons}\n"
             f"{self.structures_per_second:.1f} structures/s ({self.files_accepted + self.files_rejected} files "
             f"in {self.seconds:.1f} s)\n"
