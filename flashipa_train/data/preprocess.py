@@ -171,8 +171,21 @@ def _collect(results, summary: PreprocessSummary, bar) -> None:
         bar.update(1)
 
 
+def _field_help() -> dict[str, str]:
+    """Each PreprocessConfig field's description, read from the 'Args:' section of its docstring."""
+    help_text, name = {}, None
+    for line in PreprocessConfig.__doc__.split("Args:")[1].splitlines():
+        head, _, rest = line.strip().partition(": ")
+        if head.isidentifier() and rest:
+            name, help_text[head] = head, rest
+        elif name and line.strip():
+            help_text[name] += " " + line.strip()
+    return help_text
+
+
 def build_parser() -> argparse.ArgumentParser:
     defaults = PreprocessConfig()
+    field_help = _field_help()
     parser = argparse.ArgumentParser(
         prog="flashipa-preprocess",
         description="Turn PDB/mmCIF/BinaryCIF files (optionally .gz) into per-chain backbone examples "
@@ -185,12 +198,13 @@ def build_parser() -> argparse.ArgumentParser:
     for f in fields(PreprocessConfig):
         flag = "--" + f.name.replace("_", "-")
         default = getattr(defaults, f.name)
+        text = f"{field_help[f.name]} (default {default})"
         if isinstance(default, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=f"default {default}")
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=text)
         elif f.name == "altloc":
-            parser.add_argument(flag, choices=("occupancy", "first"), default=default, help=f"default {default}")
+            parser.add_argument(flag, choices=("occupancy", "first"), default=default, help=text)
         else:
-            parser.add_argument(flag, type=type(default), default=default, help=f"default {default}")
+            parser.add_argument(flag, type=type(default), default=default, help=text)
     return parser
 
 
