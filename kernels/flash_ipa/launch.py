@@ -14,6 +14,8 @@ from kernels.flash_ipa import triton_kernels as tk
 
 W_L = math.sqrt(1.0 / 3.0)  # AlphaFold2's weight for the three logit terms
 INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"
+# FLASHIPA_AUTOTUNE=0 takes each kernel's first config without timing (tests: no tuning cost per dims)
+AUTOTUNE = os.environ.get("FLASHIPA_AUTOTUNE", "1") != "0"
 
 
 def _pad(dim):
@@ -25,13 +27,15 @@ def _configs(pairs):
     """Autotune configs from (BLOCK_M, BLOCK_N, num_warps, num_stages); one small config when interpreted."""
     if INTERPRETED:
         return [triton.Config({"BLOCK_M": 32, "BLOCK_N": 32}, num_warps=4, num_stages=1)]
-    return [
+    configs = [
         triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s) for bm, bn, w, s in pairs
     ]
+    return configs if AUTOTUNE else configs[:1]
 
 
 _DIM_KEYS = ["C", "CV", "P3", "RB", "PV3", "RZ", "PRECISION", "HAS_MASK", "UPCAST"]
-_FWD_CONFIGS = _configs([(128, 64, 8, 2), (128, 64, 8, 3), (128, 128, 8, 2), (64, 64, 4, 2), (64, 128, 4, 2)])
+# (BLOCK_M, BLOCK_N, num_warps, num_stages); the first of each list is the untuned default
+_FWD_CONFIGS = _configs([(64, 64, 4, 2), (128, 64, 8, 2), (128, 64, 8, 3), (128, 128, 8, 2), (64, 128, 4, 2)])
 _DKDV_CONFIGS = _configs([(32, 64, 4, 2), (64, 64, 8, 2), (32, 128, 8, 2), (64, 128, 8, 2), (32, 64, 8, 3)])
 _DQ_CONFIGS = _configs([(64, 32, 4, 2), (64, 64, 8, 2), (128, 32, 8, 2), (128, 64, 8, 2), (64, 64, 4, 3)])
 

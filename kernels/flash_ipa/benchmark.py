@@ -1,0 +1,254 @@
+"""`flashipa-bench`: time IPA attention forward and forward+backward on a CUDA GPU.
+
+Backends, all on the same per-residue features (`kernels.flash_ipa.testing.random_ipa_inputs`):
+  dense    the O(L^2) reference (`kernels.reference.dense_attention`), pair tensors materialised
+  sdpa     flash_ipa's method: concatenated features zero-padded to one head dim, pair values
+           copied per head, torch's scaled_dot_product_attention (FlashAttention-2 in bf16)
+  flex     torch's FlexAttention (compiled) on the same concatenated features, unpadded
+  flashipa this project's fused Triton kernel
+
+Timing follows the device's METHOD.md: warm-up runs first (compilation and autotuning stay out),
+then CUDA events around each of >= 10 runs, median reported. Peak memory is
+torch.cuda.max_memory_allocated over one run, minus what was allocated before it. An out-of-memory
+or any other failure becomes a row with its reason, not a crash. Writes attention.{json,md,png}.
+"""
+
+import argparse
+import json
+import math
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from kernels.flash_ipa.testing import IPADims, random_ipa_inputs
+from kernels.reference.factorized_attention import ipa_attention_core, ipa_attention_features
+
+# the anchor model's dims (flash_ipa's example): per head 128 scalar q/k/v channels, 8 query/key
+# points, 12 value points, pair-factor rank 2 with 32 pair-value channels
+ANCHOR = IPADims(heads=8, c=128, c_v=128, p_q=8, p_v=12, r_bias=2, r_pair=2, c_z=32)
+SMALL_HEAD = IPADims(heads=8, c=16, c_v=16, p_q=8, p_v=12, r_bias=2, r_pair=2, c_z=32)
+DIMS = {"anchor": ANCHOR, "small_head": SMALL_HEAD}
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+
+
+def _flashipa(inputs):
+    return ipa_attention_core(*inputs, backend="triton")
+
+
+def _sdpa(inputs):
+    return ipa_attention_core(*inputs, backend="sdpa")
+
+
+def _dense(inputs):
+    from kernels.reference.dense_attention import dense_ipa_attention
+    from kernels.reference.factorized_attention import pair_bias_from_factors, pair_values_from_factors
+
+    q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, pw = inputs
+    pair_q = pair_k  # any [B, L, R, C_z] factor: only the cost matters here
+    o, o_pts, o_pair = dense_ipa_attention(
+        q, k, v, q_pts, k_pts, v_pts, pair_bias_from_factors(bias_q, bias_k),
+        pair_values_from_factors(pair_q, pair_k), pw)
+    return o, o_pts, o_pair
+
+
+_FLEX = {}
+
+
+def _flex(inputs):
+    from torch.nn.attention.flex_attention import flex_attention
+
+    if "fn" not in _FLEX:
+        _FLEX["fn"] = torch.compile(flex_attention, dynamic=False)
+    q_feat, k_feat, v_feat = ipa_attention_features(*inputs)
+    o = _FLEX["fn"](q_feat.transpose(1, 2), k_feat.transpose(1, 2), v_feat.transpose(1, 2), scale=1.0)
+    return (o,)  # [B, H, L, D_v], split-free: the views cost nothing
+
+
+BACKENDS = {"dense": _dense, "sdpa": _sdpa, "flex": _flex, "flashipa": _flashipa}
+
+
+def _time_ms(fn, warmup, repeat):
+    """Median milliseconds of fn() over `repeat` CUDA-event-timed runs after `warmup` runs."""
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(repeat):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return statistics.median(times)
+
+
+def _peak_mib(fn):
+    torch.cuda.synchronize()
+    base = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    fn()
+    torch.cuda.synchronize()
+    return (torch.cuda.max_memory_allocated() - base) / 2**20
+
+
+def attention_flops(B, L, dims, mode):
+    """Useful matrix FLOPs of IPA attention: logits over C + 3 P_q + R_b + 1 features and the
+    weighted sum over C_v + 3 P_v + R C_z features; backward counted as 2.5x forward."""
+    d_qk = dims.c + 3 * dims.p_q + dims.r_bias + 1
+    d_v = dims.c_v + 3 * dims.p_v + dims.r_pair * dims.c_z
+    fwd = 2.0 * B * dims.heads * L * L * (d_qk + d_v)
+    return fwd if mode == "fwd" else 3.5 * fwd
+
+
+def bench_one(backend, B, L, dims, dtype, mode, warmup, repeat):
+    """One row: median ms and peak MiB of `backend` at batch B and length L, or the failure."""
+    row = dict(backend=backend, B=B, L=L, mode=mode)
+    fn = BACKENDS[backend]
+    try:
+        inputs = random_ipa_inputs(B, L, dims, dtype, "cuda", point_scale=3.0)
+        if mode == "fwd":
+            def run():
+                with torch.no_grad():
+                    fn(inputs)
+        else:
+            inputs = [x.requires_grad_() for x in inputs]
+
+            def run():
+                outs = fn(inputs)
+                torch.autograd.backward(outs, [torch.ones_like(o) for o in outs])
+        row["ms"] = _time_ms(run, warmup, repeat)
+        row["peak_mib"] = _peak_mib(run)
+        row["tflops"] = attention_flops(B, L, dims, mode) / (row["ms"] * 1e-3) / 1e12
+    except torch.cuda.OutOfMemoryError:
+        row["error"] = "OOM"
+    except Exception as exc:  # a backend that cannot run a shape is a row, not a crash
+        row["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}"
+    finally:
+        inputs = None
+        torch.cuda.empty_cache()
+    return row
+
+
+def _stamp(dims_name, dims, dtype_name):
+    import triton
+
+    return dict(
+        device=torch.cuda.get_device_name(), torch=torch.__version__, triton=triton.__version__,
+        python=platform.python_version(), dtype=dtype_name, dims_name=dims_name, dims=dims.__dict__,
+        qk_features=dims.c + 3 * dims.p_q + dims.r_bias + 1,
+        v_features=dims.c_v + 3 * dims.p_v + dims.r_pair * dims.c_z,
+        date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    )
+
+
+def write_markdown(rows, stamp, path):
+    """Table of ms (and peak MiB) per length, batch and backend, with speed-ups over sdpa."""
+    backends = [b for b in BACKENDS if any(r["backend"] == b for r in rows)]
+    lines = [
+        f"# IPA attention benchmark ({stamp['dims_name']} dims)",
+        "",
+        f"{stamp['device']}, torch {stamp['torch']}, triton {stamp['triton']}, {stamp['dtype']}, "
+        f"{stamp['date']}. Dims per head: {stamp['dims']}; q.k features {stamp['qk_features']}, "
+        f"v features {stamp['v_features']}. Median of CUDA-event timings after warm-up; "
+        "time in ms, peak extra memory in MiB; fwd+bwd includes the forward.",
+        "",
+        "| B | L | mode | " + " | ".join(backends) + " | flashipa vs sdpa | flashipa vs flex |",
+        "|---|---|---|" + "---|" * len(backends) + "---|---|",
+    ]
+    keys = sorted({(r["mode"], r["B"], r["L"]) for r in rows}, key=lambda k: (k[0], k[2], k[1]))
+    for mode, B, L in keys:
+        cells, ms = [], {}
+        for b in backends:
+            r = next((r for r in rows if (r["backend"], r["mode"], r["B"], r["L"]) == (b, mode, B, L)), None)
+            if r is None:
+                cells.append("-")
+            elif "error" in r:
+                cells.append(r["error"] if r["error"] == "OOM" else "failed")
+            else:
+                ms[b] = r["ms"]
+                cells.append(f"{r['ms']:.3g} ms / {r['peak_mib']:.0f} MiB")
+        ratio = lambda other: f"{ms[other] / ms['flashipa']:.2f}x" if other in ms and "flashipa" in ms else "-"
+        mode_name = "fwd" if mode == "fwd" else "fwd+bwd"
+        lines.append(f"| {B} | {L} | {mode_name} | " + " | ".join(cells) + f" | {ratio('sdpa')} | {ratio('flex')} |")
+    failures = [r for r in rows if "error" in r and r["error"] != "OOM"]
+    if failures:
+        lines += ["", "Failures:"] + [f"- {r['backend']} B={r['B']} L={r['L']} {r['mode']}: {r['error']}" for r in failures]
+    Path(path).write_text("\n".join(lines) + "\n")
+
+
+def write_plot(rows, stamp, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, mode in zip(axes, ("fwd", "fwdbwd")):
+        for backend in BACKENDS:
+            pts = sorted((r["L"], r["ms"]) for r in rows
+                         if r["backend"] == backend and r["mode"] == mode and r["B"] == 1 and "ms" in r)
+            if pts:
+                ax.loglog(*zip(*pts), marker="o", label=backend)
+        ax.set_xlabel("L (residues), batch 1")
+        ax.set_ylabel("ms")
+        ax.set_title("forward" if mode == "fwd" else "forward + backward")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+    fig.suptitle(f"IPA attention, {stamp['device']}, {stamp['dtype']}, {stamp['dims_name']} dims, "
+                 f"torch {stamp['torch']}, triton {stamp['triton']}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="flashipa-bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--lengths", type=int, nargs="+", default=[2 ** i for i in range(7, 17)])
+    parser.add_argument("--token-budget", type=int, default=0,
+                        help="also time batch = budget // L at each length where that is > 1 (0: off)")
+    parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=list(BACKENDS))
+    parser.add_argument("--max-dense-length", type=int, default=4096, help="skip dense above this L")
+    parser.add_argument("--flex-lengths", type=int, nargs="*", default=None,
+                        help="lengths at which flex runs (default: all; each length compiles once)")
+    parser.add_argument("--dims", default="anchor", choices=list(DIMS))
+    parser.add_argument("--dtype", default="bf16", choices=list(DTYPES))
+    parser.add_argument("--modes", nargs="+", default=["fwd", "fwdbwd"], choices=["fwd", "fwdbwd"])
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=10)
+    parser.add_argument("--out", default="docs/benchmarks", help="folder for attention.{json,md,png}")
+    parser.add_argument("--name", default="attention", help="file stem of the outputs")
+    args = parser.parse_args(argv)
+    if not torch.cuda.is_available():
+        raise SystemExit("flashipa-bench: needs a CUDA GPU (torch.cuda.is_available() is False)")
+
+    dims, dtype = DIMS[args.dims], DTYPES[args.dtype]
+    stamp = _stamp(args.dims, dims, args.dtype)
+    rows = []
+    for L in args.lengths:
+        batches = [1] + ([args.token_budget // L] if args.token_budget // L > 1 else [])
+        for B in batches:
+            for backend in args.backends:
+                if backend == "dense" and L > args.max_dense_length:
+                    continue
+                if backend == "flex" and args.flex_lengths is not None and L not in args.flex_lengths:
+                    continue
+                for mode in args.modes:
+                    row = bench_one(backend, B, L, dims, dtype, mode, args.warmup, args.repeat)
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{args.name}.json").write_text(json.dumps(dict(stamp=stamp, rows=rows), indent=1))
+    write_markdown(rows, stamp, out / f"{args.name}.md")
+    try:
+        write_plot(rows, stamp, out / f"{args.name}.png")
+    except ImportError as exc:
+        print(f"flashipa-bench: no plot ({exc})")
+    print((out / f"{args.name}.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
