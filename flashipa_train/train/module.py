@@ -79,6 +79,16 @@ class FlowModule(pl.LightningModule):
                  batch_size=self._batch_size(batch))
         return losses["loss"]
 
+    def on_train_epoch_start(self) -> None:
+        # Lightning sets the sampler epoch from its epoch counter, which is one ahead after resuming from a
+        # checkpoint written at an epoch's last validation; the DataModule's batch order and crops are a
+        # function of (seed, epoch), so pin the epoch to `current_epoch` for an exact resume.
+        loaders = self.trainer.train_dataloader
+        for loader in loaders if isinstance(loaders, (list, tuple)) else [loaders]:
+            for sampler in (getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None)):
+                if hasattr(sampler, "set_epoch"):
+                    sampler.set_epoch(self.current_epoch)
+
     def validation_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         # Offsets below zero never collide with training offsets (global_step >= 0).
         losses = self.flow.training_loss(self.model, batch, generator=self._generator(-1 - batch_idx))
