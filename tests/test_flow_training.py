@@ -143,3 +143,13 @@ def test_invalid_flow_settings_are_named():
         FlowMatcher(t_min=1.5)
     with pytest.raises(ValueError, match="flow.rot_schedule='cubic'"):
         FlowMatcher(rot_schedule="cubic")
+
+
+@pytest.mark.parametrize("name", ["dense_ipa", "flash_ipa"])
+def test_training_loss_runs_under_bf16_autocast_with_float32_geometry(name):
+    model, flow = tiny_model(name), FlowMatcher(self_condition_prob=1.0, local_loss_t_threshold=0.0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = flow.training_loss(model, two_real_chains(), generator=torch.Generator().manual_seed(0))
+    assert out["loss"].dtype == torch.float32 and torch.isfinite(out["loss"])
+    out["loss"].backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())

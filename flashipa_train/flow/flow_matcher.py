@@ -5,6 +5,7 @@ import torch
 from flashipa_train.flow.interpolant import clean_frames, interpolate, mask_frames, rand, sample_prior
 from flashipa_train.flow.losses import backbone_atom_loss, local_distance_loss, rotation_vf_loss, translation_vf_loss
 from flashipa_train.geometry import centre, so3_geodesic_interpolate
+from flashipa_train.model.precision import geometry_dtype, geometry_precision
 
 ROT_SCHEDULES = ("linear", "exp")
 
@@ -27,7 +28,8 @@ class FlowMatcher:
                                 rate 1 / (1 - t) (the true geodesic flow); "exp" at the constant rate
                                 rot_exp_rate (FrameFlow's exponential schedule: rotations settle early)
         rot_exp_rate:           rate of the "exp" schedule
-        sample_self_condition:  feed each sampler step's predicted translations to the next step
+        sample_self_condition:  feed each sampler step's predicted translations to the next step (only when
+                                the model was trained with self-conditioning, self_condition_prob > 0)
     """
 
     def __init__(
@@ -66,6 +68,7 @@ class FlowMatcher:
         """Per-example losses [B] and the total: dict of "loss" (scalar) and the unweighted batch means."""
         res_mask = noisy["res_mask"].bool()
         t = noisy["t"]
+        pred = {k: v.to(trans_1.dtype) for k, v in pred.items()}
         trans = translation_vf_loss(pred["pred_trans"], trans_1, t, res_mask)
         rot = rotation_vf_loss(pred["pred_rots"], rots_1, noisy["rots_t"], t, res_mask)
         atom_mask = atom_mask.bool() & res_mask[..., None]
@@ -95,21 +98,24 @@ class FlowMatcher:
         """
         res_mask = batch["res_mask"].bool()
         atoms = batch["atoms"]
-        rots_1, trans_1 = clean_frames(atoms, res_mask)
-        # the data in the same centred coordinates as trans_1
-        _, ca_centre = centre(atoms[..., 1, :], res_mask)  # [B, 3]
-        atoms_1 = atoms - ca_centre[:, None, None, :]
-        noisy = {
-            **self.corrupt(rots_1, trans_1, res_mask, generator),
-            "res_mask": res_mask,
-            "residue_index": batch["residue_index"],
-            "chain_index": batch["chain_index"],
-        }
+        with geometry_precision(atoms):  # frames and noise in float32 even under bf16 autocast
+            atoms = atoms.to(geometry_dtype(atoms))
+            rots_1, trans_1 = clean_frames(atoms, res_mask)
+            # the data in the same centred coordinates as trans_1
+            _, ca_centre = centre(atoms[..., 1, :], res_mask)  # [B, 3]
+            atoms_1 = atoms - ca_centre[:, None, None, :]
+            noisy = {
+                **self.corrupt(rots_1, trans_1, res_mask, generator),
+                "res_mask": res_mask,
+                "residue_index": batch["residue_index"],
+                "chain_index": batch["chain_index"],
+            }
         if self.self_condition_prob > 0 and rand((1,), generator, res_mask.device, torch.float32).item() < self.self_condition_prob:
             with torch.no_grad():
                 noisy["trans_sc"] = model(noisy)["pred_trans"].detach()
         pred = model(noisy)
-        return self.losses(pred, rots_1, trans_1, atoms_1, batch["atom_mask"], noisy)
+        with geometry_precision(atoms):
+            return self.losses(pred, rots_1, trans_1, atoms_1, batch["atom_mask"], noisy)
 
     # Sampling
 
@@ -123,7 +129,7 @@ class FlowMatcher:
         """
         param = next(model.parameters())
         device = param.device if device is None else torch.device(device)
-        dtype = param.dtype
+        dtype = geometry_dtype(param)
         B, L = len(lengths), max(lengths)
         res_mask = torch.arange(L, device=device)[None] < torch.as_tensor(lengths, device=device)[:, None]
         features = {
@@ -140,17 +146,18 @@ class FlowMatcher:
             if trans_sc is not None:
                 noisy["trans_sc"] = trans_sc
             pred = model(noisy)
-            if self.sample_self_condition:
+            if self.sample_self_condition and self.self_condition_prob > 0:
                 trans_sc = pred["pred_trans"]
-            # straight line towards the predicted clean translations
-            trans_t = trans_t + (pred["pred_trans"] - trans_t) * (dt / (1 - t_now))
-            rot_rate = 1 / (1 - t_now) if self.rot_schedule == "linear" else self.rot_exp_rate
-            rots_t = so3_geodesic_interpolate(rots_t, pred["pred_rots"], min(rot_rate * dt, 1.0))
-            rots_t, trans_t = mask_frames(rots_t, trans_t, res_mask)
+            with geometry_precision(trans_t):
+                # straight line towards the predicted clean translations
+                trans_t = trans_t + (pred["pred_trans"].to(dtype) - trans_t) * (dt / (1 - t_now))
+                rot_rate = 1 / (1 - t_now) if self.rot_schedule == "linear" else self.rot_exp_rate
+                rots_t = so3_geodesic_interpolate(rots_t, pred["pred_rots"].to(dtype), min(rot_rate * dt, 1.0))
+                rots_t, trans_t = mask_frames(rots_t, trans_t, res_mask)
         noisy = {**features, "t": torch.ones(B, dtype=dtype, device=device), "rots_t": rots_t, "trans_t": trans_t}
         if trans_sc is not None:
             noisy["trans_sc"] = trans_sc
         pred = model(noisy)
-        rots, trans = mask_frames(pred["pred_rots"], pred["pred_trans"], res_mask)
-        atoms = pred["pred_atoms"] * res_mask[..., None, None].to(dtype)
+        rots, trans = mask_frames(pred["pred_rots"].to(dtype), pred["pred_trans"].to(dtype), res_mask)
+        atoms = pred["pred_atoms"].to(dtype) * res_mask[..., None, None].to(dtype)
         return {"atoms": atoms, "res_mask": res_mask, "trans": trans, "rots": rots}

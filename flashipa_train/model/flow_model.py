@@ -29,6 +29,7 @@ from flashipa_train.model.attention_flash import FlashIPAAttention
 from flashipa_train.model.attention_inattention import InAttentionIPAAttention
 from flashipa_train.model.embeddings import NodeEmbedder
 from flashipa_train.model.neighbours import NeighbourFeatures
+from flashipa_train.model.precision import geometry_dtype, geometry_precision
 from flashipa_train.model.trunk_layers import BackboneUpdate, PsiHead, SequenceTransformer, Transition
 
 ANGSTROM_TO_NM = 0.1
@@ -112,9 +113,9 @@ class FlowModel(nn.Module):
         """
         res_mask = noisy["res_mask"].bool()
         inputs = {**noisy, "res_mask": res_mask}
-        dtype = noisy["trans_t"].dtype
-        # [B, L] frames in nm
-        rigids_in = Rigid(noisy["rots_t"].to(dtype), noisy["trans_t"] * ANGSTROM_TO_NM)
+        dtype = geometry_dtype(noisy["trans_t"])
+        # [B, L] frames in nm, float32 (float64 in tests) whatever the autocast
+        rigids_in = Rigid(noisy["rots_t"].to(dtype), noisy["trans_t"].to(dtype) * ANGSTROM_TO_NM)
 
         # [B, L, c_s]
         s0 = self.node_embedder(noisy["t"].to(dtype), noisy["residue_index"], noisy["chain_index"], res_mask)
@@ -138,10 +139,13 @@ class FlowModel(nn.Module):
         rigids = rigids.scale_translation(NM_TO_ANGSTROM)
         # [B, L, 2]
         psi = self.psi_head(s)
-        psi = psi / torch.sqrt(psi.square().sum(-1, keepdim=True) + 1e-8)
+        with geometry_precision(psi):
+            psi = psi.to(dtype)
+            psi = psi / torch.sqrt(psi.square().sum(-1, keepdim=True) + 1e-8)
+            atoms = backbone_atoms_from_frames(rigids, psi)  # [B, L, 4, 3]
         return {
             "pred_trans": rigids.trans,  # [B, L, 3]
             "pred_rots": rigids.rots,  # [B, L, 3, 3]
             "pred_psi": psi,  # [B, L, 2]
-            "pred_atoms": backbone_atoms_from_frames(rigids, psi),  # [B, L, 4, 3]
+            "pred_atoms": atoms,  # [B, L, 4, 3]
         }

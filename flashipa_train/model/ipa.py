@@ -23,12 +23,19 @@ import torch.nn.functional as F
 
 from flashipa_train.geometry import Rigid
 from flashipa_train.model.pair_factors import PairFactors
+from flashipa_train.model.precision import geometry_precision
 from kernels.reference import dense_ipa_attention, factorized_ipa_attention
 
 
 def _points(x, num_heads):
     """OpenFold's point layout [*, 3 * H * P] (x..., y..., z...) -> [*, H, P, 3]."""
     return x.unflatten(-1, (3, num_heads, -1)).movedim(-3, -1)
+
+
+def _points_to_global(local_pts, rigids: Rigid):
+    """Local points [B, L, H, P, 3] of frames [B, L] -> global, in the frames' precision (autocast off)."""
+    with geometry_precision(local_pts):
+        return rigids[..., None, None].apply(local_pts.to(rigids.dtype))
 
 
 class IPAProjections(nn.Module):
@@ -71,7 +78,7 @@ class IPAProjections(nn.Module):
         # [B, L, H, C]
         q = self.linear_q(s).unflatten(-1, (self.num_heads, self.c_hidden))
         # [B, L, H, P_q, 3]
-        q_pts = rigids[..., None, None].apply(_points(self.linear_q_points(s), self.num_heads))
+        q_pts = _points_to_global(_points(self.linear_q_points(s), self.num_heads), rigids)
         return q, q_pts
 
     def keys_values(self, s, rigids: Rigid):
@@ -79,7 +86,7 @@ class IPAProjections(nn.Module):
         # [B, L, H, C] each
         k, v = self.linear_kv(s).unflatten(-1, (self.num_heads, 2 * self.c_hidden)).split(self.c_hidden, dim=-1)
         # [B, L, H, P_q + P_v, 3]
-        kv_pts = rigids[..., None, None].apply(_points(self.linear_kv_points(s), self.num_heads))
+        kv_pts = _points_to_global(_points(self.linear_kv_points(s), self.num_heads), rigids)
         k_pts, v_pts = kv_pts.split([self.num_qk_points, self.num_v_points], dim=-2)
         return dict(k=k, v=v, k_pts=k_pts, v_pts=v_pts)
 
@@ -89,7 +96,8 @@ class IPAProjections(nn.Module):
         o [B, L, H, C], o_pts [B, L, H, P_v, 3] global, o_pair [B, L, H, c_pair].
         """
         # [B, L, H, P_v, 3] in the local frames of the queries
-        o_pts = rigids[..., None, None].invert_apply(o_pts)
+        with geometry_precision(o_pts):
+            o_pts = rigids[..., None, None].invert_apply(o_pts.to(rigids.dtype))
         # [B, L, H * P_v]
         o_pts_norm = torch.sqrt(o_pts.square().sum(-1) + self.eps).flatten(-2)
         # [B, L, H * P_v, 3]

@@ -4,6 +4,7 @@ import torch
 import torch.nn as nn
 
 from flashipa_train.geometry import Rigid
+from flashipa_train.model.precision import geometry_precision
 
 
 class Transition(nn.Module):
@@ -70,7 +71,8 @@ class BackboneUpdate(nn.Module):
         """s [B, L, c_s], frames [B, L] (nm), res_mask [B, L] -> updated frames [B, L]."""
         # [B, L, 6]
         update = self.linear(s) * res_mask[..., None].to(s.dtype)
-        return rigids.compose_update_vec(update)
+        with geometry_precision(update):
+            return rigids.compose_update_vec(update.to(rigids.dtype))
 
 
 class PsiHead(nn.Module):
