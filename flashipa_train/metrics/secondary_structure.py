@@ -1,0 +1,37 @@
+"""Helix / strand / coil fractions by P-SEA (biotite's `annotate_sse`, which reads CA atoms only)."""
+
+from __future__ import annotations
+
+import biotite.structure as struc
+import numpy as np
+
+from flashipa_train.metrics.atom_array import backbone_to_atom_array
+from flashipa_train.metrics.backbone_input import as_backbone
+
+
+def sse_labels(backbone) -> np.ndarray:
+    """[L] P-SEA labels: 'a' helix, 'b' strand, 'c' coil, '' where the CA is not modelled."""
+    backbone = as_backbone(backbone)
+    labels = np.full(backbone.length, "", dtype="<U1")
+    if not backbone.ca_mask.any():
+        return labels
+    array = backbone_to_atom_array(backbone)
+    # annotate_sse returns one label per residue of the array; residues without a CA are absent from it
+    # only if all their atoms are masked, so label the residues that have any atom and keep CA ones.
+    has_atom = backbone.atom_mask.any(axis=1)  # [L]
+    labels[has_atom] = struc.annotate_sse(array).astype("<U1")
+    labels[~backbone.ca_mask] = ""
+    return labels
+
+
+def sse_fractions(backbone) -> dict[str, float]:
+    """{"helix_fraction", "strand_fraction", "coil_fraction"} over the residues P-SEA labelled (sum to 1)."""
+    labels = sse_labels(backbone)
+    labelled = labels[labels != ""]
+    if labelled.size == 0:
+        return {"helix_fraction": float("nan"), "strand_fraction": float("nan"), "coil_fraction": float("nan")}
+    return {
+        "helix_fraction": float(np.mean(labelled == "a")),
+        "strand_fraction": float(np.mean(labelled == "b")),
+        "coil_fraction": float(np.mean(labelled == "c")),
+    }
