@@ -112,3 +112,25 @@ def test_frames_from_stored_backbone_reproduce_n_ca_c():
     ideal = geometry.backbone_atoms_from_frames(frames)  # [L, 4, 3]
     deviation = (ideal[:, :3] - atoms[:, :3]).norm(dim=-1)  # [L, 3]
     assert deviation.mean() < 0.05
+
+
+@needs_shared
+@pytest.mark.parametrize("model", [1, 2, 18])
+def test_nmr_mmcif_model_filter_matches_binary_cif(model):
+    """Text mmCIF goes through the one-model line filter; BinaryCIF does not: both must agree."""
+    text_path, binary_path = SHARED_PDB / "biotite" / "1gya.cif", SHARED_PDB / "biotite" / "1gya.bcif"
+    text = parse_structure(str(text_path), text_path.read_bytes(), model=model)
+    binary = parse_structure(str(binary_path), binary_path.read_bytes(), model=model)
+    assert text.model_count == binary.model_count == 18
+    assert text.atoms.array_length() == binary.atoms.array_length()
+    assert np.abs(text.atoms.coord - binary.atoms.coord).max() <= 1e-3
+    assert (text.atoms.atom_name == binary.atoms.atom_name).all()
+
+
+def test_model_filter_leaves_unusual_layouts_alone():
+    from flashipa_train.data.cif_model_filter import keep_one_model
+
+    header = "data_x\nloop_\n_atom_site.id\n_atom_site.auth_atom_id\n_atom_site.pdbx_PDB_model_num\n"
+    assert keep_one_model(header + "1 CA 1\n2 CA 2\n#\n", 2) == (header + "2 CA 2\n#\n", 2)
+    assert keep_one_model(header + "1 'C A' 1\n2 CA 2\n#\n", 1) is None  # quoted value with a space
+    assert keep_one_model(header + "1 CA 1\n2 CA 1\n#\n", 1) is None  # single model

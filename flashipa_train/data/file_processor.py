@@ -12,6 +12,7 @@ import re
 from collections import Counter
 
 import biotite.structure as struc
+import biotite.structure.info  # noqa: F401 - struc.info
 import numpy as np
 
 from flashipa_train.data.chain_features import (
@@ -39,6 +40,15 @@ COIL_FRACTION = "coil_fraction"
 CHAIN_ERROR = "chain_error"
 
 FILE_LEVEL = "-"  # `chain` value of rows about the whole file
+
+
+def load_residue_dictionaries() -> None:
+    """Load biotite's Chemical Component Dictionary tables now (~0.2 s).
+
+    Called in the parent before forking workers, so each worker inherits them instead of loading its own.
+    """
+    struc.info.amino_acid_names()
+    struc.info.nucleotide_names()
 
 
 def record_path(out_dir: str, checksum: str) -> str:

@@ -33,7 +33,7 @@ from flashipa_train.data.example_store import (
     check_format_version,
     read_format,
 )
-from flashipa_train.data.file_processor import process_structure_file
+from flashipa_train.data.file_processor import load_residue_dictionaries, process_structure_file
 from flashipa_train.data.preprocess_config import PreprocessConfig
 from flashipa_train.data.structure_reader import is_structure_file_name
 
@@ -140,6 +140,7 @@ def preprocess(
     prepare_output_dir(out_dir, config)
     summary = PreprocessSummary(files_in=len(paths))
     start = time.perf_counter()
+    load_residue_dictionaries()
     work = partial(process_structure_file, config=config, out_dir=out_dir)
     bar = tqdm(total=len(paths), unit="file", desc="preprocess", disable=not progress, file=sys.stderr)
     if workers <= 1:

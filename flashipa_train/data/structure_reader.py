@@ -15,6 +15,8 @@ import biotite.structure as struc
 import biotite.structure.io.pdb as pdb
 import biotite.structure.io.pdbx as pdbx
 
+from flashipa_train.data.cif_model_filter import keep_one_model
+
 STRUCTURE_SUFFIXES = (".pdb", ".ent", ".cif", ".mmcif", ".bcif")
 GZIP_MAGIC = b"\x1f\x8b"
 # Header ids that name no entry (models and stripped files); the file name is used instead.
@@ -108,16 +110,22 @@ def _parse_pdb(text: str, model: int, altloc: str) -> ParsedStructure:
 
 
 def _parse_pdbx(raw: bytes, binary: bool, model: int, altloc: str) -> ParsedStructure:
+    one_model = None
     if binary:
         pdbx_file = pdbx.BinaryCIFFile.read(io.BytesIO(raw))
     else:
-        pdbx_file = pdbx.CIFFile.read(io.StringIO(_decode_text(raw)))
+        text = _decode_text(raw)
+        one_model = keep_one_model(text, model)
+        pdbx_file = pdbx.CIFFile.read(io.StringIO(one_model[0] if one_model else text))
     block = pdbx_file.block
     if "atom_site" not in block:
         raise ValueError("no atom_site category (no coordinates)")
-    model_count = pdbx.get_model_count(pdbx_file)
+    model_count = one_model[1] if one_model else pdbx.get_model_count(pdbx_file)
     _check_model(model, model_count)
-    atoms = pdbx.get_structure(pdbx_file, model=model, altloc=altloc, extra_fields=["b_factor", "occupancy"])
+    model_in_file = 1 if one_model else model
+    atoms = pdbx.get_structure(
+        pdbx_file, model=model_in_file, altloc=altloc, extra_fields=["b_factor", "occupancy"]
+    )
     method = ";".join(_column_strings(block, "exptl", "method"))
     resolution = math.nan
     for category, key in (
