@@ -21,15 +21,17 @@ def iter_preprocessed_backbones(directory: str, max_examples: int | None = None)
 
 def iter_structure_file_backbones(paths: list[str], max_chains: int | None = None) -> Iterator[Backbone]:
     """One backbone per protein chain of model 1 of each structure file (PDB, mmCIF, BinaryCIF, gzipped
-    or not), named "<file stem>_<chain>". Residue numbering gaps become chain breaks."""
+    or not), named "<file stem>_<chain>", or "<file stem>" for a one-chain file. Residue numbering gaps
+    become chain breaks."""
     from flashipa_train.data.chain_features import chain_backbone, protein_chain_atoms
-    from flashipa_train.data.structure_reader import entry_id_from_file_name, parse_structure
+    from flashipa_train.data.structure_reader import parse_structure
 
     count = 0
     for path in paths:
         with open(path, "rb") as f:
             parsed = parse_structure(path, f.read())
-        for chain_id, atoms in protein_chain_atoms(parsed.atoms):
+        chains = protein_chain_atoms(parsed.atoms)
+        for chain_id, atoms in chains:
             if max_chains is not None and count >= max_chains:
                 return
             chain = chain_backbone(chain_id, atoms)
@@ -38,9 +40,16 @@ def iter_structure_file_backbones(paths: list[str], max_chains: int | None = Non
                 mask=chain.atom_mask,
                 chain_ids=chain_id,
                 residue_index=chain.residue_index,
-                name=f"{entry_id_from_file_name(path)}_{chain_id}",
+                name=file_stem(path) if len(chains) == 1 else f"{file_stem(path)}_{chain_id}",
             )
             count += 1
+
+
+def file_stem(path: str) -> str:
+    """'sample_0_len100' for '/x/sample_0_len100.pdb' or '/x/sample_0_len100.cif.gz'."""
+    name = os.path.basename(path)
+    name = name[:-3] if name.lower().endswith(".gz") else name
+    return os.path.splitext(name)[0]
 
 
 def structure_files_in(directory: str) -> list[str]:
