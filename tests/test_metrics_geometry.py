@@ -157,3 +157,9 @@ def test_training_set_metrics_from_a_preprocessed_dir_match_the_structure_files(
 def test_designability_is_a_documented_hook_not_a_dependency(real_chains):
     with pytest.raises(NotImplementedError, match="ProteinMPNN"):
         designability(real_chains[0])
+
+
+@pytest.mark.parametrize("atoms", [np.zeros((0, 4, 3)), np.full((30, 4, 3), np.nan)], ids=["empty", "all_nan"])
+def test_empty_or_diverged_backbones_give_nan_metrics_not_errors(atoms):
+    row = backbone_metrics(atoms)
+    assert np.isnan(row["ca_ca_mean"]) and np.isnan(row["clashes_per_100"]) and np.isnan(row["helix_fraction"])

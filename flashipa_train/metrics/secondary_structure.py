@@ -16,10 +16,9 @@ def sse_labels(backbone) -> np.ndarray:
     if not backbone.ca_mask.any():
         return labels
     array = backbone_to_atom_array(backbone)
-    # annotate_sse returns one label per residue of the array; residues without a CA are absent from it
-    # only if all their atoms are masked, so label the residues that have any atom and keep CA ones.
-    has_atom = backbone.atom_mask.any(axis=1)  # [L]
-    labels[has_atom] = struc.annotate_sse(array).astype("<U1")
+    has_atom = backbone.atom_mask.any(axis=1)  # [L] the residues present in `array`, one label each
+    with np.errstate(divide="ignore", invalid="ignore"):  # degenerate (e.g. collapsed) samples
+        labels[has_atom] = struc.annotate_sse(array).astype("<U1")
     labels[~backbone.ca_mask] = ""
     return labels
 

@@ -23,6 +23,7 @@ TM_METHODS = ("structural", "aligned")
 MAX_REFINE_ITERATIONS = 20
 SEED_STARTS_PER_FRAGMENT = 8
 MIN_SEED_LENGTH = 4
+MIN_RESIDUES = 3  # fewer scored residues give NaN
 
 
 def tm_d0(length: int) -> float:
@@ -46,7 +47,7 @@ def aligned_tm_score(reference, subject) -> float:
     both = reference.ca_mask & subject.ca_mask  # [L]
     x = reference.atoms[both, 1]  # [M, 3]
     y = subject.atoms[both, 1]  # [M, 3]
-    if x.shape[0] < 3:
+    if x.shape[0] < MIN_RESIDUES:
         return float("nan")
     return _best_superposition_tm(x, y, reference.length)
 
@@ -58,11 +59,12 @@ def structural_tm_score(reference, subject, reference_length: str | int = "short
     """
     fixed = _single_chain_ca_array(as_backbone(reference))
     mobile = _single_chain_ca_array(as_backbone(subject))
-    if fixed.array_length() < 3 or mobile.array_length() < 3:
+    if _residue_count(fixed) < MIN_RESIDUES or _residue_count(mobile) < MIN_RESIDUES:
         return float("nan")
-    superimposed, _, fixed_indices, mobile_indices = struc.superimpose_structural_homologs(
-        fixed, mobile, reference_length=reference_length
-    )
+    with np.errstate(divide="ignore", invalid="ignore"):  # degenerate (e.g. collapsed) samples
+        superimposed, _, fixed_indices, mobile_indices = struc.superimpose_structural_homologs(
+            fixed, mobile, reference_length=reference_length
+        )
     return float(struc.tm_score(fixed, superimposed, fixed_indices, mobile_indices, reference_length))
 
 
@@ -90,8 +92,9 @@ def pairwise_tm_diversity(backbones: list, method: str = "structural") -> float:
     """Mean TM-score over distinct pairs of backbones: lower means a more diverse set; NaN for fewer than 2."""
     if len(backbones) < 2:
         return float("nan")
-    scores = pairwise_tm_scores(backbones, method)
-    return float(np.nanmean(scores[np.triu_indices(len(backbones), k=1)]))
+    scores = pairwise_tm_scores(backbones, method)[np.triu_indices(len(backbones), k=1)]
+    scores = scores[np.isfinite(scores)]
+    return float(scores.mean()) if scores.size else float("nan")
 
 
 def diversity_by_length(backbones: list, method: str = "aligned") -> dict[int, float]:
@@ -125,14 +128,15 @@ def novelty(samples: list, reference_set: Iterable, chunk_size: int = 64) -> lis
 
 def _update_best(best: list[dict], samples: list, chunk: list) -> None:
     for row, sample in zip(best, samples):
-        if sample.array_length() < 3:
+        if _residue_count(sample) < MIN_RESIDUES:
             continue
         for name, reference in chunk:
-            if reference.array_length() < 3:
+            if _residue_count(reference) < MIN_RESIDUES:
                 continue
-            superimposed, _, sample_indices, reference_indices = struc.superimpose_structural_homologs(
-                sample, reference, reference_length="reference"
-            )
+            with np.errstate(divide="ignore", invalid="ignore"):  # degenerate (e.g. collapsed) samples
+                superimposed, _, sample_indices, reference_indices = struc.superimpose_structural_homologs(
+                    sample, reference, reference_length="reference"
+                )
             score = float(struc.tm_score(sample, superimposed, sample_indices, reference_indices, "reference"))
             if not score <= row["novelty_max_tm"]:  # also replaces the initial NaN
                 row["novelty_max_tm"], row["novelty_nearest"] = score, name
@@ -149,6 +153,10 @@ def _single_chain_ca_array(backbone: Backbone) -> struc.AtomArray:
         name=backbone.name,
     )
     return backbone_to_atom_array(single)
+
+
+def _residue_count(array: struc.AtomArray) -> int:
+    return int(np.count_nonzero(array.atom_name == "CA"))
 
 
 def _kabsch(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
