@@ -34,13 +34,15 @@ def _configs(pairs):
 
 
 _DIM_KEYS = ["C", "CV", "P3", "RB", "PV3", "RZ", "PRECISION", "HAS_MASK", "UPCAST"]
-# (BLOCK_M, BLOCK_N, num_warps, num_stages); the first of each list is the untuned default
-_FWD_CONFIGS = _configs([(64, 64, 4, 2), (128, 64, 8, 2), (128, 64, 8, 3), (128, 128, 8, 2), (64, 128, 4, 2)])
-_DKDV_CONFIGS = _configs([(32, 64, 4, 2), (64, 64, 8, 2), (32, 128, 8, 2), (64, 128, 8, 2), (32, 64, 8, 3)])
-_DQ_CONFIGS = _configs([(64, 32, 4, 2), (64, 64, 8, 2), (128, 32, 8, 2), (128, 64, 8, 2), (64, 64, 4, 3)])
+# (BLOCK_M, BLOCK_N, num_warps, num_stages); the first of each list is the untuned default. Chosen
+# from ptxas reports for sm_90 at the anchor dims (docs/kernel_notes.md): 8 warps keep the wide
+# value accumulators (C_v + 3 P_v + R C_z columns) mostly in registers.
+_FWD_CONFIGS = _configs([(64, 32, 8, 2), (64, 64, 8, 2), (64, 32, 8, 3), (128, 64, 8, 2)])
+_DKDV_CONFIGS = _configs([(32, 64, 8, 2), (64, 64, 8, 2), (16, 64, 8, 2), (32, 64, 8, 3)])
+_DQ_CONFIGS = _configs([(64, 32, 8, 2), (16, 64, 8, 2), (64, 64, 8, 2), (32, 32, 8, 2)])
 
 _fwd = triton.autotune(_FWD_CONFIGS, key=_DIM_KEYS)(tk._ipa_fwd_kernel)
-_dkdv = triton.autotune(_DKDV_CONFIGS, key=_DIM_KEYS)(tk._ipa_bwd_dkdv_kernel)
+_dkdv = triton.autotune(_DKDV_CONFIGS, key=_DIM_KEYS + ["COMPUTE_DK"])(tk._ipa_bwd_dkdv_kernel)
 _dq = triton.autotune(_DQ_CONFIGS, key=_DIM_KEYS)(tk._ipa_bwd_dq_kernel)
 
 
@@ -73,6 +75,15 @@ def sequence_centres(k_pts, key_mask, cu_seqlens):
     return (seg[:, :3] / seg[:, 3:].clamp(min=1.0)).to(torch.float32).contiguous()
 
 
+def _check_int32_offsets(T, H, d):
+    widest = max(d["C"], d["CV"], d["P3"], d["PV3"], d["RZ"], d["RB"])
+    if T * H * widest >= 2**31:
+        raise ValueError(
+            f"kernels/flash_ipa/launch.py: {T} tokens x {H} heads x {widest} features overflows the "
+            "kernel's int32 offsets; split the batch into smaller token budgets"
+        )
+
+
 def _dot_flags(dtype, allow_tf32):
     """PRECISION: "ieee" for exact float32 dots, else "tf32" (ignored for 16-bit operands).
     UPCAST: bfloat16 dot operands held in float32 after rounding, under the interpreter only."""
@@ -94,6 +105,7 @@ def forward(q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_weights,
     (kept for the backward's Delta), lse [H, T] float32 (base 2), centres [S, 3] float32."""
     T, H = q.shape[:2]
     d = dims(q, v, q_pts, v_pts, bias_q, pair_k)
+    _check_int32_offsets(T, H, d)
     n_seq = cu_seqlens.shape[0] - 1
     centres = sequence_centres(k_pts, key_mask, cu_seqlens)
     o = torch.empty(T, H, d["CV"], dtype=v.dtype, device=q.device)
@@ -135,11 +147,12 @@ def backward(do, do_pts, do_pair, q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, 
     mask_arg = key_mask if key_mask is not None else cu_seqlens
     scalar_scale = W_L / math.sqrt(d["C"])
     inputs = (q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_weights, centres, mask_arg, cu_seqlens)
-    _dkdv[_grid("BLOCK_N", max_seqlen, n_seq, H)](
-        *inputs, do, do_pts, do_pair, lse, delta,
-        dk, dv, dk_pts, dv_pts, dbias_k, dpair_k_heads, dpw_k,
-        H, T, scalar_scale, W_L, **common,
-    )
+    for compute_dk in (True, False):
+        _dkdv[_grid("BLOCK_N", max_seqlen, n_seq, H)](
+            *inputs, do, do_pts, do_pair, lse, delta,
+            dk, dv, dk_pts, dv_pts, dbias_k, dpair_k_heads, dpw_k,
+            H, T, scalar_scale, W_L, COMPUTE_DK=compute_dk, **common,
+        )
     _dq[_grid("BLOCK_M", max_seqlen, n_seq, H)](
         *inputs, do, do_pts, do_pair, lse, delta,
         dq, dq_pts, dbias_q, dpw_q,

@@ -26,7 +26,7 @@ Softmax runs in base 2 (exp2); the saved log-sum-exp is in base-2 units.
 import triton
 import triton.language as tl
 
-LOG2E = 1.4426950408889634
+LOG2E = tl.constexpr(1.4426950408889634)
 
 
 @triton.jit
@@ -90,8 +90,8 @@ def _point_norms(kpb, col, P3: tl.constexpr):
 
 @triton.jit
 def _sequence_bounds(CU_SEQLENS, CENTRE, seq):
-    start = tl.load(CU_SEQLENS + seq).to(tl.int64)
-    n = tl.load(CU_SEQLENS + seq + 1).to(tl.int64) - start
+    start = tl.load(CU_SEQLENS + seq)  # int32 offsets: launch.py checks T * H * dim < 2^31
+    n = tl.load(CU_SEQLENS + seq + 1) - start
     cx = tl.load(CENTRE + seq * 3)
     cy = tl.load(CENTRE + seq * 3 + 1)
     cz = tl.load(CENTRE + seq * 3 + 2)
@@ -229,12 +229,15 @@ def _ipa_bwd_dkdv_kernel(
     C: tl.constexpr, C_PAD: tl.constexpr, CV: tl.constexpr, CV_PAD: tl.constexpr,
     P3: tl.constexpr, RB: tl.constexpr, PB_PAD: tl.constexpr,
     PV3: tl.constexpr, PV3_PAD: tl.constexpr, RZ: tl.constexpr, RZ_PAD: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    COMPUTE_DK: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     """One program: BLOCK_N keys of one sequence and one head, looping over all queries.
 
-    Writes dk, dv, d k_pts, d v_pts, d bias_k, this head's share of d pair_k (float32 [T, H, RZ],
-    summed over heads on the host) and each key's share of d point_weights (float32 [H, T])."""
+    Launched twice, so that each launch keeps few accumulators in registers (both recompute the
+    probabilities):
+      COMPUTE_DK=True:  dk, d k_pts, d bias_k and each key's share of d point_weights ([H, T])
+      COMPUTE_DK=False: dv, d v_pts and this head's share of d pair_k (float32 [T, H, RZ],
+                        summed over heads on the host)"""
     pid_n = tl.program_id(0)
     pid_sh = tl.program_id(1)
     seq = pid_sh // H
@@ -253,69 +256,74 @@ def _ipa_bwd_dkdv_kernel(
     c_v = tl.arange(0, CV_PAD)
     c_pv = tl.arange(0, PV3_PAD)
     c_z = tl.arange(0, RZ_PAD)
+    rows = row_n[:, None]
 
     k = _dot_operand(_load_tile(K + h * C, tok_n, row_n, H * C, c_qk, C), DT, UPCAST)  # [BN, C_PAD]
     kpb = _point_operand(_load_point_bias(KP + h * P3, BK + h * RB, tok_n, row_n, H, c_pb, P3, RB,
-                           cx, cy, cz, 1.0, 1.0), DT, UPCAST)  # [BN, PB_PAD]
+                                          cx, cy, cz, 1.0, 1.0), DT, UPCAST)  # [BN, PB_PAD]
     knorm = _point_norms(kpb, c_pb, P3)  # [BN]
-    v = _dot_operand(_load_tile(V + h * CV, tok_n, row_n, H * CV, c_v, CV), DT, UPCAST)  # [BN, CV_PAD]
-    vp = _load_centred_points(VP + h * PV3, tok_n, row_n, H * PV3, c_pv, PV3, cx, cy, cz)
-    vp = _point_operand(vp, DT, UPCAST).to(tl.float32)  # [BN, PV3_PAD]
-    pk = _dot_operand(_load_tile(PK, tok_n, row_n, RZ, c_z, RZ), DT, UPCAST)  # [BN, RZ_PAD]
-
-    dk = tl.zeros([BLOCK_N, C_PAD], tl.float32)
-    dkpb = tl.zeros([BLOCK_N, PB_PAD], tl.float32)
-    dv = tl.zeros([BLOCK_N, CV_PAD], tl.float32)
-    dvp = tl.zeros([BLOCK_N, PV3_PAD], tl.float32)
-    dz = tl.zeros([BLOCK_N, RZ_PAD], tl.float32)
-    ds_sum = tl.zeros([BLOCK_N], tl.float32)
+    if COMPUTE_DK:
+        v = _dot_operand(_load_tile(V + h * CV, tok_n, row_n, H * CV, c_v, CV), DT, UPCAST)  # [BN, CV_PAD]
+        vp = _load_centred_points(VP + h * PV3, tok_n, row_n, H * PV3, c_pv, PV3, cx, cy, cz)
+        vp = _point_operand(vp, DT, UPCAST)  # [BN, PV3_PAD]
+        pk = _dot_operand(_load_tile(PK, tok_n, row_n, RZ, c_z, RZ), DT, UPCAST)  # [BN, RZ_PAD]
+        dk = tl.zeros([BLOCK_N, C_PAD], tl.float32)
+        dkpb = tl.zeros([BLOCK_N, PB_PAD], tl.float32)
+        ds_sum = tl.zeros([BLOCK_N], tl.float32)
+    else:
+        dv = tl.zeros([BLOCK_N, CV_PAD], tl.float32)
+        dvp = tl.zeros([BLOCK_N, PV3_PAD], tl.float32)
+        dz = tl.zeros([BLOCK_N, RZ_PAD], tl.float32)
     for start_m in range(0, n, BLOCK_M):
         offs_m = start_m + tl.arange(0, BLOCK_M)
         m_ok = offs_m < n
         tok_m = start + offs_m
         q = _dot_operand(_load_tile(Q + h * C, tok_m, m_ok, H * C, c_qk, C), DT, UPCAST)  # [BM, C_PAD]
         qpb = _point_operand(_load_point_bias(QP + h * P3, BQ + h * RB, tok_m, m_ok, H, c_pb, P3, RB,
-                               cx, cy, cz, pw, bias_scale), DT, UPCAST)  # [BM, PB_PAD]
+                                              cx, cy, cz, pw, bias_scale), DT, UPCAST)  # [BM, PB_PAD]
         lse = tl.load(LSE + h * T + tok_m, mask=m_ok, other=float("inf"))
-        delta = tl.load(DELTA + h * T + tok_m, mask=m_ok, other=0.0)
         s_t = tl.dot(k, tl.trans(q), input_precision=PRECISION) * scalar_scale
         s_t += tl.dot(kpb, tl.trans(qpb), input_precision=PRECISION)
         s_t = (s_t - (0.5 * pw) * knorm[:, None]) * LOG2E  # [BN, BM]
         p_t = tl.where(n_ok[:, None], tl.exp2(s_t - lse[None, :]), 0.0)
-        pd_t = _dot_operand(p_t, DT, UPCAST)
         do = _dot_operand(_load_tile(DO + h * CV, tok_m, m_ok, H * CV, c_v, CV), DT, UPCAST)  # [BM, CV_PAD]
-        dop = _dot_operand(_load_tile(DOP + h * PV3, tok_m, m_ok, H * PV3, c_pv, PV3), DT, UPCAST)
+        dop = _load_tile(DOP + h * PV3, tok_m, m_ok, H * PV3, c_pv, PV3)  # [BM, PV3_PAD]
         doz = _dot_operand(_load_tile(DOZ + h * RZ, tok_m, m_ok, H * RZ, c_z, RZ), DT, UPCAST)
-        dv += tl.dot(pd_t, do, input_precision=PRECISION)
-        dvp += tl.dot(pd_t, dop, input_precision=PRECISION)
-        dz += tl.dot(pd_t, doz, input_precision=PRECISION)
-        dp_t = tl.dot(v, tl.trans(do), input_precision=PRECISION)
-        dp_t += tl.dot(vp, tl.trans(dop.to(tl.float32)), input_precision=PRECISION)
-        dp_t += tl.dot(pk, tl.trans(doz), input_precision=PRECISION)
-        ds_t = p_t * (dp_t - delta[None, :])  # [BN, BM], d loss / d logit
-        ds_sum += tl.sum(ds_t, axis=1)
-        dsd_t = _dot_operand(ds_t, DT, UPCAST)
-        dk += tl.dot(dsd_t, q, input_precision=PRECISION)
-        # float32 (tf32 unless exact) for the point-bias gradient: 10-bit rounding of ds instead of 7
-        dkpb += tl.dot(ds_t, qpb.to(tl.float32), input_precision=PRECISION)
+        if COMPUTE_DK:
+            delta = tl.load(DELTA + h * T + tok_m, mask=m_ok, other=0.0)
+            dp_t = tl.dot(v, tl.trans(do), input_precision=PRECISION)
+            # value points: float32 operands (tf32 unless exact), as centred in the forward
+            dp_t += tl.dot(vp.to(tl.float32), tl.trans(dop.to(tl.float32)), input_precision=PRECISION)
+            dp_t += tl.dot(pk, tl.trans(doz), input_precision=PRECISION)
+            ds_t = p_t * (dp_t - delta[None, :])  # [BN, BM], d loss / d logit
+            ds_sum += tl.sum(ds_t, axis=1)
+            dk += tl.dot(_dot_operand(ds_t, DT, UPCAST), q, input_precision=PRECISION)
+            # float32 (tf32 unless exact) for the point-bias gradient: 10-bit rounding of ds, not 7
+            dkpb += tl.dot(ds_t, qpb.to(tl.float32), input_precision=PRECISION)
+        else:
+            pd_t = _dot_operand(p_t, DT, UPCAST)
+            dv += tl.dot(pd_t, do, input_precision=PRECISION)
+            dvp += tl.dot(pd_t, _dot_operand(dop, DT, UPCAST), input_precision=PRECISION)
+            dz += tl.dot(pd_t, doz, input_precision=PRECISION)
 
-    rows = row_n[:, None]
-    tl.store(DK + h * C + tok_n[:, None] * (H * C) + c_qk[None, :],
-             (dk * scalar_scale).to(DK.dtype.element_ty), mask=rows & (c_qk[None, :] < C))
-    # -|k|^2 / 2 term: d/dk = -pw (k - c) * sum_i ds_ij
-    dkp = dkpb - pw * kpb.to(tl.float32) * ds_sum[:, None]
-    tl.store(DKP + h * P3 + tok_n[:, None] * (H * P3) + c_pb[None, :], dkp.to(DKP.dtype.element_ty),
-             mask=rows & (c_pb[None, :] < P3))
-    bias_col = tl.maximum(c_pb - P3, 0)
-    tl.store(DBK + h * RB + tok_n[:, None] * (H * RB) + bias_col[None, :], dkpb.to(DBK.dtype.element_ty),
-             mask=rows & (c_pb[None, :] >= P3) & (c_pb[None, :] < P3 + RB))
-    tl.store(DV + h * CV + tok_n[:, None] * (H * CV) + c_v[None, :], dv.to(DV.dtype.element_ty),
-             mask=rows & (c_v[None, :] < CV))
-    tl.store(DVP + h * PV3 + tok_n[:, None] * (H * PV3) + c_pv[None, :], dvp.to(DVP.dtype.element_ty),
-             mask=rows & (c_pv[None, :] < PV3))
-    tl.store(DPK_H + h * RZ + tok_n[:, None] * (H * RZ) + c_z[None, :], dz,
-             mask=rows & (c_z[None, :] < RZ))
-    tl.store(DPW_K + h * T + tok_n, -0.5 * knorm * ds_sum, mask=row_n)
+    if COMPUTE_DK:
+        tl.store(DK + h * C + tok_n[:, None] * (H * C) + c_qk[None, :],
+                 (dk * scalar_scale).to(DK.dtype.element_ty), mask=rows & (c_qk[None, :] < C))
+        # -|k|^2 / 2 term: d/dk = -pw (k - c) * sum_i ds_ij
+        dkp = dkpb - pw * kpb.to(tl.float32) * ds_sum[:, None]
+        tl.store(DKP + h * P3 + tok_n[:, None] * (H * P3) + c_pb[None, :], dkp.to(DKP.dtype.element_ty),
+                 mask=rows & (c_pb[None, :] < P3))
+        bias_col = tl.maximum(c_pb - P3, 0)
+        tl.store(DBK + h * RB + tok_n[:, None] * (H * RB) + bias_col[None, :], dkpb.to(DBK.dtype.element_ty),
+                 mask=rows & (c_pb[None, :] >= P3) & (c_pb[None, :] < P3 + RB))
+        tl.store(DPW_K + h * T + tok_n, -0.5 * knorm * ds_sum, mask=row_n)
+    else:
+        tl.store(DV + h * CV + tok_n[:, None] * (H * CV) + c_v[None, :], dv.to(DV.dtype.element_ty),
+                 mask=rows & (c_v[None, :] < CV))
+        tl.store(DVP + h * PV3 + tok_n[:, None] * (H * PV3) + c_pv[None, :], dvp.to(DVP.dtype.element_ty),
+                 mask=rows & (c_pv[None, :] < PV3))
+        tl.store(DPK_H + h * RZ + tok_n[:, None] * (H * RZ) + c_z[None, :], dz,
+                 mask=rows & (c_z[None, :] < RZ))
 
 
 @triton.jit
