@@ -52,8 +52,8 @@ def random_ipa_inputs(B, L, dims, dtype=torch.float32, device="cpu", point_scale
 
 def relative_error(out, ref):
     """||out - ref|| / ||ref|| in float64."""
-    ref = ref.double()
-    return ((out.double() - ref).norm() / ref.norm().clamp_min(1e-300)).item()
+    ref = ref.detach().to("cpu", torch.float64)
+    return ((out.detach().to("cpu", torch.float64) - ref).norm() / ref.norm().clamp_min(1e-300)).item()
 
 
 def reference_outputs_and_grads(inputs, grad_outputs, mask=None):
