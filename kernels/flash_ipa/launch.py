@@ -30,10 +30,12 @@ def _configs(pairs):
     configs = [
         triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s) for bm, bn, w, s in pairs
     ]
-    return configs if AUTOTUNE else configs[:1]
+    # untuned: the default, plus a small fallback for very wide dims that overflow shared memory
+    return configs if AUTOTUNE else configs[:1] + [triton.Config({"BLOCK_M": 32, "BLOCK_N": 32}, num_warps=4, num_stages=1)]
 
 
 _DIM_KEYS = ["C", "CV", "P3", "RB", "PV3", "RZ", "PRECISION", "HAS_MASK", "UPCAST"]
+_BWD_KEYS = _DIM_KEYS + ["VARIANT"]
 # (BLOCK_M, BLOCK_N, num_warps, num_stages); the first of each list is the untuned default. Chosen
 # from ptxas reports for sm_90 at the anchor dims (docs/kernel_notes.md): 8 warps keep the wide
 # value accumulators (C_v + 3 P_v + R C_z columns) mostly in registers.
@@ -42,8 +44,8 @@ _DKDV_CONFIGS = _configs([(32, 64, 8, 2), (64, 64, 8, 2), (16, 64, 8, 2), (32, 6
 _DQ_CONFIGS = _configs([(64, 32, 8, 2), (16, 64, 8, 2), (64, 64, 8, 2), (32, 32, 8, 2)])
 
 _fwd = triton.autotune(_FWD_CONFIGS, key=_DIM_KEYS)(tk._ipa_fwd_kernel)
-_dkdv = triton.autotune(_DKDV_CONFIGS, key=_DIM_KEYS + ["COMPUTE_DK"])(tk._ipa_bwd_dkdv_kernel)
-_dq = triton.autotune(_DQ_CONFIGS, key=_DIM_KEYS)(tk._ipa_bwd_dq_kernel)
+_dkdv = triton.autotune(_DKDV_CONFIGS, key=_BWD_KEYS + ["COMPUTE_DK"])(tk._ipa_bwd_dkdv_kernel)
+_dq = triton.autotune(_DQ_CONFIGS, key=_BWD_KEYS)(tk._ipa_bwd_dq_kernel)
 
 
 def dims(q, v, q_pts, v_pts, bias_q, pair_k):
@@ -143,7 +145,8 @@ def backward(do, do_pts, do_pair, q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, 
     dpair_k_heads = torch.empty(T, H, d["RZ"], dtype=torch.float32, device=dev)  # summed over heads below
     dpw_k = torch.empty(H, T, dtype=torch.float32, device=dev)
     dpw_q = torch.empty(H, T, dtype=torch.float32, device=dev)
-    common = dict(HAS_MASK=key_mask is not None, **_dot_flags(q.dtype, allow_tf32), **d)
+    common = dict(HAS_MASK=key_mask is not None, VARIANT=int(os.environ.get("FLASHIPA_VARIANT", "1")),
+                  **_dot_flags(q.dtype, allow_tf32), **d)
     mask_arg = key_mask if key_mask is not None else cu_seqlens
     scalar_scale = W_L / math.sqrt(d["C"])
     inputs = (q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_weights, centres, mask_arg, cu_seqlens)

@@ -229,7 +229,7 @@ def _ipa_bwd_dkdv_kernel(
     C: tl.constexpr, C_PAD: tl.constexpr, CV: tl.constexpr, CV_PAD: tl.constexpr,
     P3: tl.constexpr, RB: tl.constexpr, PB_PAD: tl.constexpr,
     PV3: tl.constexpr, PV3_PAD: tl.constexpr, RZ: tl.constexpr, RZ_PAD: tl.constexpr,
-    COMPUTE_DK: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    COMPUTE_DK: tl.constexpr, VARIANT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     """One program: BLOCK_N keys of one sequence and one head, looping over all queries.
 
@@ -282,8 +282,13 @@ def _ipa_bwd_dkdv_kernel(
         qpb = _point_operand(_load_point_bias(QP + h * P3, BQ + h * RB, tok_m, m_ok, H, c_pb, P3, RB,
                                               cx, cy, cz, pw, bias_scale), DT, UPCAST)  # [BM, PB_PAD]
         lse = tl.load(LSE + h * T + tok_m, mask=m_ok, other=float("inf"))
-        s_t = tl.dot(k, tl.trans(q), input_precision=PRECISION) * scalar_scale
-        s_t += tl.dot(kpb, tl.trans(qpb), input_precision=PRECISION)
+        if VARIANT >= 2:
+            s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * scalar_scale
+            s += tl.dot(qpb, tl.trans(kpb), input_precision=PRECISION)
+            s_t = tl.trans(s)
+        else:
+            s_t = tl.dot(k, tl.trans(q), input_precision=PRECISION) * scalar_scale
+            s_t += tl.dot(kpb, tl.trans(qpb), input_precision=PRECISION)
         s_t = (s_t - (0.5 * pw) * knorm[:, None]) * LOG2E  # [BN, BM]
         p_t = tl.where(n_ok[:, None], tl.exp2(s_t - lse[None, :]), 0.0)
         do = _dot_operand(_load_tile(DO + h * CV, tok_m, m_ok, H * CV, c_v, CV), DT, UPCAST)  # [BM, CV_PAD]
@@ -299,7 +304,12 @@ def _ipa_bwd_dkdv_kernel(
             ds_sum += tl.sum(ds_t, axis=1)
             dk += tl.dot(_dot_operand(ds_t, DT, UPCAST), q, input_precision=PRECISION)
             # float32 (tf32 unless exact) for the point-bias gradient: 10-bit rounding of ds, not 7
-            dkpb += tl.dot(ds_t, qpb.to(tl.float32), input_precision=PRECISION)
+            if VARIANT >= 1:
+                qpb32 = _load_point_bias(QP + h * P3, BQ + h * RB, tok_m, m_ok, H, c_pb, P3, RB,
+                                         cx, cy, cz, pw, bias_scale)
+            else:
+                qpb32 = qpb.to(tl.float32)
+            dkpb += tl.dot(ds_t, qpb32, input_precision=PRECISION)
         else:
             pd_t = _dot_operand(p_t, DT, UPCAST)
             dv += tl.dot(pd_t, do, input_precision=PRECISION)
@@ -336,7 +346,7 @@ def _ipa_bwd_dq_kernel(
     C: tl.constexpr, C_PAD: tl.constexpr, CV: tl.constexpr, CV_PAD: tl.constexpr,
     P3: tl.constexpr, RB: tl.constexpr, PB_PAD: tl.constexpr,
     PV3: tl.constexpr, PV3_PAD: tl.constexpr, RZ: tl.constexpr, RZ_PAD: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    VARIANT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     """One program: BLOCK_M queries of one sequence and one head, looping over all keys.
 
@@ -394,7 +404,12 @@ def _ipa_bwd_dq_kernel(
         ds = p * (dp - delta[:, None])  # [BM, BN], d loss / d logit
         dq += tl.dot(_dot_operand(ds, DT, UPCAST), k, input_precision=PRECISION)
         # float32 (tf32 unless exact) for the point-bias gradient: 10-bit rounding of ds instead of 7
-        dqpb += tl.dot(ds, kpb.to(tl.float32), input_precision=PRECISION)
+        if VARIANT >= 1:
+            kpb32 = _load_point_bias(KP + h * P3, BK + h * RB, tok_n, row_n, H, c_pb, P3, RB,
+                                     cx, cy, cz, 1.0, 1.0)
+        else:
+            kpb32 = kpb.to(tl.float32)
+        dqpb += tl.dot(ds, kpb32, input_precision=PRECISION)
 
     rows = m_ok[:, None]
     tl.store(DQ + h * C + tok_m[:, None] * (H * C) + c_qk[None, :],
