@@ -133,7 +133,7 @@ def test_reference_triton_backend_calls_the_kernel():
     outs = ipa_attention_core(*inputs, backend="triton")
     refs = ipa_attention_core(*[x.double() for x in inputs], backend="torch")
     for a, b in zip(outs, refs):
-        assert relative_error(a, b) <= 1e-3  # default allows tf32 on GPU
+        assert relative_error(a, b) <= 5e-3  # default allows tf32 on GPU
 
 
 def test_torch_compile_fullgraph_traces_forward_and_backward():
