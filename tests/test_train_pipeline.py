@@ -10,6 +10,7 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 
+from flashipa_train.train import cli
 from flashipa_train.train.cli import train
 from flashipa_train.train.config import compose_train_config
 from flashipa_train.train.weights import model_weights_from_checkpoint
@@ -45,8 +46,8 @@ def structures(tmp_path_factory):
     return {"a": _folder(base / "a", FOLDER_A), "b": _folder(base / "b", FOLDER_B), "cache": base / "cache"}
 
 
-def _config(structures, out: Path, extra: list[str], folder: str = "a"):
-    overrides = TINY_MODEL + TINY_RUN + [f"data.pdb_dir={structures[folder]}", f"data.cache_dir={structures['cache']}"]
+def _config(structures, out: Path, extra: list[str], folder: str = "a", model: list[str] = TINY_MODEL):
+    overrides = model + TINY_RUN + [f"data.pdb_dir={structures[folder]}", f"data.cache_dir={structures['cache']}"]
     return compose_train_config(overrides + extra, output_dir=out)
 
 
@@ -57,9 +58,11 @@ def _train_losses(run_dir: Path) -> list[float]:
 
 @pytest.mark.parametrize(
     "attention, backend",
-    [("dense_ipa", None), ("flash_ipa", "torch"), ("flash_ipa", "sdpa"), ("inattention", "torch")],
+    [("dense_ipa", None), ("flash_ipa", "torch"), ("flash_ipa", "sdpa"), ("flash_ipa", "triton"),
+     ("inattention", "torch")],
 )
 def test_one_training_step_per_attention_variant_has_finite_loss_and_gradients(structures, tmp_path, attention, backend):
+    """On a CPU-only machine the triton backend runs the FlashIPA kernel under Triton's interpreter (conftest)."""
     extra = [f"model/attention={attention}"] + ([f"model.attention.backend={backend}"] if backend else [])
     cfg = _config(structures, tmp_path, extra)
     torch.manual_seed(0)
@@ -117,25 +120,45 @@ def test_a_killed_run_resumed_from_its_checkpoint_reproduces_the_uninterrupted_l
     assert resumed == pytest.approx(straight[steps_per_epoch:], rel=1e-6, abs=1e-6)
 
 
-def test_finetuning_loads_the_checkpoint_weights_and_trains_on_another_folder(structures, tmp_path):
+def test_finetuning_builds_the_checkpoint_model_loads_its_weights_and_trains_on_another_folder(
+    structures, tmp_path, monkeypatch
+):
     pretrain = train(_config(structures, tmp_path / "pretrain", ["trainer.max_steps=2", "trainer.val_check_interval=2"]))
     checkpoint = Path(pretrain["last_checkpoint"])
-    cfg = _config(
-        structures, tmp_path / "finetune",
-        ["experiment=finetune", f"init_from={checkpoint}", "trainer.max_steps=2", "trainer.val_check_interval=2",
-         "scheduler.warmup_steps=1"],
-        folder="b",
-    )
+    finetune = ["experiment=finetune", f"init_from={checkpoint}", "trainer.max_steps=2", "trainer.val_check_interval=2",
+                "scheduler.warmup_steps=1"]
+    # no model overrides: the tiny architecture comes from the config stored in the checkpoint
+    cfg = _config(structures, tmp_path / "finetune", finetune, folder="b", model=[])
     assert cfg.data.pdb_dir == str(structures["b"]) and cfg.init_from == str(checkpoint)
+    loaded = {}
+
+    def recording_load(model, path, **kwargs):
+        real_load(model, path, **kwargs)
+        loaded.update({k: v.clone() for k, v in model.state_dict().items()})
+
+    real_load = cli.load_model_weights
+    monkeypatch.setattr(cli, "load_model_weights", recording_load)
     result = train(cfg)
     assert torch.isfinite(torch.tensor(result["train/loss"]))
-    assert Path(result["last_checkpoint"]).is_file()
     assert any(p.name.startswith("b-") for p in structures["cache"].iterdir())  # folder b preprocessed and cached
-    # the fine-tuned run started from the pretrained EMA weights: same names and shapes, finite values
-    pretrained = model_weights_from_checkpoint(checkpoint)
+    pretrained = model_weights_from_checkpoint(checkpoint)  # the EMA weights
+    assert loaded.keys() == pretrained.keys() and all(torch.equal(loaded[k], pretrained[k]) for k in pretrained)
     finetuned = model_weights_from_checkpoint(result["last_checkpoint"])
     assert pretrained.keys() == finetuned.keys()
+    assert all(pretrained[k].shape == finetuned[k].shape for k in pretrained)
     assert all(torch.isfinite(v).all() for v in finetuned.values())
+
+
+def test_finetuning_a_model_of_another_shape_names_the_mismatched_parameter(structures, tmp_path):
+    pretrain = train(_config(structures, tmp_path / "pretrain", ["trainer.max_steps=1", "trainer.val_check_interval=1"]))
+    wider = [o.replace("model.c_s=32", "model.c_s=48") for o in TINY_MODEL]
+    cfg = _config(
+        structures, tmp_path / "finetune",
+        ["experiment=finetune", f"init_from={pretrain['last_checkpoint']}", "model_from_init=false"],
+        folder="b", model=wider,
+    )
+    with pytest.raises(ValueError, match=r"parameter '[\w.]+' has shape \(\d+(, \d+)*\) in the checkpoint but"):
+        train(cfg)
 
 
 class PoisonBatch(pl.Callback):

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from flashipa_train.train.checkpoint_io import AtomicCheckpointIO
 from flashipa_train.train.module import FlowModule
 from flashipa_train.train.samples import write_final_samples
-from flashipa_train.train.weights import load_model_weights
+from flashipa_train.train.weights import load_model_weights, model_config_from_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,17 @@ def _resolve_auto_precision(trainer_cfg: DictConfig) -> None:
     trainer_cfg.precision = "bf16-mixed" if on_gpu else "32-true"
 
 
+def _adopt_checkpoint_model_config(cfg: DictConfig) -> None:
+    """Replace `cfg.model` by the model config stored in the `init_from` checkpoint, so fine-tuning builds
+    the architecture the weights were trained with (model.* overrides on the command line are then ignored)."""
+    stored = model_config_from_checkpoint(cfg.init_from)
+    if stored is None:
+        log.warning("init_from %s stores no model config; building the model from this run's config", cfg.init_from)
+        return
+    cfg.model = OmegaConf.create(stored)
+    log.info("Using the model config stored in %s (set model_from_init=false to use this run's)", cfg.init_from)
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Run one training job described by `cfg` (a composed `train.yaml`). Returns the final callback metrics
     as floats plus `checkpoint_dir`, `last_checkpoint`, `best_checkpoint` and `sample_paths`."""
@@ -49,6 +60,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     pl.seed_everything(cfg.seed, workers=True)
     _resolve_auto_precision(cfg.trainer)
 
+    if cfg.get("init_from") and cfg.get("model_from_init"):
+        _adopt_checkpoint_model_config(cfg)
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model, _convert_="all")
     if cfg.get("init_from"):

@@ -37,6 +37,13 @@ def model_weights_from_checkpoint(path: str | Path, prefer_ema: bool = True) -> 
     return weights
 
 
+def model_config_from_checkpoint(path: str | Path) -> dict | None:
+    """The `model` section of the run config stored in a flashipa-train checkpoint, or None if it has none."""
+    checkpoint = torch.load(Path(path), map_location="cpu", weights_only=True)
+    run_config = checkpoint.get("run_config") if isinstance(checkpoint, dict) else None
+    return run_config.get("model") if isinstance(run_config, dict) else None
+
+
 def load_model_weights(model: nn.Module, path: str | Path, prefer_ema: bool = True) -> None:
     """Copy the weights stored at `path` into `model`; every parameter and buffer must match by name and shape.
 
