@@ -105,7 +105,9 @@ def _print_outputs(result: dict[str, Any]) -> None:
     if result.get("best_checkpoint"):
         lines.append(f"  best checkpoint (val/loss): {result['best_checkpoint']}")
     if result.get("sample_paths"):
-        lines.append(f"  {len(result['sample_paths'])} sampled backbones (PDB): {Path(result['sample_paths'][0]).parent}")
+        first = Path(result["sample_paths"][0])
+        kind = "PDB" if first.suffix == ".pdb" else "tensors; install biotite for PDB"
+        lines.append(f"  {len(result['sample_paths'])} sampled backbones ({kind}): {first.parent}")
     for key in ("train/loss", "val/loss"):
         if key in result:
             lines.append(f"  {key}: {result[key]:.4f}")

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import importlib.util
+import logging
 from pathlib import Path
 
 import pytorch_lightning as pl
+import torch
 
 from flashipa_train.train.ema import EMA
+
+log = logging.getLogger(__name__)
 
 
 def find_ema(trainer: pl.Trainer) -> EMA | None:
@@ -18,9 +23,8 @@ def write_final_samples(
     trainer: pl.Trainer, module: pl.LightningModule, lengths: list[int], num_steps: int, out_dir: str | Path
 ) -> list[Path]:
     """Integrate `module.flow.sample` for each length (EMA weights when available) and write
-    `out_dir/sample_{i}_len{L}.pdb`. Returns the written paths."""
-    from flashipa_train.io.pdb_writer import write_backbone_pdb
-
+    `out_dir/sample_{i}_len{L}.pdb`. Without biotite (e.g. a GPU image) it writes `out_dir/samples.pt`
+    ({"atoms": [B, L_max, 4, 3], "lengths": [B]}) instead. Returns the written paths."""
     ema = find_ema(trainer)
     module.eval()
     if ema is not None:
@@ -31,6 +35,14 @@ def write_final_samples(
         if ema is not None:
             ema.swap_out(module)
     out_dir = Path(out_dir)
+    if importlib.util.find_spec("biotite") is None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path = out_dir / "samples.pt"
+        torch.save({"atoms": out["atoms"].float().cpu(), "lengths": torch.tensor(list(lengths))}, path)
+        log.warning("biotite is not installed: wrote the sampled backbones as tensors to %s", path)
+        return [path]
+    from flashipa_train.io.pdb_writer import write_backbone_pdb
+
     paths = []
     for i, length in enumerate(lengths):
         atoms = out["atoms"][i, : int(length)]  # [L, 4, 3]
