@@ -24,6 +24,9 @@ MAX_REFINE_ITERATIONS = 20
 SEED_STARTS_PER_FRAGMENT = 8
 MIN_SEED_LENGTH = 4
 MIN_RESIDUES = 3  # fewer scored residues give NaN
+# Cap on biotite's last refinement step: its default (no cap) never ends for pairs whose residue
+# correspondences oscillate (e.g. 1ycr_A vs 1qys_A); the score is stable after a few iterations.
+STRUCTURAL_MAX_ITERATIONS = 20
 
 
 def tm_d0(length: int) -> float:
@@ -63,7 +66,7 @@ def structural_tm_score(reference, subject, reference_length: str | int = "short
         return float("nan")
     with np.errstate(divide="ignore", invalid="ignore"):  # degenerate (e.g. collapsed) samples
         superimposed, _, fixed_indices, mobile_indices = struc.superimpose_structural_homologs(
-            fixed, mobile, reference_length=reference_length
+            fixed, mobile, max_iterations=STRUCTURAL_MAX_ITERATIONS, reference_length=reference_length
         )
     return float(struc.tm_score(fixed, superimposed, fixed_indices, mobile_indices, reference_length))
 
@@ -135,7 +138,7 @@ def _update_best(best: list[dict], samples: list, chunk: list) -> None:
                 continue
             with np.errstate(divide="ignore", invalid="ignore"):  # degenerate (e.g. collapsed) samples
                 superimposed, _, sample_indices, reference_indices = struc.superimpose_structural_homologs(
-                    sample, reference, reference_length="reference"
+                    sample, reference, max_iterations=STRUCTURAL_MAX_ITERATIONS, reference_length="reference"
                 )
             score = float(struc.tm_score(sample, superimposed, sample_indices, reference_indices, "reference"))
             if not score <= row["novelty_max_tm"]:  # also replaces the initial NaN
