@@ -82,6 +82,27 @@ def _load_point_bias(pts_ptr, bias_ptr, tok, row_ok, H, col, P3: tl.constexpr, R
 
 
 @triton.jit
+def _load_tile_t(ptr, tok, row_ok, stride_tok, col, ncol):
+    """[PAD, ROWS]: `_load_tile` transposed through the pointers (no register transpose)."""
+    mask = row_ok[None, :] & (col[:, None] < ncol)
+    return tl.load(ptr + tok[None, :] * stride_tok + col[:, None], mask=mask, other=0.0)
+
+
+@triton.jit
+def _load_point_bias_t(pts_ptr, bias_ptr, tok, row_ok, H, col, P3: tl.constexpr, RB: tl.constexpr,
+                       cx, cy, cz, point_scale, bias_scale):
+    """[PB_PAD, ROWS]: `_load_point_bias` transposed through the pointers."""
+    x = _load_tile_t(pts_ptr, tok, row_ok, H * P3, col, P3).to(tl.float32)
+    xyz = col % 3
+    c = tl.where(xyz == 0, cx, tl.where(xyz == 1, cy, cz))
+    pts = tl.where(row_ok[None, :] & (col[:, None] < P3), x - c[:, None], 0.0)
+    bias_col = tl.maximum(col - P3, 0)
+    bias_mask = row_ok[None, :] & (col[:, None] >= P3) & (col[:, None] < P3 + RB)
+    bias = tl.load(bias_ptr + tok[None, :] * (H * RB) + bias_col[:, None], mask=bias_mask, other=0.0)
+    return tl.where(col[:, None] < P3, pts * point_scale, bias.to(tl.float32) * bias_scale)
+
+
+@triton.jit
 def _point_norms(kpb, col, P3: tl.constexpr):
     """|k_pts - c|^2 per row [ROWS] from a point-bias tile (already rounded to the dot dtype)."""
     x = kpb.to(tl.float32)
@@ -278,17 +299,18 @@ def _ipa_bwd_dkdv_kernel(
         offs_m = start_m + tl.arange(0, BLOCK_M)
         m_ok = offs_m < n
         tok_m = start + offs_m
-        q = _dot_operand(_load_tile(Q + h * C, tok_m, m_ok, H * C, c_qk, C), DT, UPCAST)  # [BM, C_PAD]
-        qpb = _point_operand(_load_point_bias(QP + h * P3, BQ + h * RB, tok_m, m_ok, H, c_pb, P3, RB,
-                                              cx, cy, cz, pw, bias_scale), DT, UPCAST)  # [BM, PB_PAD]
-        lse = tl.load(LSE + h * T + tok_m, mask=m_ok, other=float("inf"))
-        if VARIANT >= 2:
-            s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * scalar_scale
-            s += tl.dot(qpb, tl.trans(kpb), input_precision=PRECISION)
-            s_t = tl.trans(s)
+        if VARIANT % 2 == 1:  # transposed through the pointers, as Triton's tutorial loads q^T
+            q_t = _dot_operand(_load_tile_t(Q + h * C, tok_m, m_ok, H * C, c_qk, C), DT, UPCAST)
+            qpb_t = _point_operand(_load_point_bias_t(QP + h * P3, BQ + h * RB, tok_m, m_ok, H, c_pb, P3, RB,
+                                                      cx, cy, cz, pw, bias_scale), DT, UPCAST)
         else:
-            s_t = tl.dot(k, tl.trans(q), input_precision=PRECISION) * scalar_scale
-            s_t += tl.dot(kpb, tl.trans(qpb), input_precision=PRECISION)
+            q_t = tl.trans(_dot_operand(_load_tile(Q + h * C, tok_m, m_ok, H * C, c_qk, C), DT, UPCAST))
+            qpb_t = tl.trans(_point_operand(_load_point_bias(QP + h * P3, BQ + h * RB, tok_m, m_ok, H, c_pb, P3,
+                                                             RB, cx, cy, cz, pw, bias_scale), DT, UPCAST))
+        # q_t [C_PAD, BM], qpb_t [PB_PAD, BM]
+        lse = tl.load(LSE + h * T + tok_m, mask=m_ok, other=float("inf"))
+        s_t = tl.dot(k, q_t, input_precision=PRECISION) * scalar_scale
+        s_t += tl.dot(kpb, qpb_t, input_precision=PRECISION)
         s_t = (s_t - (0.5 * pw) * knorm[:, None]) * LOG2E  # [BN, BM]
         p_t = tl.where(n_ok[:, None], tl.exp2(s_t - lse[None, :]), 0.0)
         do = _dot_operand(_load_tile(DO + h * CV, tok_m, m_ok, H * CV, c_v, CV), DT, UPCAST)  # [BM, CV_PAD]
@@ -297,19 +319,22 @@ def _ipa_bwd_dkdv_kernel(
         if COMPUTE_DK:
             delta = tl.load(DELTA + h * T + tok_m, mask=m_ok, other=0.0)
             dp_t = tl.dot(v, tl.trans(do), input_precision=PRECISION)
-            # value points: float32 operands (tf32 unless exact), as centred in the forward
-            dp_t += tl.dot(vp.to(tl.float32), tl.trans(dop.to(tl.float32)), input_precision=PRECISION)
+            if VARIANT >= 2:  # 16-bit operands only
+                dp_t += tl.dot(_dot_operand(vp, DT, UPCAST), tl.trans(_dot_operand(dop, DT, UPCAST)),
+                               input_precision=PRECISION)
+            else:  # value points: float32 operands (tf32 unless exact), as centred in the forward
+                dp_t += tl.dot(vp.to(tl.float32), tl.trans(dop.to(tl.float32)), input_precision=PRECISION)
             dp_t += tl.dot(pk, tl.trans(doz), input_precision=PRECISION)
             ds_t = p_t * (dp_t - delta[None, :])  # [BN, BM], d loss / d logit
             ds_sum += tl.sum(ds_t, axis=1)
-            dk += tl.dot(_dot_operand(ds_t, DT, UPCAST), q, input_precision=PRECISION)
-            # float32 (tf32 unless exact) for the point-bias gradient: 10-bit rounding of ds, not 7
-            if VARIANT >= 1:
+            dsd_t = _dot_operand(ds_t, DT, UPCAST)
+            dk += tl.dot(dsd_t, tl.trans(q_t), input_precision=PRECISION)
+            if VARIANT >= 2:
+                dkpb += tl.dot(dsd_t, tl.trans(_dot_operand(qpb_t, DT, UPCAST)), input_precision=PRECISION)
+            else:  # float32 (tf32 unless exact): 10-bit rounding of ds instead of 7
                 qpb32 = _load_point_bias(QP + h * P3, BQ + h * RB, tok_m, m_ok, H, c_pb, P3, RB,
                                          cx, cy, cz, pw, bias_scale)
-            else:
-                qpb32 = qpb.to(tl.float32)
-            dkpb += tl.dot(ds_t, qpb32, input_precision=PRECISION)
+                dkpb += tl.dot(ds_t, qpb32, input_precision=PRECISION)
         else:
             pd_t = _dot_operand(p_t, DT, UPCAST)
             dv += tl.dot(pd_t, do, input_precision=PRECISION)
@@ -399,17 +424,21 @@ def _ipa_bwd_dq_kernel(
         vp = _point_operand(vp, DT, UPCAST).to(tl.float32)  # [BN, PV3_PAD]
         pk = _dot_operand(_load_tile(PK, tok_n, row_n, RZ, c_z, RZ), DT, UPCAST)
         dp = tl.dot(do, tl.trans(v), input_precision=PRECISION)
-        dp += tl.dot(dop.to(tl.float32), tl.trans(vp), input_precision=PRECISION)
+        if VARIANT >= 2:  # 16-bit operands only
+            dp += tl.dot(_dot_operand(dop, DT, UPCAST), tl.trans(_dot_operand(vp, DT, UPCAST)),
+                         input_precision=PRECISION)
+        else:
+            dp += tl.dot(dop.to(tl.float32), tl.trans(vp.to(tl.float32)), input_precision=PRECISION)
         dp += tl.dot(doz, tl.trans(pk), input_precision=PRECISION)
         ds = p * (dp - delta[:, None])  # [BM, BN], d loss / d logit
         dq += tl.dot(_dot_operand(ds, DT, UPCAST), k, input_precision=PRECISION)
         # float32 (tf32 unless exact) for the point-bias gradient: 10-bit rounding of ds instead of 7
-        if VARIANT >= 1:
+        if VARIANT >= 2:
+            dqpb += tl.dot(_dot_operand(ds, DT, UPCAST), _dot_operand(kpb, DT, UPCAST), input_precision=PRECISION)
+        else:  # float32 (tf32 unless exact): 10-bit rounding of ds instead of 7
             kpb32 = _load_point_bias(KP + h * P3, BK + h * RB, tok_n, row_n, H, c_pb, P3, RB,
                                      cx, cy, cz, 1.0, 1.0)
-        else:
-            kpb32 = kpb.to(tl.float32)
-        dqpb += tl.dot(ds, kpb32, input_precision=PRECISION)
+            dqpb += tl.dot(ds, kpb32, input_precision=PRECISION)
 
     rows = m_ok[:, None]
     tl.store(DQ + h * C + tok_m[:, None] * (H * C) + c_qk[None, :],
