@@ -145,7 +145,7 @@ def backward(do, do_pts, do_pair, q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, 
     dpair_k_heads = torch.empty(T, H, d["RZ"], dtype=torch.float32, device=dev)  # summed over heads below
     dpw_k = torch.empty(H, T, dtype=torch.float32, device=dev)
     dpw_q = torch.empty(H, T, dtype=torch.float32, device=dev)
-    common = dict(HAS_MASK=key_mask is not None, VARIANT=int(os.environ.get("FLASHIPA_VARIANT", "1")),
+    common = dict(HAS_MASK=key_mask is not None, VARIANT=int(os.environ.get("FLASHIPA_VARIANT", "0")),
                   **_dot_flags(q.dtype, allow_tf32), **d)
     mask_arg = key_mask if key_mask is not None else cu_seqlens
     scalar_scale = W_L / math.sqrt(d["C"])
