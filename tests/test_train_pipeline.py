@@ -61,7 +61,9 @@ def _train_losses(run_dir: Path) -> list[float]:
     [("dense_ipa", None), ("flash_ipa", "torch"), ("flash_ipa", "sdpa"), ("flash_ipa", "triton"),
      ("inattention", "torch")],
 )
-def test_one_training_step_per_attention_variant_has_finite_loss_and_gradients(structures, tmp_path, attention, backend):
+def test_one_training_step_per_attention_variant_has_finite_loss_and_gradients(
+    structures, tmp_path, attention, backend
+):
     """On a CPU-only machine the triton backend runs the FlashIPA kernel under Triton's interpreter (conftest)."""
     extra = [f"model/attention={attention}"] + ([f"model.attention.backend={backend}"] if backend else [])
     cfg = _config(structures, tmp_path, extra)
@@ -94,10 +96,11 @@ class KeyboardInterruptStandIn(RuntimeError):
     """Raised by KillAtEpoch (Lightning turns a real KeyboardInterrupt into a graceful exit)."""
 
 
-@pytest.mark.slow
 def test_a_killed_run_resumed_from_its_checkpoint_reproduces_the_uninterrupted_losses(structures, tmp_path):
     # checkpoints at each epoch end (the DataModule's batch order is a function of seed and epoch)
-    epoch_checkpoints = ["trainer.check_val_every_n_epoch=1", "trainer.val_check_interval=1.0", "data.max_tokens_per_batch=24"]
+    epoch_checkpoints = [
+        "trainer.check_val_every_n_epoch=1", "trainer.val_check_interval=1.0", "data.max_tokens_per_batch=24"
+    ]
     datamodule = instantiate(_config(structures, tmp_path / "probe", epoch_checkpoints).data)
     datamodule.setup()
     steps_per_epoch = len(datamodule.train_dataloader())
@@ -123,7 +126,8 @@ def test_a_killed_run_resumed_from_its_checkpoint_reproduces_the_uninterrupted_l
 def test_finetuning_builds_the_checkpoint_model_loads_its_weights_and_trains_on_another_folder(
     structures, tmp_path, monkeypatch
 ):
-    pretrain = train(_config(structures, tmp_path / "pretrain", ["trainer.max_steps=2", "trainer.val_check_interval=2"]))
+    short_run = ["trainer.max_steps=2", "trainer.val_check_interval=2"]
+    pretrain = train(_config(structures, tmp_path / "pretrain", short_run))
     checkpoint = Path(pretrain["last_checkpoint"])
     finetune = ["experiment=finetune", f"init_from={checkpoint}", "trainer.max_steps=2", "trainer.val_check_interval=2",
                 "scheduler.warmup_steps=1"]
@@ -150,7 +154,8 @@ def test_finetuning_builds_the_checkpoint_model_loads_its_weights_and_trains_on_
 
 
 def test_finetuning_a_model_of_another_shape_names_the_mismatched_parameter(structures, tmp_path):
-    pretrain = train(_config(structures, tmp_path / "pretrain", ["trainer.max_steps=1", "trainer.val_check_interval=1"]))
+    short_run = ["trainer.max_steps=1", "trainer.val_check_interval=1"]
+    pretrain = train(_config(structures, tmp_path / "pretrain", short_run))
     wider = [o.replace("model.c_s=32", "model.c_s=48") for o in TINY_MODEL]
     cfg = _config(
         structures, tmp_path / "finetune",

@@ -73,6 +73,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         optimizer=instantiate(cfg.optimizer),
         scheduler=instantiate(cfg.scheduler),
         seed=cfg.seed,
+        val_noise_draws=cfg.get("val_noise_draws", 4),
         run_config=OmegaConf.to_container(cfg, resolve=True),
     )
     trainer: pl.Trainer = instantiate(
@@ -90,6 +91,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                       best_checkpoint=checkpoint.best_model_path)
     sample_cfg = cfg.get("sample")
     if sample_cfg and sample_cfg.get("lengths") and trainer.is_global_zero:
+        result["num_samples"] = len(sample_cfg.lengths)
         result["sample_paths"] = write_final_samples(
             trainer, module, list(sample_cfg.lengths), int(sample_cfg.num_steps), sample_cfg.out_dir
         )
@@ -106,8 +108,8 @@ def _print_outputs(result: dict[str, Any]) -> None:
         lines.append(f"  best checkpoint (val/loss): {result['best_checkpoint']}")
     if result.get("sample_paths"):
         first = Path(result["sample_paths"][0])
-        kind = "PDB" if first.suffix == ".pdb" else "tensors; install biotite for PDB"
-        lines.append(f"  {len(result['sample_paths'])} sampled backbones ({kind}): {first.parent}")
+        kind = "PDB" if first.suffix == ".pdb" else "one tensor file; install biotite for PDB"
+        lines.append(f"  {result['num_samples']} sampled backbones ({kind}): {first.parent}")
     for key in ("train/loss", "val/loss"):
         if key in result:
             lines.append(f"  {key}: {result[key]:.4f}")

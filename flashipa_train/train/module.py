@@ -32,6 +32,7 @@ class FlowModule(pl.LightningModule):
         scheduler: factory `(optimizer, total_steps) -> LRScheduler` stepped every optimizer step;
             None uses `WarmupCosineLR` with its defaults.
         seed: base seed of the per-step noise generators.
+        val_noise_draws: noise draws averaged per validation batch.
         run_config: the resolved run config (plain dict) stored in checkpoints, or None.
     """
 
@@ -42,6 +43,7 @@ class FlowModule(pl.LightningModule):
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
         seed: int = 0,
+        val_noise_draws: int = 4,
         run_config: dict | None = None,
     ):
         super().__init__()
@@ -50,6 +52,7 @@ class FlowModule(pl.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler or WarmupCosineLR
         self.seed = int(seed)
+        self.val_noise_draws = int(val_noise_draws)
         self.run_config = run_config
         # Read by NonFiniteGuard before the optimizer step (tensors: no host synchronisation here).
         self.last_loss: torch.Tensor | None = None
@@ -90,9 +93,12 @@ class FlowModule(pl.LightningModule):
                     sampler.set_epoch(self.current_epoch)
 
     def validation_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        # Offsets below zero never collide with training offsets (global_step >= 0).
-        losses = self.flow.training_loss(self.model, batch, generator=self._generator(-1 - batch_idx))
-        metrics = {f"val/{name}": value.detach() for name, value in losses.items()}
+        # Several fixed noise draws per batch (t, prior, self-conditioning): one draw of t makes the loss of a
+        # small validation set swing with t. Negative offsets never collide with training ones.
+        offsets = [-1 - batch_idx * self.val_noise_draws - i for i in range(self.val_noise_draws)]
+        draws = [self.flow.training_loss(self.model, batch, generator=self._generator(o)) for o in offsets]
+        losses = {name: torch.stack([d[name].detach() for d in draws]).mean() for name in draws[0]}
+        metrics = {f"val/{name}": value for name, value in losses.items()}
         self.log_dict(metrics, on_step=False, on_epoch=True, sync_dist=True, batch_size=self._batch_size(batch))
         return losses["loss"]
 
