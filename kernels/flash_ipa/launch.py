@@ -16,6 +16,12 @@ W_L = math.sqrt(1.0 / 3.0)  # AlphaFold2's weight for the three logit terms
 INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"
 # FLASHIPA_AUTOTUNE=0 takes each kernel's first config without timing (tests: no tuning cost per dims)
 AUTOTUNE = os.environ.get("FLASHIPA_AUTOTUNE", "1") != "0"
+# Backward code-generation variant, bit flags (same maths; docs/kernel_notes.md, "Triton 3.6 fault"):
+#   1: dK/dV loads q and the query point-bias tile transposed through the pointers (tutorial style)
+#   2: 16-bit dot operands only (no tf32 dots for the point gradients; ~1.5e-2 bf16 gradient error)
+#   4: the key point-bias dot operand has one use; norms and epilogue read a second load
+# Variant 0 hits an out-of-bounds shared-memory read on Triton 3.6 / H100 at the anchor dims.
+BACKWARD_VARIANT = int(os.environ.get("FLASHIPA_VARIANT", "4"))
 
 
 def _pad(dim):
@@ -24,14 +30,24 @@ def _pad(dim):
 
 
 def _configs(pairs):
-    """Autotune configs from (BLOCK_M, BLOCK_N, num_warps, num_stages); one small config when interpreted."""
+    """Autotune configs from (BLOCK_M, BLOCK_N, num_warps, num_stages), then a small fallback for very
+    wide value dims (see _prune_configs); one small config when interpreted."""
+    small = triton.Config({"BLOCK_M": 32, "BLOCK_N": 32}, num_warps=4, num_stages=1)
     if INTERPRETED:
-        return [triton.Config({"BLOCK_M": 32, "BLOCK_N": 32}, num_warps=4, num_stages=1)]
-    configs = [
-        triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s) for bm, bn, w, s in pairs
-    ]
-    # untuned: the default, plus a small fallback for very wide dims that overflow shared memory
-    return configs if AUTOTUNE else configs[:1] + [triton.Config({"BLOCK_M": 32, "BLOCK_N": 32}, num_warps=4, num_stages=1)]
+        return [small]
+    return [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s) for bm, bn, w, s in pairs] + [small]
+
+
+def _prune_configs(configs, named_args, **kwargs):
+    """Value tiles wider than 256 columns overflow shared memory in the larger configs: there the small
+    fallback joins the candidates (alone when untuned); elsewhere it is dropped. Untuned runs
+    (FLASHIPA_AUTOTUNE=0) compile one config."""
+    if INTERPRETED:
+        return configs
+    wide = kwargs.get("CV_PAD", 0) + kwargs.get("PV3_PAD", 0) + kwargs.get("RZ_PAD", 0) > 256
+    if AUTOTUNE:
+        return configs if wide else configs[:-1]
+    return configs[-1:] if wide else configs[:1]
 
 
 _DIM_KEYS = ["C", "CV", "P3", "RB", "PV3", "RZ", "PRECISION", "HAS_MASK", "UPCAST"]
@@ -43,9 +59,11 @@ _FWD_CONFIGS = _configs([(64, 32, 8, 2), (64, 64, 8, 2), (64, 32, 8, 3), (128, 6
 _DKDV_CONFIGS = _configs([(32, 64, 8, 2), (64, 64, 8, 2), (16, 64, 8, 2), (32, 64, 8, 3)])
 _DQ_CONFIGS = _configs([(64, 32, 8, 2), (16, 64, 8, 2), (64, 64, 8, 2), (32, 32, 8, 2)])
 
-_fwd = triton.autotune(_FWD_CONFIGS, key=_DIM_KEYS)(tk._ipa_fwd_kernel)
-_dkdv = triton.autotune(_DKDV_CONFIGS, key=_BWD_KEYS + ["COMPUTE_DK"])(tk._ipa_bwd_dkdv_kernel)
-_dq = triton.autotune(_DQ_CONFIGS, key=_BWD_KEYS)(tk._ipa_bwd_dq_kernel)
+_PRUNE = {"early_config_prune": _prune_configs}
+_fwd = triton.autotune(_FWD_CONFIGS, key=_DIM_KEYS, prune_configs_by=_PRUNE)(tk._ipa_fwd_kernel)
+_dkdv = triton.autotune(_DKDV_CONFIGS, key=_BWD_KEYS + ["COMPUTE_DK"], prune_configs_by=_PRUNE)(
+    tk._ipa_bwd_dkdv_kernel)
+_dq = triton.autotune(_DQ_CONFIGS, key=_BWD_KEYS, prune_configs_by=_PRUNE)(tk._ipa_bwd_dq_kernel)
 
 
 def dims(q, v, q_pts, v_pts, bias_q, pair_k):
@@ -145,7 +163,7 @@ def backward(do, do_pts, do_pair, q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, 
     dpair_k_heads = torch.empty(T, H, d["RZ"], dtype=torch.float32, device=dev)  # summed over heads below
     dpw_k = torch.empty(H, T, dtype=torch.float32, device=dev)
     dpw_q = torch.empty(H, T, dtype=torch.float32, device=dev)
-    common = dict(HAS_MASK=key_mask is not None, VARIANT=int(os.environ.get("FLASHIPA_VARIANT", "0")),
+    common = dict(HAS_MASK=key_mask is not None, VARIANT=BACKWARD_VARIANT,
                   **_dot_flags(q.dtype, allow_tf32), **d)
     mask_arg = key_mask if key_mask is not None else cu_seqlens
     scalar_scale = W_L / math.sqrt(d["C"])

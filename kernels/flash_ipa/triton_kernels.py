@@ -282,7 +282,12 @@ def _ipa_bwd_dkdv_kernel(
     k = _dot_operand(_load_tile(K + h * C, tok_n, row_n, H * C, c_qk, C), DT, UPCAST)  # [BN, C_PAD]
     kpb = _point_operand(_load_point_bias(KP + h * P3, BK + h * RB, tok_n, row_n, H, c_pb, P3, RB,
                                           cx, cy, cz, 1.0, 1.0), DT, UPCAST)  # [BN, PB_PAD]
-    knorm = _point_norms(kpb, c_pb, P3)  # [BN]
+    if VARIANT >= 4:  # a second load for the elementwise uses: the dot operand has one use only
+        kpb_values = _point_operand(_load_point_bias(KP + h * P3, BK + h * RB, tok_n, row_n, H, c_pb, P3, RB,
+                                                     cx, cy, cz, 1.0, 1.0), DT, UPCAST).to(tl.float32)
+    else:
+        kpb_values = kpb.to(tl.float32)
+    knorm = _point_norms(kpb_values, c_pb, P3)  # [BN]
     if COMPUTE_DK:
         v = _dot_operand(_load_tile(V + h * CV, tok_n, row_n, H * CV, c_v, CV), DT, UPCAST)  # [BN, CV_PAD]
         vp = _load_centred_points(VP + h * PV3, tok_n, row_n, H * PV3, c_pv, PV3, cx, cy, cz)
@@ -319,7 +324,7 @@ def _ipa_bwd_dkdv_kernel(
         if COMPUTE_DK:
             delta = tl.load(DELTA + h * T + tok_m, mask=m_ok, other=0.0)
             dp_t = tl.dot(v, tl.trans(do), input_precision=PRECISION)
-            if VARIANT >= 2:  # 16-bit operands only
+            if (VARIANT // 2) % 2 == 1:  # 16-bit operands only
                 dp_t += tl.dot(_dot_operand(vp, DT, UPCAST), tl.trans(_dot_operand(dop, DT, UPCAST)),
                                input_precision=PRECISION)
             else:  # value points: float32 operands (tf32 unless exact), as centred in the forward
@@ -329,7 +334,7 @@ def _ipa_bwd_dkdv_kernel(
             ds_sum += tl.sum(ds_t, axis=1)
             dsd_t = _dot_operand(ds_t, DT, UPCAST)
             dk += tl.dot(dsd_t, tl.trans(q_t), input_precision=PRECISION)
-            if VARIANT >= 2:
+            if (VARIANT // 2) % 2 == 1:
                 dkpb += tl.dot(dsd_t, tl.trans(_dot_operand(qpb_t, DT, UPCAST)), input_precision=PRECISION)
             else:  # float32 (tf32 unless exact): 10-bit rounding of ds instead of 7
                 qpb32 = _load_point_bias(QP + h * P3, BQ + h * RB, tok_m, m_ok, H, c_pb, P3, RB,
@@ -345,7 +350,7 @@ def _ipa_bwd_dkdv_kernel(
         tl.store(DK + h * C + tok_n[:, None] * (H * C) + c_qk[None, :],
                  (dk * scalar_scale).to(DK.dtype.element_ty), mask=rows & (c_qk[None, :] < C))
         # -|k|^2 / 2 term: d/dk = -pw (k - c) * sum_i ds_ij
-        dkp = dkpb - pw * kpb.to(tl.float32) * ds_sum[:, None]
+        dkp = dkpb - pw * kpb_values * ds_sum[:, None]
         tl.store(DKP + h * P3 + tok_n[:, None] * (H * P3) + c_pb[None, :], dkp.to(DKP.dtype.element_ty),
                  mask=rows & (c_pb[None, :] < P3))
         bias_col = tl.maximum(c_pb - P3, 0)
@@ -424,7 +429,7 @@ def _ipa_bwd_dq_kernel(
         vp = _point_operand(vp, DT, UPCAST).to(tl.float32)  # [BN, PV3_PAD]
         pk = _dot_operand(_load_tile(PK, tok_n, row_n, RZ, c_z, RZ), DT, UPCAST)
         dp = tl.dot(do, tl.trans(v), input_precision=PRECISION)
-        if VARIANT >= 2:  # 16-bit operands only
+        if (VARIANT // 2) % 2 == 1:  # 16-bit operands only
             dp += tl.dot(_dot_operand(dop, DT, UPCAST), tl.trans(_dot_operand(vp, DT, UPCAST)),
                          input_precision=PRECISION)
         else:
@@ -433,7 +438,7 @@ def _ipa_bwd_dq_kernel(
         ds = p * (dp - delta[:, None])  # [BM, BN], d loss / d logit
         dq += tl.dot(_dot_operand(ds, DT, UPCAST), k, input_precision=PRECISION)
         # float32 (tf32 unless exact) for the point-bias gradient: 10-bit rounding of ds instead of 7
-        if VARIANT >= 2:
+        if (VARIANT // 2) % 2 == 1:
             dqpb += tl.dot(_dot_operand(ds, DT, UPCAST), _dot_operand(kpb, DT, UPCAST), input_precision=PRECISION)
         else:  # float32 (tf32 unless exact): 10-bit rounding of ds instead of 7
             kpb32 = _load_point_bias(KP + h * P3, BK + h * RB, tok_n, row_n, H, c_pb, P3, RB,
