@@ -1,0 +1,79 @@
+"""Compile the FlashIPA kernels for sm_90 on any machine (no GPU needed) and print, per kernel and
+config, shared memory, registers, spill stack and the count of Hopper matrix instructions.
+
+    PYTHONPATH=. python -m kernels.flash_ipa.resource_report 64,32,8,2 32,64,8,2
+
+Reads ptxas's verdict through the cuobjdump bundled with Triton. Anchor-model dims, bf16, with a
+key mask; `FLASHIPA_VARIANT` as in launch.py.
+"""
+
+import os
+import subprocess
+import sys
+import tempfile
+
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+
+from kernels.flash_ipa import launch
+from kernels.flash_ipa import triton_kernels as tk
+
+ANCHOR_DIMS = dict(C=128, C_PAD=128, CV=128, CV_PAD=128, P3=24, RB=2, PB_PAD=32, PV3=36, PV3_PAD=64, RZ=64,
+                   RZ_PAD=64)
+FP32_ARGS = {"LSE", "DELTA", "OPC", "CENTRE", "DPK_H", "DPW_K", "DPW_Q", "PW"}
+KERNELS = {
+    "fwd": (tk._ipa_fwd_kernel, {}),
+    "dk": (tk._ipa_bwd_dkdv_kernel, {"COMPUTE_DK": True, "VARIANT": launch.BACKWARD_VARIANT}),
+    "dv": (tk._ipa_bwd_dkdv_kernel, {"COMPUTE_DK": False, "VARIANT": launch.BACKWARD_VARIANT}),
+    "dq": (tk._ipa_bwd_dq_kernel, {"VARIANT": launch.BACKWARD_VARIANT}),
+}
+
+
+def _signature(fn, constexprs):
+    sig = {}
+    for name in fn.arg_names:
+        if name in constexprs:
+            sig[name] = "constexpr"
+        elif name in ("H", "T"):
+            sig[name] = "i32"
+        elif name in ("scalar_scale", "bias_scale"):
+            sig[name] = "fp32"
+        elif name in FP32_ARGS:
+            sig[name] = "*fp32"
+        elif name == "KEY_MASK":
+            sig[name] = "*u8"
+        elif name == "CU_SEQLENS":
+            sig[name] = "*i32"
+        else:
+            sig[name] = "*bf16"
+    return sig
+
+
+def report(name, block_m, block_n, num_warps, num_stages):
+    fn, extra = KERNELS[name]
+    constexprs = dict(ANCHOR_DIMS, HAS_MASK=True, PRECISION="tf32", UPCAST=False, BLOCK_M=block_m,
+                      BLOCK_N=block_n, **extra)
+    kernel = triton.compile(ASTSource(fn, _signature(fn, constexprs), constexprs),
+                            target=GPUTarget("cuda", 90, 32),
+                            options=dict(num_warps=num_warps, num_stages=num_stages))
+    cuobjdump = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
+        f.write(kernel.asm["cubin"])
+        f.flush()
+        usage = subprocess.run([cuobjdump, "-res-usage", f.name], capture_output=True, text=True).stdout
+        sass = subprocess.run([cuobjdump, "-sass", f.name], capture_output=True, text=True).stdout
+    regs = next((line.strip() for line in usage.splitlines() if "REG:" in line), "?")
+    return (f"{name} {(block_m, block_n, num_warps, num_stages)} smem {kernel.metadata.shared} {regs} "
+            f"HGMMA {sass.count('HGMMA')} HMMA {sass.count('HMMA')} LDL {sass.count('LDL')}")
+
+
+def main(argv=None):
+    configs = [tuple(int(x) for x in c.split(",")) for c in (argv or sys.argv[1:])] or [(64, 32, 8, 2)]
+    for name in os.environ.get("KERNELS", "fwd,dk,dv,dq").split(","):
+        for config in configs:
+            print(report(name, *config), flush=True)
+
+
+if __name__ == "__main__":
+    main()
