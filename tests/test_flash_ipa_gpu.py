@@ -23,7 +23,8 @@ def _compare(inputs, mask, ref_dtype, tol, **kwargs):
     torch.manual_seed(0)
     with torch.no_grad():
         grad_outputs = [torch.randn_like(o) for o in flash_ipa_attention(*inputs, mask=mask, **kwargs)]
-    outs, grads = _outputs_and_grads(lambda xs: flash_ipa_attention(*xs, mask=mask, **kwargs), inputs, grad_outputs)
+    outs, grads = _outputs_and_grads(
+        lambda xs: flash_ipa_attention(*xs, mask=mask, **kwargs), inputs, grad_outputs)
     ref_in = [x.to(ref_dtype) for x in inputs]
     ref_outs, ref_grads = _outputs_and_grads(
         lambda xs: ipa_attention_core(*xs, mask=mask, backend="torch", tile=1024), ref_in,

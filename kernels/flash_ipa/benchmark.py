@@ -171,12 +171,13 @@ def write_markdown(rows, stamp, path):
             else:
                 ms[b] = r["ms"]
                 cells.append(f"{r['ms']:.3g} ms / {r['peak_mib']:.0f} MiB")
-        ratio = lambda other: f"{ms[other] / ms['flashipa']:.2f}x" if other in ms and "flashipa" in ms else "-"
+        ratios = [f"{ms[o] / ms['flashipa']:.2f}x" if o in ms and "flashipa" in ms else "-" for o in ("sdpa", "flex")]
         mode_name = "fwd" if mode == "fwd" else "fwd+bwd"
-        lines.append(f"| {B} | {L} | {mode_name} | " + " | ".join(cells) + f" | {ratio('sdpa')} | {ratio('flex')} |")
+        lines.append(f"| {B} | {L} | {mode_name} | " + " | ".join(cells + ratios) + " |")
     failures = [r for r in rows if "error" in r and r["error"] != "OOM"]
     if failures:
-        lines += ["", "Failures:"] + [f"- {r['backend']} B={r['B']} L={r['L']} {r['mode']}: {r['error']}" for r in failures]
+        lines += ["", "Failures:"]
+        lines += [f"- {r['backend']} B={r['B']} L={r['L']} {r['mode']}: {r['error']}" for r in failures]
     Path(path).write_text("\n".join(lines) + "\n")
 
 

@@ -35,7 +35,8 @@ def _configs(pairs):
     small = triton.Config({"BLOCK_M": 32, "BLOCK_N": 32}, num_warps=4, num_stages=1)
     if INTERPRETED:
         return [small]
-    return [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s) for bm, bn, w, s in pairs] + [small]
+    configs = [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s) for bm, bn, w, s in pairs]
+    return configs + [small]
 
 
 def _prune_configs(configs, named_args, **kwargs):

@@ -426,7 +426,7 @@ def _ipa_bwd_dq_kernel(
         p = tl.where(n_ok[None, :], tl.exp2(s - lse[:, None]), 0.0)
         v = _dot_operand(_load_tile(V + h * CV, tok_n, row_n, H * CV, c_v, CV), DT, UPCAST)
         vp = _load_centred_points(VP + h * PV3, tok_n, row_n, H * PV3, c_pv, PV3, cx, cy, cz)
-        vp = _point_operand(vp, DT, UPCAST).to(tl.float32)  # [BN, PV3_PAD]
+        vp = _point_operand(vp, DT, UPCAST)  # [BN, PV3_PAD]
         pk = _dot_operand(_load_tile(PK, tok_n, row_n, RZ, c_z, RZ), DT, UPCAST)
         dp = tl.dot(do, tl.trans(v), input_precision=PRECISION)
         if (VARIANT // 2) % 2 == 1:  # 16-bit operands only
@@ -437,9 +437,9 @@ def _ipa_bwd_dq_kernel(
         dp += tl.dot(doz, tl.trans(pk), input_precision=PRECISION)
         ds = p * (dp - delta[:, None])  # [BM, BN], d loss / d logit
         dq += tl.dot(_dot_operand(ds, DT, UPCAST), k, input_precision=PRECISION)
-        # float32 (tf32 unless exact) for the point-bias gradient: 10-bit rounding of ds instead of 7
-        if (VARIANT // 2) % 2 == 1:
-            dqpb += tl.dot(_dot_operand(ds, DT, UPCAST), _dot_operand(kpb, DT, UPCAST), input_precision=PRECISION)
+        if (VARIANT // 2) % 2 == 1:  # 16-bit operands only
+            dqpb += tl.dot(_dot_operand(ds, DT, UPCAST), _dot_operand(kpb, DT, UPCAST),
+                           input_precision=PRECISION)
         else:  # float32 (tf32 unless exact): 10-bit rounding of ds instead of 7
             kpb32 = _load_point_bias(KP + h * P3, BK + h * RB, tok_n, row_n, H, c_pb, P3, RB,
                                      cx, cy, cz, 1.0, 1.0)
