@@ -51,9 +51,9 @@ def _config(structures, out: Path, extra: list[str], folder: str = "a", model: l
     return compose_train_config(overrides + extra, output_dir=out)
 
 
-def _train_losses(run_dir: Path) -> list[float]:
+def _logged(run_dir: Path, key: str = "train/loss") -> list[float]:
     rows = list(csv.DictReader(open(run_dir / "csv" / "metrics.csv")))
-    return [float(r["train/loss"]) for r in rows if r.get("train/loss")]
+    return [float(r[key]) for r in rows if r.get(key)]
 
 
 @pytest.mark.parametrize(
@@ -114,13 +114,17 @@ def test_a_killed_run_resumed_from_its_checkpoint_reproduces_the_uninterrupted_l
     assert torch.load(last, weights_only=True)["global_step"] == steps_per_epoch
     train(_config(structures, tmp_path / "resumed", run + [f"ckpt_path={last}"]))
 
-    straight = _train_losses(tmp_path / "straight")
-    killed = _train_losses(tmp_path / "killed")
-    resumed = _train_losses(tmp_path / "resumed")
+    straight = _logged(tmp_path / "straight")
+    killed = _logged(tmp_path / "killed")
+    resumed = _logged(tmp_path / "resumed")
     assert steps_per_epoch >= 2
     assert len(straight) == 2 * steps_per_epoch and len(killed) == steps_per_epoch == len(resumed)
     assert killed == pytest.approx(straight[:steps_per_epoch], rel=1e-6, abs=1e-6)
     assert resumed == pytest.approx(straight[steps_per_epoch:], rel=1e-6, abs=1e-6)
+    # the final validation runs on the EMA weights: equal only if the EMA state was restored too
+    assert _logged(tmp_path / "resumed", "val/loss")[-1] == pytest.approx(
+        _logged(tmp_path / "straight", "val/loss")[-1], rel=1e-6
+    )
 
 
 def test_finetuning_builds_the_checkpoint_model_loads_its_weights_and_trains_on_another_folder(
