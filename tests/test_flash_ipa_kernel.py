@@ -159,3 +159,32 @@ def test_unsupported_dtype_error_names_the_input():
     inputs = random_ipa_inputs(1, 8, ODD_DIMS, torch.float64)
     with pytest.raises(TypeError, match="q has dtype torch.float64"):
         flash_ipa_attention(*inputs)
+
+
+def test_custom_op_passes_torch_library_opcheck():
+    """Schema, fake (meta) implementation and autograd registration agree with the real kernel."""
+    from kernels.flash_ipa import op
+
+    torch.manual_seed(9)
+    B, L = 1, 16
+    inputs = random_ipa_inputs(B, L, ODD_DIMS, torch.float32, DEVICE)
+    tokens = [x.reshape(B * L, *x.shape[2:]).contiguous() if x.dim() > 1 else x for x in inputs]
+    tokens = [x.requires_grad_() for x in tokens]
+    key_mask = torch.ones(B * L, dtype=torch.uint8, device=DEVICE)
+    cu_seqlens = torch.tensor([0, L], dtype=torch.int32, device=DEVICE)
+    torch.library.opcheck(
+        op.attention_fwd, (*tokens, key_mask, cu_seqlens, L, False),
+        test_utils=("test_schema", "test_faketensor", "test_autograd_registration"),
+    )
+
+
+def test_sequence_centres_are_mean_real_key_points_per_sequence():
+    from kernels.flash_ipa.launch import sequence_centres
+
+    torch.manual_seed(10)
+    k_pts = torch.randn(9, 2, 3, 3, dtype=torch.float64) + 500.0  # [T, H, P_q, 3]
+    key_mask = torch.tensor([1, 1, 0, 1, 1, 1, 1, 0, 0], dtype=torch.bool)
+    cu_seqlens = torch.tensor([0, 3, 7, 9], dtype=torch.int32)
+    centres = sequence_centres(k_pts, key_mask, cu_seqlens)
+    expected = [k_pts[[0, 1]].mean(dim=(0, 1, 2)), k_pts[3:7].mean(dim=(0, 1, 2)), torch.zeros(3)]
+    torch.testing.assert_close(centres, torch.stack(expected).float())
