@@ -56,6 +56,12 @@ def _logged(run_dir: Path, key: str = "train/loss") -> list[float]:
     return [float(r[key]) for r in rows if r.get(key)]
 
 
+def _train_steps(run_dir: Path) -> list[int]:
+    """The logger's step (x-axis) of every logged training loss."""
+    rows = list(csv.DictReader(open(run_dir / "csv" / "metrics.csv")))
+    return [int(r["step"]) for r in rows if r.get("train/loss")]
+
+
 @pytest.mark.parametrize(
     "attention, backend",
     [("dense_ipa", None), ("flash_ipa", "torch"), ("flash_ipa", "sdpa"), ("flash_ipa", "triton"),
@@ -121,6 +127,7 @@ def test_a_killed_run_resumed_from_its_checkpoint_reproduces_the_uninterrupted_l
     assert len(straight) == 2 * steps_per_epoch and len(killed) == steps_per_epoch == len(resumed)
     assert killed == pytest.approx(straight[:steps_per_epoch], rel=1e-6, abs=1e-6)
     assert resumed == pytest.approx(straight[steps_per_epoch:], rel=1e-6, abs=1e-6)
+    assert _train_steps(tmp_path / "resumed") == _train_steps(tmp_path / "straight")[steps_per_epoch:]
     # the final validation runs on the EMA weights: equal only if the EMA state was restored too
     assert _logged(tmp_path / "resumed", "val/loss")[-1] == pytest.approx(
         _logged(tmp_path / "straight", "val/loss")[-1], rel=1e-6

@@ -57,6 +57,7 @@ class FlowModule(pl.LightningModule):
         # Read by NonFiniteGuard before the optimizer step (tensors: no host synchronisation here).
         self.last_loss: torch.Tensor | None = None
         self.last_sources: list[str] | None = None
+        self._logger_step_aligned = False
 
     def forward(self, noisy: dict) -> dict:
         return self.model(noisy)
@@ -81,6 +82,18 @@ class FlowModule(pl.LightningModule):
         self.log("train/loss_bar", losses["loss"].detach(), on_step=True, prog_bar=True, logger=False,
                  batch_size=self._batch_size(batch))
         return losses["loss"]
+
+    def on_train_start(self) -> None:
+        self._logger_step_aligned = False
+
+    def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
+        # Loggers use Lightning's count of optimizer steps as their x-axis, which comes back one ahead after a
+        # resume from a validation-end checkpoint; realign it once with global_step so resumed curves continue.
+        if not self._logger_step_aligned:
+            epoch_loop = self.trainer.fit_loop.epoch_loop
+            if hasattr(epoch_loop, "_batches_that_stepped"):
+                epoch_loop._batches_that_stepped = self.global_step
+            self._logger_step_aligned = True
 
     def on_train_epoch_start(self) -> None:
         # Lightning sets the sampler epoch from its epoch counter, which is one ahead after resuming from a
