@@ -38,6 +38,20 @@ def _resolve_auto_precision(trainer_cfg: DictConfig) -> None:
     trainer_cfg.precision = "bf16-mixed" if on_gpu else "32-true"
 
 
+def _check_finetune_inputs(cfg: DictConfig) -> None:
+    """experiment=finetune needs a checkpoint and a structure folder; say which one is missing."""
+    if not cfg.get("init_from"):
+        raise ValueError(
+            "experiment=finetune needs init_from=PATH: the .ckpt of a flashipa-train run "
+            "(e.g. logs/quickstart/runs/<date_time>/checkpoints/last.ckpt)."
+        )
+    if cfg.data.get("pdb_dir") is None and cfg.data.get("data_dir") is None:
+        raise ValueError(
+            "experiment=finetune needs data.pdb_dir=FOLDER (your PDB/mmCIF files) or data.data_dir=DIR "
+            "(written by flashipa-preprocess)."
+        )
+
+
 def _adopt_checkpoint_model_config(cfg: DictConfig) -> None:
     """Replace `cfg.model` by the model config stored in the `init_from` checkpoint, so fine-tuning builds
     the architecture the weights were trained with (model.* overrides on the command line are then ignored)."""
@@ -60,7 +74,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     pl.seed_everything(cfg.seed, workers=True)
     _resolve_auto_precision(cfg.trainer)
 
-    if cfg.get("init_from") and cfg.get("model_from_init"):
+    if cfg.get("model_from_init"):
+        _check_finetune_inputs(cfg)
         _adopt_checkpoint_model_config(cfg)
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model, _convert_="all")
