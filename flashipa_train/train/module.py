@@ -77,7 +77,8 @@ class FlowModule(pl.LightningModule):
         self.last_loss = losses["loss"]
         self.last_sources = batch.get("source")
         metrics = {f"train/{name}": value.detach() for name, value in losses.items()}
-        metrics["train/lr"] = self.trainer.optimizers[0].param_groups[0]["lr"]  # a host float: no sync
+        if self.global_step % self.trainer.log_every_n_steps == 0:  # a host float, copied only when logged
+            metrics["train/lr"] = self.trainer.optimizers[0].param_groups[0]["lr"]
         self.log_dict(metrics, on_step=True, on_epoch=False, batch_size=self._batch_size(batch))
         self.log("train/loss_bar", losses["loss"].detach(), on_step=True, prog_bar=True, logger=False,
                  batch_size=self._batch_size(batch))
