@@ -39,6 +39,15 @@ def _dot_operand(x, DT: tl.constexpr, UPCAST: tl.constexpr):
 
 
 @triton.jit
+def _split_dot(a, b, DT: tl.constexpr, UPCAST: tl.constexpr, PRECISION: tl.constexpr):
+    """a @ b with float32 `a` split into two DT operands, hi + lo (about 16 mantissa bits for bf16),
+    so that 16-bit matrix units keep more of a than one rounding would. `b` is already DT."""
+    hi = _dot_operand(a, DT, UPCAST)
+    lo = _dot_operand(a - hi.to(tl.float32), DT, UPCAST)
+    return tl.dot(hi, b, input_precision=PRECISION) + tl.dot(lo, b, input_precision=PRECISION)
+
+
+@triton.jit
 def _point_operand(x, DT: tl.constexpr, UPCAST: tl.constexpr):
     """Point-bias tile rounded for the logit's dot: float16 when the inputs are bfloat16 (8x finer
     rounding of the centred coordinates at the same tensor-core rate), else DT."""
@@ -324,9 +333,9 @@ def _ipa_bwd_dkdv_kernel(
         if COMPUTE_DK:
             delta = tl.load(DELTA + h * T + tok_m, mask=m_ok, other=0.0)
             dp_t = tl.dot(v, tl.trans(do), input_precision=PRECISION)
-            if (VARIANT // 2) % 2 == 1:  # 16-bit operands only
-                dp_t += tl.dot(_dot_operand(vp, DT, UPCAST), tl.trans(_dot_operand(dop, DT, UPCAST)),
-                               input_precision=PRECISION)
+            if (VARIANT // 2) % 2 == 1:  # 16-bit operands only, centred points split hi + lo
+                dp_t += _split_dot(vp.to(tl.float32), tl.trans(_dot_operand(dop, DT, UPCAST)), DT, UPCAST,
+                                   PRECISION)
             else:  # value points: float32 operands (tf32 unless exact), as centred in the forward
                 dp_t += tl.dot(vp.to(tl.float32), tl.trans(dop.to(tl.float32)), input_precision=PRECISION)
             dp_t += tl.dot(pk, tl.trans(doz), input_precision=PRECISION)
@@ -334,8 +343,8 @@ def _ipa_bwd_dkdv_kernel(
             ds_sum += tl.sum(ds_t, axis=1)
             dsd_t = _dot_operand(ds_t, DT, UPCAST)
             dk += tl.dot(dsd_t, tl.trans(q_t), input_precision=PRECISION)
-            if (VARIANT // 2) % 2 == 1:
-                dkpb += tl.dot(dsd_t, tl.trans(_dot_operand(qpb_t, DT, UPCAST)), input_precision=PRECISION)
+            if (VARIANT // 2) % 2 == 1:  # 16-bit operands only, ds split hi + lo
+                dkpb += _split_dot(ds_t, tl.trans(_dot_operand(qpb_t, DT, UPCAST)), DT, UPCAST, PRECISION)
             else:  # float32 (tf32 unless exact): 10-bit rounding of ds instead of 7
                 qpb32 = _load_point_bias(QP + h * P3, BQ + h * RB, tok_m, m_ok, H, c_pb, P3, RB,
                                          cx, cy, cz, pw, bias_scale)
@@ -429,17 +438,19 @@ def _ipa_bwd_dq_kernel(
         vp = _point_operand(vp, DT, UPCAST)  # [BN, PV3_PAD]
         pk = _dot_operand(_load_tile(PK, tok_n, row_n, RZ, c_z, RZ), DT, UPCAST)
         dp = tl.dot(do, tl.trans(v), input_precision=PRECISION)
-        if (VARIANT // 2) % 2 == 1:  # 16-bit operands only
-            dp += tl.dot(_dot_operand(dop, DT, UPCAST), tl.trans(_dot_operand(vp, DT, UPCAST)),
-                         input_precision=PRECISION)
+        if (VARIANT // 2) % 2 == 1:  # 16-bit operands only, centred points split hi + lo
+            vp32 = vp.to(tl.float32)
+            vp_hi = _dot_operand(vp32, DT, UPCAST)
+            vp_lo = _dot_operand(vp32 - vp_hi.to(tl.float32), DT, UPCAST)
+            dp += tl.dot(dop, tl.trans(vp_hi), input_precision=PRECISION)
+            dp += tl.dot(dop, tl.trans(vp_lo), input_precision=PRECISION)
         else:
             dp += tl.dot(dop.to(tl.float32), tl.trans(vp.to(tl.float32)), input_precision=PRECISION)
         dp += tl.dot(doz, tl.trans(pk), input_precision=PRECISION)
         ds = p * (dp - delta[:, None])  # [BM, BN], d loss / d logit
         dq += tl.dot(_dot_operand(ds, DT, UPCAST), k, input_precision=PRECISION)
-        if (VARIANT // 2) % 2 == 1:  # 16-bit operands only
-            dqpb += tl.dot(_dot_operand(ds, DT, UPCAST), _dot_operand(kpb, DT, UPCAST),
-                           input_precision=PRECISION)
+        if (VARIANT // 2) % 2 == 1:  # 16-bit operands only, ds split hi + lo
+            dqpb += _split_dot(ds, _dot_operand(kpb, DT, UPCAST), DT, UPCAST, PRECISION)
         else:  # float32 (tf32 unless exact): 10-bit rounding of ds instead of 7
             kpb32 = _load_point_bias(KP + h * P3, BK + h * RB, tok_n, row_n, H, c_pb, P3, RB,
                                      cx, cy, cz, 1.0, 1.0)
