@@ -5,7 +5,6 @@ import torch
 
 from flashipa_train.geometry import so3_exp, uniform_so3
 from flashipa_train.model import FlowModel
-from flashipa_train.model.backend import triton_kernel_available
 
 TINY = dict(c_s=32, c_z=16, c_hidden=8, num_blocks=2, num_heads=2, num_qk_points=2, num_v_points=3,
             pair_rank=2, c_pair_value=8, seq_transformer_layers=1, seq_transformer_heads=2, knn=6)
@@ -64,7 +63,6 @@ def test_forward_backward_is_finite_and_reaches_every_parameter(name, backend, s
     assert all(torch.isfinite(p.grad).all() for p in model.parameters())
 
 
-@pytest.mark.skipif(not triton_kernel_available(), reason="kernels.flash_ipa (the Triton kernel) is not in this tree yet")
 @pytest.mark.parametrize("name", ["flash_ipa", "inattention"])
 def test_triton_backend_under_the_interpreter_matches_torch(name, monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "1")

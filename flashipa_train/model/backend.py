@@ -1,20 +1,13 @@
-"""Choice of the IPA attention backend ("auto" resolves per call from the device of the inputs)."""
+"""Choice of the IPA attention backend ("auto" resolves per call from the device of the inputs).
 
-import functools
+"auto" is "sdpa" on CUDA and "torch" elsewhere. The Triton kernel is opt-in (backend: triton) until its
+backward runs clean on the GPU: on the H100 image (Triton 3.6) the backward kernels still read shared
+memory out of bounds at the anchor sizes (docs/kernel_notes.md).
+"""
 
 import torch
 
 BACKENDS = ("auto", "triton", "sdpa", "torch")
-
-
-@functools.cache
-def triton_kernel_available() -> bool:
-    """True when the FlashIPA Triton kernel (kernels.flash_ipa) imports."""
-    try:
-        import kernels.flash_ipa  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def check_backend(backend: str) -> str:
@@ -24,7 +17,7 @@ def check_backend(backend: str) -> str:
 
 
 def resolve_backend(backend: str, device: torch.device) -> str:
-    """"auto" -> "triton" on CUDA when the kernel imports, else "torch"; other names unchanged."""
+    """"auto" -> "sdpa" on CUDA, else "torch"; other names unchanged."""
     if backend != "auto":
         return backend
-    return "triton" if device.type == "cuda" and triton_kernel_available() else "torch"
+    return "sdpa" if device.type == "cuda" else "torch"
