@@ -13,14 +13,16 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from flashipa_train.scaling.step_timer import StepTimer
+from flashipa_train.scaling.sweep_point import run_scaling_point
 from flashipa_train.train.checkpoint_io import AtomicCheckpointIO
 from flashipa_train.train.module import FlowModule
 from flashipa_train.train.samples import write_final_samples
 from flashipa_train.train.weights import load_model_weights, model_config_from_checkpoint
 
-log = logging.getLogger(__name__)
-
 from flashipa_train.train.config import CONFIG_DIR
+
+log = logging.getLogger(__name__)
 
 
 def _instantiate_group(group: DictConfig | None) -> list[Any]:
@@ -63,9 +65,21 @@ def _adopt_checkpoint_model_config(cfg: DictConfig) -> None:
     log.info("Using the model config stored in %s (set model_from_init=false to use this run's)", cfg.init_from)
 
 
+def _compile_model(model: torch.nn.Module, option: Any) -> None:
+    """`compile: true` compiles the model in place with torch.compile's defaults; a mapping passes its keys
+    (backend, mode, dynamic, fullgraph, options) to `nn.Module.compile`. In place, so parameter names and
+    checkpoints stay those of the plain model."""
+    if not option:
+        return
+    kwargs = OmegaConf.to_container(option, resolve=True) if isinstance(option, DictConfig) else {}
+    model.compile(**kwargs)
+    log.info("torch.compile on the model (%s)", kwargs or "defaults")
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Run one training job described by `cfg` (a composed `train.yaml`). Returns the final callback metrics
-    as floats plus `checkpoint_dir`, `last_checkpoint`, `best_checkpoint` and `sample_paths`."""
+    as floats plus `checkpoint_dir`, `last_checkpoint`, `best_checkpoint`, `sample_paths` and, with a
+    StepTimer callback, `step_timing` (its summary)."""
     if cfg.get("ckpt_path") and cfg.get("init_from"):
         raise ValueError(
             f"ckpt_path={cfg.ckpt_path} (resume a run) and init_from={cfg.init_from} (fine-tune from weights) "
@@ -82,6 +96,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if cfg.get("init_from"):
         load_model_weights(model, cfg.init_from)
         log.info("Initialised the model weights from %s", cfg.init_from)
+    _compile_model(model, cfg.get("compile"))
     module = FlowModule(
         model=model,
         flow=instantiate(cfg.flow),
@@ -100,6 +115,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
 
     result: dict[str, Any] = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    timers = [c for c in trainer.callbacks if isinstance(c, StepTimer)]
+    if timers and timers[0].summary is not None:
+        result["step_timing"] = timers[0].summary
     checkpoint = trainer.checkpoint_callback
     if checkpoint is not None:
         result.update(checkpoint_dir=checkpoint.dirpath, last_checkpoint=checkpoint.last_model_path,
@@ -133,7 +151,13 @@ def _print_outputs(result: dict[str, Any]) -> None:
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    """Console entry point `flashipa-train`; returns val/loss so Hydra sweepers can optimise it."""
+    """Console entry point `flashipa-train`; returns val/loss so Hydra sweepers can optimise it.
+
+    With a `scaling` section (experiment=scaling) each run is one sweep point: its outcome, a failure
+    included, becomes a row of the sweep's results table and the command returns normally."""
+    if cfg.get("scaling"):
+        run_scaling_point(cfg, train)
+        return None
     result = train(cfg)
     return result.get("val/loss")
 
