@@ -4,9 +4,11 @@
                                    [--max-training N] [--per-sample] [--novelty]
 
 SAMPLES_DIR holds structure files (PDB/mmCIF/BinaryCIF, optionally gzipped; every protein chain is one
-sample). --training is a preprocessed directory (flashipa-preprocess output) or a folder of structure
-files. Writes to --out (default SAMPLES_DIR/plots):
-    ca_traces.png          CA traces, one 3D panel per sample, coloured N- to C-terminus
+sample), e.g. the `out` folder of flashipa-sample (its top-level PDB files; its cif/ copies are not read).
+--training is a preprocessed directory (flashipa-preprocess output) or a folder of structure files.
+Writes to --out (default SAMPLES_DIR/plots):
+    ca_traces.png          CA traces, one 3D panel per sample (at most --max-traces, spread over the
+                           samples in name order), coloured N- to C-terminus
     metric_histograms.png  each metric's distribution, samples vs training set, and Rg against length
     metrics.csv            the metric rows behind the plots, with a "set" column
     traces/<name>.png      one CA trace per sample (with --per-sample)
@@ -152,6 +154,13 @@ def finite_column(rows: list[dict], key: str) -> np.ndarray:
     return values[np.isfinite(values)]
 
 
+def spread_indices(count: int, limit: int) -> list[int]:
+    """At most `limit` indices spread evenly over range(count), so the trace grid covers every sampled length."""
+    if count <= limit:
+        return list(range(count))
+    return sorted({int(round(i)) for i in np.linspace(0, count - 1, limit)})
+
+
 def write_metrics_csv(sample_rows: list[dict], training_rows: list[dict], path: Path) -> None:
     rows = [{"set": "samples", **r} for r in sample_rows] + [{"set": "training", **r} for r in training_rows]
     columns = list(dict.fromkeys(key for row in rows for key in row))
@@ -192,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     sample_rows = sample_metrics(backbones, reference_set=reference)
     training_rows = metrics_of_training_set(args.training, args.max_training) if args.training else []
 
-    plot_ca_traces(backbones[: args.max_traces], sample_rows[: args.max_traces], out / "ca_traces.png")
+    shown = spread_indices(len(backbones), args.max_traces)
+    plot_ca_traces([backbones[i] for i in shown], [sample_rows[i] for i in shown], out / "ca_traces.png")
     plot_metric_histograms(sample_rows, training_rows, out / "metric_histograms.png")
     write_metrics_csv(sample_rows, training_rows, out / "metrics.csv")
     if args.per_sample:
