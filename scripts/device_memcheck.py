@@ -1,15 +1,43 @@
-"""One small FlashIPA forward + backward on the GPU, stage by stage, for compute-sanitizer runs."""
+"""One small FlashIPA forward + backward on the GPU, stage by stage, for compute-sanitizer runs.
+
+    python3 scripts/device_memcheck.py [--dtype bf16|fp32] [--configs fwd=128,32,8,2 dkdv=32,128,8,2 dq=...]
+
+--configs replaces a kernel's autotune candidates by one (BLOCK_M, BLOCK_N, num_warps, num_stages)
+config, so that scripts/device_backward_probe.sh can check several configs side by side. Without it,
+and with FLASHIPA_AUTOTUNE=1, every candidate config of launch.py runs (the autotuner times each).
+"""
+
+import argparse
 
 import torch
+import triton
 
-from kernels.flash_ipa import flash_ipa_attention
+from kernels.flash_ipa import flash_ipa_attention, launch
 from kernels.flash_ipa.benchmark import ANCHOR
 from kernels.flash_ipa.testing import random_ipa_inputs
 
+AUTOTUNED = {"fwd": launch._fwd, "dkdv": launch._dkdv, "dq": launch._dq}
+DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
+
+
+def use_configs(specs):
+    """Make each named kernel autotune over exactly one config, from strings like "dq=128,32,8,2"."""
+    for spec in specs:
+        name, values = spec.split("=")
+        bm, bn, warps, stages = (int(x) for x in values.split(","))
+        config = triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=warps, num_stages=stages)
+        AUTOTUNED[name].configs = [config]
+        AUTOTUNED[name].early_config_prune = None
+
 
 def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--dtype", default="bf16", choices=list(DTYPES))
+    parser.add_argument("--configs", nargs="*", default=[])
+    args = parser.parse_args()
+    use_configs(args.configs)
     L = 200
-    inputs = [x.requires_grad_() for x in random_ipa_inputs(1, L, ANCHOR, torch.bfloat16, "cuda")]
+    inputs = [x.requires_grad_() for x in random_ipa_inputs(1, L, ANCHOR, DTYPES[args.dtype], "cuda")]
     mask = torch.ones(1, L, dtype=torch.bool, device="cuda")
     mask[0, 150:] = False
     outs = flash_ipa_attention(*inputs, mask=mask)

@@ -16,12 +16,6 @@ W_L = math.sqrt(1.0 / 3.0)  # AlphaFold2's weight for the three logit terms
 INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"
 # FLASHIPA_AUTOTUNE=0 takes each kernel's first config without timing (tests: no tuning cost per dims)
 AUTOTUNE = os.environ.get("FLASHIPA_AUTOTUNE", "1") != "0"
-# Backward code-generation variant, bit flags (same maths; docs/kernel_notes.md, "Triton 3.6 fault"):
-#   1: dK/dV loads q and the query point-bias tile transposed through the pointers (tutorial style)
-#   2: 16-bit dot operands only: the point-gradient dots split float32 operands into bf16 hi + lo
-#      instead of tf32 dots, whose float32 register operands Triton 3.6 loads out of bounds on H100
-#   4: the key point-bias dot operand has one use; norms and the epilogue read a second load
-BACKWARD_VARIANT = int(os.environ.get("FLASHIPA_VARIANT", "2"))
 
 
 def _pad(dim):
@@ -29,42 +23,48 @@ def _pad(dim):
     return max(16, triton.next_power_of_2(max(dim, 1)))
 
 
-def _configs(pairs):
-    """Autotune configs from (BLOCK_M, BLOCK_N, num_warps, num_stages), then a small fallback for very
-    wide value dims (see _prune_configs); one small config when interpreted."""
-    small = triton.Config({"BLOCK_M": 32, "BLOCK_N": 32}, num_warps=4, num_stages=1)
+def _configs(triples, rows_first):
+    """Autotune configs from (BLOCK_M, BLOCK_N, num_stages) with 8 warps, then a fallback with 64-row
+    tiles and 4 warps for wide value rows (see _prune_configs); one small config when interpreted.
+
+    Rule for Triton 3.6 on Hopper: a program's row tile (BLOCK_M in the forward and dQ kernels,
+    BLOCK_N in dK/dV; `rows_first` says which) is 16 * num_warps rows. Triton lays a dot whose result
+    feeds another dot (the logits) out with all warps along the rows; with fewer rows than that, the
+    two warp groups of 8 warps hold copies of one 64-row tile, the logit dots run twice, and the
+    dQ and dK kernels read shared memory out of bounds on the H100 (docs/kernel_notes.md)."""
     if INTERPRETED:
-        return [small]
-    configs = [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s) for bm, bn, w, s in pairs]
-    return configs + [small]
+        return [triton.Config({"BLOCK_M": 32, "BLOCK_N": 32}, num_warps=4, num_stages=1)]
+    configs = [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=8, num_stages=s) for bm, bn, s in triples]
+    rows, cols = (64, 32) if rows_first else (32, 64)
+    return configs + [triton.Config({"BLOCK_M": rows, "BLOCK_N": cols}, num_warps=4, num_stages=1)]
 
 
 def _prune_configs(configs, named_args, **kwargs):
-    """Value tiles wider than 256 columns overflow shared memory in the larger configs: there the small
-    fallback joins the candidates (alone when untuned); elsewhere it is dropped. Untuned runs
-    (FLASHIPA_AUTOTUNE=0) compile one config."""
+    """Value rows wider than 512 bytes (C_v + 3 P_v + R C_z padded columns: the anchor dims in float32,
+    or C_v > 256 in 16 bits) overflow shared memory in the 128-row configs: there the 64-row fallback
+    is the only candidate; elsewhere it is dropped. Untuned runs (FLASHIPA_AUTOTUNE=0) compile one
+    config."""
     if INTERPRETED:
         return configs
-    wide = kwargs.get("CV_PAD", 0) + kwargs.get("PV3_PAD", 0) + kwargs.get("RZ_PAD", 0) > 256
-    if AUTOTUNE:
-        return configs if wide else configs[:-1]
-    return configs[-1:] if wide else configs[:1]
+    row_bytes = (kwargs["CV_PAD"] + kwargs["PV3_PAD"] + kwargs["RZ_PAD"]) * named_args["Q"].element_size()
+    if row_bytes > 512:
+        return configs[-1:]
+    return configs[:-1] if AUTOTUNE else configs[:1]
 
 
 _DIM_KEYS = ["C", "CV", "P3", "RB", "PV3", "RZ", "PRECISION", "HAS_MASK", "UPCAST"]
-_BWD_KEYS = _DIM_KEYS + ["VARIANT"]
-# (BLOCK_M, BLOCK_N, num_warps, num_stages); the first of each list is the untuned default. Chosen
-# from ptxas reports for sm_90 at the anchor dims (docs/kernel_notes.md): 8 warps keep the wide
-# value accumulators (C_v + 3 P_v + R C_z columns) mostly in registers.
-_FWD_CONFIGS = _configs([(64, 32, 8, 2), (64, 64, 8, 2), (64, 32, 8, 3), (128, 64, 8, 2)])
-_DKDV_CONFIGS = _configs([(32, 64, 8, 2), (64, 64, 8, 2), (16, 64, 8, 2), (32, 64, 8, 3)])
-_DQ_CONFIGS = _configs([(64, 32, 8, 2), (16, 64, 8, 2), (64, 64, 8, 2), (32, 32, 8, 2)])
+# (BLOCK_M, BLOCK_N, num_stages), 8 warps; the first of each list is the untuned default. Row tiles of
+# 128 (rule above); ptxas for sm_90 at the anchor dims in bf16 (resource_report.py) reports no spills
+# for these but 8 bytes in dK, and 92-204 KB of shared memory.
+_FWD_CONFIGS = _configs([(128, 32, 2), (128, 32, 3)], rows_first=True)
+_DKDV_CONFIGS = _configs([(32, 128, 2), (32, 128, 3)], rows_first=False)
+_DQ_CONFIGS = _configs([(128, 32, 2), (128, 32, 3)], rows_first=True)
 
 _PRUNE = {"early_config_prune": _prune_configs}
 _fwd = triton.autotune(_FWD_CONFIGS, key=_DIM_KEYS, prune_configs_by=_PRUNE)(tk._ipa_fwd_kernel)
-_dkdv = triton.autotune(_DKDV_CONFIGS, key=_BWD_KEYS + ["COMPUTE_DK"], prune_configs_by=_PRUNE)(
+_dkdv = triton.autotune(_DKDV_CONFIGS, key=_DIM_KEYS + ["COMPUTE_DK"], prune_configs_by=_PRUNE)(
     tk._ipa_bwd_dkdv_kernel)
-_dq = triton.autotune(_DQ_CONFIGS, key=_BWD_KEYS, prune_configs_by=_PRUNE)(tk._ipa_bwd_dq_kernel)
+_dq = triton.autotune(_DQ_CONFIGS, key=_DIM_KEYS, prune_configs_by=_PRUNE)(tk._ipa_bwd_dq_kernel)
 
 
 def dims(q, v, q_pts, v_pts, bias_q, pair_k):
@@ -164,8 +164,7 @@ def backward(do, do_pts, do_pair, q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, 
     dpair_k_heads = torch.empty(T, H, d["RZ"], dtype=torch.float32, device=dev)  # summed over heads below
     dpw_k = torch.empty(H, T, dtype=torch.float32, device=dev)
     dpw_q = torch.empty(H, T, dtype=torch.float32, device=dev)
-    common = dict(HAS_MASK=key_mask is not None, VARIANT=BACKWARD_VARIANT,
-                  **_dot_flags(q.dtype, allow_tf32), **d)
+    common = dict(HAS_MASK=key_mask is not None, **_dot_flags(q.dtype, allow_tf32), **d)
     mask_arg = key_mask if key_mask is not None else cu_seqlens
     scalar_scale = W_L / math.sqrt(d["C"])
     inputs = (q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_weights, centres, mask_arg, cu_seqlens)

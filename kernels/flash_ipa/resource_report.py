@@ -1,13 +1,18 @@
 """Compile the FlashIPA kernels for sm_90 on any machine (no GPU needed) and print, per kernel and
-config, shared memory, registers, spill stack and the count of Hopper matrix instructions.
+config, shared memory, registers, spill stack, the count of Hopper matrix instructions and the warp
+layouts of its matrix products.
 
-    PYTHONPATH=. python -m kernels.flash_ipa.resource_report 64,32,8,2 32,64,8,2
+    PYTHONPATH=. python -m kernels.flash_ipa.resource_report 128,32,8,2 32,128,8,2
 
 Reads ptxas's verdict through the cuobjdump bundled with Triton. Anchor-model dims, bf16, with a
-key mask; `FLASHIPA_VARIANT` as in launch.py.
+key mask, pointers 16-byte aligned (as Triton specializes torch allocations). `rows ok` checks the
+rule in launch.py: every wgmma layout spans exactly the program's row tile (no replicated warp
+groups). Compile with the Triton of the GPU image (3.6) for conclusions about it: a separate
+install, e.g. `pip install --target /tmp/t36 triton==3.6.0` and PYTHONPATH=/tmp/t36:.
 """
 
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -16,7 +21,6 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-from kernels.flash_ipa import launch
 from kernels.flash_ipa import triton_kernels as tk
 
 ANCHOR_DIMS = dict(C=128, C_PAD=128, CV=128, CV_PAD=128, P3=24, RB=2, PB_PAD=32, PV3=36, PV3_PAD=64, RZ=64,
@@ -24,9 +28,9 @@ ANCHOR_DIMS = dict(C=128, C_PAD=128, CV=128, CV_PAD=128, P3=24, RB=2, PB_PAD=32,
 FP32_ARGS = {"LSE", "DELTA", "OPC", "CENTRE", "DPK_H", "DPW_K", "DPW_Q", "PW"}
 KERNELS = {
     "fwd": (tk._ipa_fwd_kernel, {}),
-    "dk": (tk._ipa_bwd_dkdv_kernel, {"COMPUTE_DK": True, "VARIANT": launch.BACKWARD_VARIANT}),
-    "dv": (tk._ipa_bwd_dkdv_kernel, {"COMPUTE_DK": False, "VARIANT": launch.BACKWARD_VARIANT}),
-    "dq": (tk._ipa_bwd_dq_kernel, {"VARIANT": launch.BACKWARD_VARIANT}),
+    "dk": (tk._ipa_bwd_dkdv_kernel, {"COMPUTE_DK": True}),
+    "dv": (tk._ipa_bwd_dkdv_kernel, {"COMPUTE_DK": False}),
+    "dq": (tk._ipa_bwd_dq_kernel, {}),
 }
 
 
@@ -54,7 +58,10 @@ def report(name, block_m, block_n, num_warps, num_stages):
     fn, extra = KERNELS[name]
     constexprs = dict(ANCHOR_DIMS, HAS_MASK=True, PRECISION="tf32", UPCAST=False, BLOCK_M=block_m,
                       BLOCK_N=block_n, **extra)
-    kernel = triton.compile(ASTSource(fn, _signature(fn, constexprs), constexprs),
+    signature = _signature(fn, constexprs)
+    aligned = {(i,): [["tt.divisibility", 16]] for i, arg in enumerate(fn.arg_names)
+               if signature[arg].startswith("*")}
+    kernel = triton.compile(ASTSource(fn, signature, constexprs, aligned),
                             target=GPUTarget("cuda", 90, 32),
                             options=dict(num_warps=num_warps, num_stages=num_stages))
     cuobjdump = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
@@ -64,8 +71,14 @@ def report(name, block_m, block_n, num_warps, num_stages):
         usage = subprocess.run([cuobjdump, "-res-usage", f.name], capture_output=True, text=True).stdout
         sass = subprocess.run([cuobjdump, "-sass", f.name], capture_output=True, text=True).stdout
     regs = next((line.strip() for line in usage.splitlines() if "REG:" in line), "?")
+    # wgmma layouts: warpsPerCTA [rows, cols]; 16 rows per warp along the rows
+    layouts = re.findall(r"versionMajor = 3, versionMinor = 0, warpsPerCTA = \[(\d+), (\d+)\]",
+                         kernel.asm["ttgir"])
+    row_tile = block_n if name in ("dk", "dv") else block_m
+    rows_ok = all(16 * int(rows) == row_tile for rows, _ in layouts)
     return (f"{name} {(block_m, block_n, num_warps, num_stages)} smem {kernel.metadata.shared} {regs} "
-            f"HGMMA {sass.count('HGMMA')} HMMA {sass.count('HMMA')} LDL {sass.count('LDL')}")
+            f"HGMMA {sass.count('HGMMA')} HMMA {sass.count('HMMA')} LDL {sass.count('LDL')} "
+            f"wgmma warps {sorted(set(layouts))} rows ok {rows_ok}")
 
 
 def main(argv=None):

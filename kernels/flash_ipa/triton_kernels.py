@@ -41,7 +41,10 @@ def _dot_operand(x, DT: tl.constexpr, UPCAST: tl.constexpr):
 @triton.jit
 def _split_dot(a, b, DT: tl.constexpr, UPCAST: tl.constexpr, PRECISION: tl.constexpr):
     """a @ b with float32 `a` split into two DT operands, hi + lo (about 16 mantissa bits for bf16),
-    so that 16-bit matrix units keep more of a than one rounding would. `b` is already DT."""
+    so that 16-bit matrix units keep more of a than one rounding would. `b` is already DT. Every
+    backward dot has 16-bit operands for 16-bit inputs (no tf32 dot on float32 register operands)."""
+    if DT == tl.float32:
+        return tl.dot(a, b, input_precision=PRECISION)
     hi = _dot_operand(a, DT, UPCAST)
     lo = _dot_operand(a - hi.to(tl.float32), DT, UPCAST)
     return tl.dot(hi, b, input_precision=PRECISION) + tl.dot(lo, b, input_precision=PRECISION)
@@ -88,27 +91,6 @@ def _load_point_bias(pts_ptr, bias_ptr, tok, row_ok, H, col, P3: tl.constexpr, R
     bias_mask = row_ok[:, None] & (col[None, :] >= P3) & (col[None, :] < P3 + RB)
     bias = tl.load(bias_ptr + tok[:, None] * (H * RB) + bias_col[None, :], mask=bias_mask, other=0.0)
     return tl.where(col[None, :] < P3, pts * point_scale, bias.to(tl.float32) * bias_scale)
-
-
-@triton.jit
-def _load_tile_t(ptr, tok, row_ok, stride_tok, col, ncol):
-    """[PAD, ROWS]: `_load_tile` transposed through the pointers (no register transpose)."""
-    mask = row_ok[None, :] & (col[:, None] < ncol)
-    return tl.load(ptr + tok[None, :] * stride_tok + col[:, None], mask=mask, other=0.0)
-
-
-@triton.jit
-def _load_point_bias_t(pts_ptr, bias_ptr, tok, row_ok, H, col, P3: tl.constexpr, RB: tl.constexpr,
-                       cx, cy, cz, point_scale, bias_scale):
-    """[PB_PAD, ROWS]: `_load_point_bias` transposed through the pointers."""
-    x = _load_tile_t(pts_ptr, tok, row_ok, H * P3, col, P3).to(tl.float32)
-    xyz = col % 3
-    c = tl.where(xyz == 0, cx, tl.where(xyz == 1, cy, cz))
-    pts = tl.where(row_ok[None, :] & (col[:, None] < P3), x - c[:, None], 0.0)
-    bias_col = tl.maximum(col - P3, 0)
-    bias_mask = row_ok[None, :] & (col[:, None] >= P3) & (col[:, None] < P3 + RB)
-    bias = tl.load(bias_ptr + tok[None, :] * (H * RB) + bias_col[:, None], mask=bias_mask, other=0.0)
-    return tl.where(col[:, None] < P3, pts * point_scale, bias.to(tl.float32) * bias_scale)
 
 
 @triton.jit
@@ -259,7 +241,7 @@ def _ipa_bwd_dkdv_kernel(
     C: tl.constexpr, C_PAD: tl.constexpr, CV: tl.constexpr, CV_PAD: tl.constexpr,
     P3: tl.constexpr, RB: tl.constexpr, PB_PAD: tl.constexpr,
     PV3: tl.constexpr, PV3_PAD: tl.constexpr, RZ: tl.constexpr, RZ_PAD: tl.constexpr,
-    COMPUTE_DK: tl.constexpr, VARIANT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    COMPUTE_DK: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     """One program: BLOCK_N keys of one sequence and one head, looping over all queries.
 
@@ -291,12 +273,7 @@ def _ipa_bwd_dkdv_kernel(
     k = _dot_operand(_load_tile(K + h * C, tok_n, row_n, H * C, c_qk, C), DT, UPCAST)  # [BN, C_PAD]
     kpb = _point_operand(_load_point_bias(KP + h * P3, BK + h * RB, tok_n, row_n, H, c_pb, P3, RB,
                                           cx, cy, cz, 1.0, 1.0), DT, UPCAST)  # [BN, PB_PAD]
-    if VARIANT >= 4:  # a second load for the elementwise uses: the dot operand has one use only
-        kpb_values = _point_operand(_load_point_bias(KP + h * P3, BK + h * RB, tok_n, row_n, H, c_pb, P3, RB,
-                                                     cx, cy, cz, 1.0, 1.0), DT, UPCAST).to(tl.float32)
-    else:
-        kpb_values = kpb.to(tl.float32)
-    knorm = _point_norms(kpb_values, c_pb, P3)  # [BN]
+    knorm = _point_norms(kpb, c_pb, P3)  # [BN]
     if COMPUTE_DK:
         v = _dot_operand(_load_tile(V + h * CV, tok_n, row_n, H * CV, c_v, CV), DT, UPCAST)  # [BN, CV_PAD]
         vp = _load_centred_points(VP + h * PV3, tok_n, row_n, H * PV3, c_pv, PV3, cx, cy, cz)
@@ -313,14 +290,9 @@ def _ipa_bwd_dkdv_kernel(
         offs_m = start_m + tl.arange(0, BLOCK_M)
         m_ok = offs_m < n
         tok_m = start + offs_m
-        if VARIANT % 2 == 1:  # transposed through the pointers, as Triton's tutorial loads q^T
-            q_t = _dot_operand(_load_tile_t(Q + h * C, tok_m, m_ok, H * C, c_qk, C), DT, UPCAST)
-            qpb_t = _point_operand(_load_point_bias_t(QP + h * P3, BQ + h * RB, tok_m, m_ok, H, c_pb, P3, RB,
-                                                      cx, cy, cz, pw, bias_scale), DT, UPCAST)
-        else:
-            q_t = tl.trans(_dot_operand(_load_tile(Q + h * C, tok_m, m_ok, H * C, c_qk, C), DT, UPCAST))
-            qpb_t = tl.trans(_point_operand(_load_point_bias(QP + h * P3, BQ + h * RB, tok_m, m_ok, H, c_pb, P3,
-                                                             RB, cx, cy, cz, pw, bias_scale), DT, UPCAST))
+        q_t = tl.trans(_dot_operand(_load_tile(Q + h * C, tok_m, m_ok, H * C, c_qk, C), DT, UPCAST))
+        qpb_t = tl.trans(_point_operand(_load_point_bias(QP + h * P3, BQ + h * RB, tok_m, m_ok, H, c_pb, P3,
+                                                         RB, cx, cy, cz, pw, bias_scale), DT, UPCAST))
         # q_t [C_PAD, BM], qpb_t [PB_PAD, BM]
         lse = tl.load(LSE + h * T + tok_m, mask=m_ok, other=float("inf"))
         s_t = tl.dot(k, q_t, input_precision=PRECISION) * scalar_scale
@@ -333,22 +305,15 @@ def _ipa_bwd_dkdv_kernel(
         if COMPUTE_DK:
             delta = tl.load(DELTA + h * T + tok_m, mask=m_ok, other=0.0)
             dp_t = tl.dot(v, tl.trans(do), input_precision=PRECISION)
-            if (VARIANT // 2) % 2 == 1:  # 16-bit operands only, centred points split hi + lo
-                dp_t += _split_dot(vp.to(tl.float32), tl.trans(_dot_operand(dop, DT, UPCAST)), DT, UPCAST,
-                                   PRECISION)
-            else:  # value points: float32 operands (tf32 unless exact), as centred in the forward
-                dp_t += tl.dot(vp.to(tl.float32), tl.trans(dop.to(tl.float32)), input_precision=PRECISION)
+            # value points as centred in the forward, split hi + lo (16-bit dots only)
+            dp_t += _split_dot(vp.to(tl.float32), tl.trans(_dot_operand(dop, DT, UPCAST)), DT, UPCAST, PRECISION)
             dp_t += tl.dot(pk, tl.trans(doz), input_precision=PRECISION)
             ds_t = p_t * (dp_t - delta[None, :])  # [BN, BM], d loss / d logit
             ds_sum += tl.sum(ds_t, axis=1)
             dsd_t = _dot_operand(ds_t, DT, UPCAST)
             dk += tl.dot(dsd_t, tl.trans(q_t), input_precision=PRECISION)
-            if (VARIANT // 2) % 2 == 1:  # 16-bit operands only, ds split hi + lo
-                dkpb += _split_dot(ds_t, tl.trans(_dot_operand(qpb_t, DT, UPCAST)), DT, UPCAST, PRECISION)
-            else:  # float32 (tf32 unless exact): 10-bit rounding of ds instead of 7
-                qpb32 = _load_point_bias(QP + h * P3, BQ + h * RB, tok_m, m_ok, H, c_pb, P3, RB,
-                                         cx, cy, cz, pw, bias_scale)
-                dkpb += tl.dot(ds_t, qpb32, input_precision=PRECISION)
+            # point-bias gradient: ds split hi + lo keeps about 16 of its mantissa bits
+            dkpb += _split_dot(ds_t, tl.trans(_dot_operand(qpb_t, DT, UPCAST)), DT, UPCAST, PRECISION)
         else:
             pd_t = _dot_operand(p_t, DT, UPCAST)
             dv += tl.dot(pd_t, do, input_precision=PRECISION)
@@ -359,7 +324,7 @@ def _ipa_bwd_dkdv_kernel(
         tl.store(DK + h * C + tok_n[:, None] * (H * C) + c_qk[None, :],
                  (dk * scalar_scale).to(DK.dtype.element_ty), mask=rows & (c_qk[None, :] < C))
         # -|k|^2 / 2 term: d/dk = -pw (k - c) * sum_i ds_ij
-        dkp = dkpb - pw * kpb_values * ds_sum[:, None]
+        dkp = dkpb - pw * kpb.to(tl.float32) * ds_sum[:, None]
         tl.store(DKP + h * P3 + tok_n[:, None] * (H * P3) + c_pb[None, :], dkp.to(DKP.dtype.element_ty),
                  mask=rows & (c_pb[None, :] < P3))
         bias_col = tl.maximum(c_pb - P3, 0)
@@ -385,7 +350,7 @@ def _ipa_bwd_dq_kernel(
     C: tl.constexpr, C_PAD: tl.constexpr, CV: tl.constexpr, CV_PAD: tl.constexpr,
     P3: tl.constexpr, RB: tl.constexpr, PB_PAD: tl.constexpr,
     PV3: tl.constexpr, PV3_PAD: tl.constexpr, RZ: tl.constexpr, RZ_PAD: tl.constexpr,
-    VARIANT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     """One program: BLOCK_M queries of one sequence and one head, looping over all keys.
 
@@ -438,23 +403,17 @@ def _ipa_bwd_dq_kernel(
         vp = _point_operand(vp, DT, UPCAST)  # [BN, PV3_PAD]
         pk = _dot_operand(_load_tile(PK, tok_n, row_n, RZ, c_z, RZ), DT, UPCAST)
         dp = tl.dot(do, tl.trans(v), input_precision=PRECISION)
-        if (VARIANT // 2) % 2 == 1:  # 16-bit operands only, centred points split hi + lo
-            vp32 = vp.to(tl.float32)
-            vp_hi = _dot_operand(vp32, DT, UPCAST)
+        # dop @ vp^T with the centred value points split hi + lo (16-bit dots only)
+        vp32 = vp.to(tl.float32)
+        vp_hi = _dot_operand(vp32, DT, UPCAST)
+        dp += tl.dot(dop, tl.trans(vp_hi), input_precision=PRECISION)
+        if DT != tl.float32:
             vp_lo = _dot_operand(vp32 - vp_hi.to(tl.float32), DT, UPCAST)
-            dp += tl.dot(dop, tl.trans(vp_hi), input_precision=PRECISION)
             dp += tl.dot(dop, tl.trans(vp_lo), input_precision=PRECISION)
-        else:
-            dp += tl.dot(dop.to(tl.float32), tl.trans(vp.to(tl.float32)), input_precision=PRECISION)
         dp += tl.dot(doz, tl.trans(pk), input_precision=PRECISION)
         ds = p * (dp - delta[:, None])  # [BM, BN], d loss / d logit
         dq += tl.dot(_dot_operand(ds, DT, UPCAST), k, input_precision=PRECISION)
-        if (VARIANT // 2) % 2 == 1:  # 16-bit operands only, ds split hi + lo
-            dqpb += _split_dot(ds, _dot_operand(kpb, DT, UPCAST), DT, UPCAST, PRECISION)
-        else:  # float32 (tf32 unless exact): 10-bit rounding of ds instead of 7
-            kpb32 = _load_point_bias(KP + h * P3, BK + h * RB, tok_n, row_n, H, c_pb, P3, RB,
-                                     cx, cy, cz, 1.0, 1.0)
-            dqpb += tl.dot(ds, kpb32, input_precision=PRECISION)
+        dqpb += _split_dot(ds, _dot_operand(kpb, DT, UPCAST), DT, UPCAST, PRECISION)
 
     rows = m_ok[:, None]
     tl.store(DQ + h * C + tok_m[:, None] * (H * C) + c_qk[None, :],
