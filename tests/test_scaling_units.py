@@ -1,0 +1,135 @@
+"""Scaling-study pieces on their own: failures recorded as rows, the results table, the max-length search,
+the synthetic DataModule's rank sharding, and the NonFiniteGuard's device-side skip with a fused AdamW."""
+
+import logging
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from flashipa_train.data.synthetic import SyntheticDataModule, batch_size_for
+from flashipa_train.scaling.max_length import search_max_length
+from flashipa_train.scaling.report import fitted_slope
+from flashipa_train.scaling.results import read_rows
+from flashipa_train.scaling.sweep_point import run_scaling_point
+from flashipa_train.train.config import compose_train_config
+from flashipa_train.train.nonfinite_guard import NonFiniteGuard, skips_on_device
+
+
+def _scaling_config(tmp_path, extra=()):
+    return compose_train_config(["experiment=scaling_smoke", f"scaling.results_dir={tmp_path}", *extra],
+                                output_dir=tmp_path / "run")
+
+
+@pytest.mark.parametrize("error, status", [
+    (torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB"), "out of memory"),
+    (ValueError("bad value\nsecond line"), "failed: ValueError: bad value"),
+])
+def test_a_failed_point_becomes_a_row_and_the_call_returns(tmp_path, error, status):
+    def failing_train(cfg):
+        raise error
+
+    row = run_scaling_point(_scaling_config(tmp_path, ["data.length=48"]), failing_train)
+    assert row["status"] == status
+    rows = read_rows(tmp_path)
+    assert len(rows) == 1 and rows[0]["status"] == status and rows[0]["length"] == 48
+    assert rows[0]["label"] == "flash_ipa/auto" and rows[0]["batch_size"] == 1  # 64 tokens // 48
+    assert read_rows(tmp_path / "scaling_results.csv")[0]["status"] == status
+
+
+def test_rows_of_successive_points_share_one_table(tmp_path):
+    timing = {"step_ms": 10.0, "residues_per_s": 6400.0, "peak_gib": math.nan, "loss": 1.0}
+    for length in (16, 32):
+        run_scaling_point(_scaling_config(tmp_path, [f"data.length={length}"]), lambda cfg: {"step_timing": timing})
+    rows = read_rows(tmp_path)
+    assert [(r["length"], r["status"], r["peak_gib"]) for r in rows] == [(16, "ok", None), (32, "ok", None)]
+
+
+def test_max_length_search_doubles_then_bisects_to_the_resolution():
+    probe = lambda length: (length <= 300, "ok" if length <= 300 else "out of memory")  # noqa: E731
+    found = search_max_length(probe, start=64, limit=4096, resolution=16)
+    assert found["max_ok_length"] == 288 and found["min_failed_length"] == 304 and found["complete"]
+    assert found["failure"] == "out of memory"
+    assert [p["length"] for p in found["probes"]][:4] == [64, 128, 256, 512]
+
+
+def test_max_length_search_stops_at_the_limit_and_when_even_the_start_fails():
+    assert search_max_length(lambda n: (True, "ok"), 64, 256, 16)["max_ok_length"] == 256
+    found = search_max_length(lambda n: (n <= 40, "x"), 64, 256, 16)
+    assert found["max_ok_length"] == 32 and found["min_failed_length"] == 48
+
+
+def test_fitted_slope_recovers_a_power_law():
+    rows = [{"length": n, "status": "ok", "step_ms": 3.0 * n**1.5} for n in (1024, 2048, 4096, 8192)]
+    rows.append({"length": 16384, "status": "out of memory", "step_ms": None})
+    slope, first, last = fitted_slope(rows, "step_ms", min_length=2048)
+    assert slope == pytest.approx(1.5) and (first, last) == (2048, 8192)
+
+
+def test_synthetic_batch_size_follows_the_token_budget():
+    assert [batch_size_for(n, None, 2048) for n in (128, 256, 4096)] == [16, 8, 1]
+    assert batch_size_for(256, 3, 2048) == 3
+
+
+def test_synthetic_datamodule_gives_each_rank_its_own_batches():
+    sources = []
+    for rank in (0, 1):
+        module = SyntheticDataModule(length=8, tokens_per_batch=16, num_train_batches=3, num_distinct=6)
+        module.trainer = SimpleNamespace(world_size=2, global_rank=rank)
+        module.setup()
+        batches = list(module.train_dataloader())
+        assert len(batches) == 3 and batches[0]["atoms"].shape == (2, 8, 4, 3)
+        sources.append({b["source"][0] for b in batches})
+    assert not sources[0] & sources[1]
+
+
+def _guard_setup(fused: bool):
+    param = torch.nn.Parameter(torch.randn(4, dtype=torch.float64))
+    optimizer = torch.optim.AdamW([param], lr=0.1, fused=fused)
+    module = SimpleNamespace(device=torch.device("cpu"), last_loss=None, last_sources=["fileA chain B"])
+    trainer = SimpleNamespace(global_step=0)
+    return param, optimizer, module, trainer
+
+
+def _step(guard, param, optimizer, module, trainer, grad):
+    param.grad = grad.clone()
+    module.last_loss = grad.sum()
+    guard.on_before_optimizer_step(trainer, module, optimizer)
+    optimizer.step()
+    trainer.global_step += 1
+
+
+def test_guard_with_fused_adamw_skips_a_bad_step_on_the_device_and_reports_it_later(caplog):
+    param, optimizer, module, trainer = _guard_setup(fused=True)
+    assert skips_on_device(optimizer)
+    guard = NonFiniteGuard(action="skip", check_every_n_steps=3)
+    _step(guard, param, optimizer, module, trainer, torch.randn(4, dtype=torch.float64))
+    before = param.detach().clone()
+    moments = optimizer.state[param]["exp_avg"].clone()
+    with caplog.at_level(logging.WARNING):
+        _step(guard, param, optimizer, module, trainer, torch.tensor([1.0, math.nan, 0.0, 0.0], dtype=torch.float64))
+        assert not [r for r in caplog.records if "NonFiniteGuard" in r.getMessage()]  # not read yet
+        assert torch.equal(param.detach(), before) and torch.equal(optimizer.state[param]["exp_avg"], moments)
+        assert float(optimizer.state[param]["step"]) == 1.0
+        _step(guard, param, optimizer, module, trainer, torch.randn(4, dtype=torch.float64))  # third: read
+    warnings = [r.getMessage() for r in caplog.records if "NonFiniteGuard" in r.getMessage()]
+    assert len(warnings) == 1 and "global step 1" in warnings[0] and "fileA chain B" in warnings[0]
+    assert guard.num_skipped == 1 and not torch.equal(param.detach(), before)
+
+
+def test_guard_with_fused_adamw_stops_when_its_flags_are_read():
+    param, optimizer, module, trainer = _guard_setup(fused=True)
+    guard = NonFiniteGuard(action="stop", check_every_n_steps=100)
+    _step(guard, param, optimizer, module, trainer, torch.full((4,), math.inf, dtype=torch.float64))
+    with pytest.raises(FloatingPointError, match="fileA chain B"):
+        guard.on_train_end(trainer, module)
+
+
+def test_guard_with_a_plain_adamw_reads_every_step_and_drops_the_gradients():
+    param, optimizer, module, trainer = _guard_setup(fused=False)
+    assert not skips_on_device(optimizer)
+    guard = NonFiniteGuard(action="skip", check_every_n_steps=100)
+    before = param.detach().clone()
+    _step(guard, param, optimizer, module, trainer, torch.tensor([math.nan] * 4, dtype=torch.float64))
+    assert guard.num_skipped == 1 and torch.equal(param.detach(), before)
