@@ -102,3 +102,20 @@ def test_flashipa_sample_command_writes_structures_metrics_and_summary(tmp_path)
     assert set(summary) == {"10", "14", "all", "training"}
     assert abs(float(summary["training"]["ca_ca_mean"]) - 3.80) < 0.05
     assert (out / ".hydra" / "config.yaml").is_file()
+
+
+def test_without_biotite_the_samples_are_kept_as_a_tensor_file(tmp_path, monkeypatch):
+    from hydra import compose, initialize_config_dir
+
+    from flashipa_train.sampling import cli
+
+    _tiny_checkpoint(tmp_path / "tiny.ckpt")
+    real_find_spec = cli.importlib.util.find_spec
+    monkeypatch.setattr(cli.importlib.util, "find_spec", lambda name: None if name == "biotite" else real_find_spec(name))
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose("sample", [f"ckpt_path={tmp_path / 'tiny.ckpt'}", "lengths=[9]", "n=2", f"out={tmp_path / 's'}",
+                                 "num_steps=2", "device=cpu", "progress=false"])
+    result = cli.sample(cfg)
+    saved = torch.load(tmp_path / "s" / "samples.pt", weights_only=True)
+    assert result["files"] == [tmp_path / "s" / "samples.pt"]
+    assert {name: tuple(t.shape) for name, t in saved.items()} == {"len9_0": (9, 4, 3), "len9_1": (9, 4, 3)}

@@ -46,3 +46,18 @@ def test_validation_sampling_logs_sample_and_training_set_metrics_in_a_tiny_fit(
     assert all(abs(float(r["train_set/ca_ca_mean"]) - 3.80) < 0.05 for r in summary)
     assert float(summary[0]["train_set/clashes_per_100"]) == 0.0
     assert len(list((tmp_path / "run" / "validation_samples").glob("step_*/len*_*.pdb"))) == 8
+
+
+def test_without_biotite_the_callback_warns_once_and_logs_nothing(monkeypatch, caplog):
+    from types import SimpleNamespace
+
+    from flashipa_train.train import validation_sampling
+
+    monkeypatch.setattr(validation_sampling.importlib.util, "find_spec", lambda name: None)
+    callback = validation_sampling.ValidationSampling(lengths=[8])
+    trainer = SimpleNamespace(sanity_checking=False, is_global_zero=True)
+    with caplog.at_level("WARNING"):
+        for _ in range(3):
+            callback.on_validation_end(trainer, pl_module=None)
+    assert callback.validations == 3
+    assert sum("biotite is not installed" in r.message for r in caplog.records) == 1

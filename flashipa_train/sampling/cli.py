@@ -4,6 +4,7 @@ summary.csv, and prints the summary (next to a training set's metrics when `trai
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import time
 from pathlib import Path
@@ -41,6 +42,8 @@ def sample(cfg: DictConfig) -> dict:
     )
     seconds = time.perf_counter() - started
     out = Path(cfg.out)
+    if importlib.util.find_spec("biotite") is None:
+        return _save_tensors_without_biotite(backbones, out, seconds, device)
     files = write_structure_files(backbones, out, formats=tuple(cfg.formats))
 
     reference = cfg.training_set if cfg.get("novelty") and cfg.get("training_set") else None
@@ -66,6 +69,17 @@ def sample(cfg: DictConfig) -> dict:
         flush=True,
     )
     return {"out": out, "files": files, "rows": rows, "summaries": summaries}
+
+
+def _save_tensors_without_biotite(backbones, out: Path, seconds: float, device) -> dict:
+    """Without biotite (e.g. a GPU image) keep the samples as `out/samples.pt` ({name: [L, 4, 3] tensor});
+    structure files and metrics can be made from it later where biotite is installed."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "samples.pt"
+    torch.save({b.name: torch.from_numpy(b.atoms) for b in backbones}, path)
+    print(f"\nflashipa-sample: {len(backbones)} backbones in {seconds:.1f} s on {device} -> {path}\n"
+          "  biotite is not installed: no PDB/mmCIF files and no metrics (pip install biotite).", flush=True)
+    return {"out": out, "files": [path], "rows": [], "summaries": {}}
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="sample")

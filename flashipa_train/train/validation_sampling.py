@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import time
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -96,6 +97,7 @@ class ValidationSampling(pl.Callback):
         """Sample, compute and log the metrics now. Returns the logged scalars of the summary."""
         from flashipa_train.sampling.outputs import sample_metric_rows, summary_by_length, write_structure_files
 
+        started = time.perf_counter()
         backbones = self._sample(pl_module)
         step = trainer.global_step
         out_dir = Path(self.out_dir or os.path.join(trainer.default_root_dir, "validation_samples")) / f"step_{step:07d}"
@@ -109,6 +111,9 @@ class ValidationSampling(pl.Callback):
         scalars = {**_prefixed("val_sample/", summaries["all"]), **_prefixed("train_set/", training)}
         self._log(trainer, scalars, step)
         self._log_wandb_media(trainer, pdb_paths, rows, summaries["all"], training, step)
+        log.info("ValidationSampling at step %d: %d backbones sampled and scored in %.1f s (ca_ca_mean %.2f, "
+                 "training set %.2f)", step, len(backbones), time.perf_counter() - started,
+                 scalars.get("val_sample/ca_ca_mean", float("nan")), scalars.get("train_set/ca_ca_mean", float("nan")))
         return scalars
 
     @torch.no_grad()
