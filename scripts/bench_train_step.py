@@ -19,29 +19,11 @@ import time
 import torch
 
 from flashipa_train.flow import FlowMatcher
-from flashipa_train.geometry import Rigid, backbone_atoms_from_frames, uniform_so3
+from flashipa_train.data.synthetic import synthetic_batch
 from flashipa_train.model import FlowModel
 
 ANCHOR = dict(c_s=256, c_z=128, c_hidden=128, num_blocks=6, num_heads=8, num_qk_points=8, num_v_points=12,
               pair_rank=2, c_pair_value=32, seq_transformer_layers=2, seq_transformer_heads=4, knn=16)
-
-
-def synthetic_batch(batch_size, length, device, generator):
-    """A batch dict like the DataModule's: random-walk CA traces with random frames, centred."""
-    steps = torch.randn(batch_size, length, 3, generator=generator)
-    ca = 3.8 * torch.cumsum(steps / steps.norm(dim=-1, keepdim=True), dim=1)  # [B, L, 3]
-    ca = ca - ca.mean(dim=1, keepdim=True)
-    rots = uniform_so3((batch_size, length), generator=generator)  # [B, L, 3, 3]
-    atoms = backbone_atoms_from_frames(Rigid(rots, ca))  # [B, L, 4, 3]
-    res_mask = torch.ones(batch_size, length, dtype=torch.bool)
-    batch = {
-        "atoms": atoms,
-        "atom_mask": torch.ones(batch_size, length, 4, dtype=torch.bool),
-        "res_mask": res_mask,
-        "residue_index": torch.arange(length).expand(batch_size, length),
-        "chain_index": torch.zeros(batch_size, length, dtype=torch.long),
-    }
-    return {key: value.to(device) for key, value in batch.items()}
 
 
 def time_steps(variant, backend, batch_size, length, precision, warmup, repeat, model_sizes, device):
@@ -50,7 +32,8 @@ def time_steps(variant, backend, batch_size, length, precision, warmup, repeat, 
     model = FlowModel(attention={"name": variant, "backend": backend}, **model_sizes).to(device)
     flow = FlowMatcher(self_condition_prob=0.5)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    batch = synthetic_batch(batch_size, length, device, torch.Generator().manual_seed(length))
+    batch = {key: value.to(device) for key, value in
+             synthetic_batch(batch_size, length, torch.Generator().manual_seed(length)).items() if torch.is_tensor(value)}
     generator = torch.Generator(device=device).manual_seed(0)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16-mixed")
 

@@ -133,3 +133,29 @@ def test_guard_with_a_plain_adamw_reads_every_step_and_drops_the_gradients():
     before = param.detach().clone()
     _step(guard, param, optimizer, module, trainer, torch.tensor([math.nan] * 4, dtype=torch.float64))
     assert guard.num_skipped == 1 and torch.equal(param.detach(), before)
+
+
+@pytest.mark.parametrize("overrides", [["experiment=scaling"], ["experiment=scaling", "logger=wandb"],
+                                       ["experiment=scaling_smoke"], ["data=synthetic"]])
+def test_scaling_configs_compose_and_resolve(overrides, tmp_path):
+    from omegaconf import OmegaConf
+
+    cfg = compose_train_config(overrides, output_dir=tmp_path)
+    resolved = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    assert resolved["data"]["_target_"] == "flashipa_train.data.synthetic.SyntheticDataModule"
+    if "logger=wandb" in overrides:
+        assert resolved["logger"]["wandb"]["group"] == "flash_ipa-auto"
+        assert resolved["logger"]["wandb"]["_target_"].endswith("make_wandb_logger")
+
+
+def test_slurm_launcher_config_is_used_only_when_selected():
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    from hydra import compose, initialize_config_dir
+
+    from flashipa_train.train.config import CONFIG_DIR
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        plain = compose(config_name="train", return_hydra_config=True)
+        slurm = compose(config_name="train", overrides=["hydra/launcher=slurm", "trainer=ddp"], return_hydra_config=True)
+    assert "submitit" not in plain.hydra.launcher._target_
+    assert slurm.hydra.launcher._target_.endswith("SlurmLauncher") and slurm.hydra.launcher.tasks_per_node == 2
