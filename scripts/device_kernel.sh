@@ -8,7 +8,8 @@ export PYTHONPATH=. PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/flashipa_out}
 mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,memory.used --format=csv | tee "$OUT/device.txt"
-python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" | tee -a "$OUT/device.txt"
+python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" \
+  | tee -a "$OUT/device.txt"
 FLASHIPA_AUTOTUNE=1 compute-sanitizer --tool memcheck --print-limit 3 python3 scripts/device_memcheck.py \
   > "$OUT/memcheck.log" 2>&1
 if ! grep -q "ERROR SUMMARY: 0 errors" "$OUT/memcheck.log"; then
