@@ -110,12 +110,18 @@ class FlowMatcher:
                 "residue_index": batch["residue_index"],
                 "chain_index": batch["chain_index"],
             }
-        if self.self_condition_prob > 0 and rand((1,), generator, res_mask.device, torch.float32).item() < self.self_condition_prob:
+        if self.self_condition_prob > 0 and self._self_condition_coin(generator) < self.self_condition_prob:
             with torch.no_grad():
                 noisy["trans_sc"] = model(noisy)["pred_trans"].detach()
         pred = model(noisy)
         with geometry_precision(atoms):
             return self.losses(pred, rots_1, trans_1, atoms_1, batch["atom_mask"], noisy)
+
+    @staticmethod
+    def _self_condition_coin(generator):
+        # Drawn on the CPU from the step's seed: a GPU draw would need a host sync on every training step.
+        cpu_generator = None if generator is None else torch.Generator().manual_seed(generator.initial_seed())
+        return torch.rand((), generator=cpu_generator).item()
 
     # Sampling
 
