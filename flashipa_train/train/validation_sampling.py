@@ -47,9 +47,9 @@ class ValidationSampling(pl.Callback):
 
     def __init__(
         self,
-        lengths: list[int] = (48, 64),
+        lengths: list[int] = (32, 64),
         samples_per_length: int = 2,
-        num_steps: int = 25,
+        num_steps: int = 20,
         every_n_validations: int = 1,
         training_set_max: int | None = 32,
         diversity: str | None = "aligned",
