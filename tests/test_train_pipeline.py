@@ -29,6 +29,7 @@ TINY_RUN = [
     "trainer.enable_progress_bar=false", "callbacks.progress_bar=null", "trainer.enable_model_summary=false",
     "data.crop_length=24", "data.max_tokens_per_batch=48", "data.num_workers=0", "data.pin_memory=false",
     "data.preprocess.min_length=20", "data.val_fraction=0.25", "scheduler.warmup_steps=2", "sample.lengths=[]",
+    "callbacks.validation_sampling=null",
 ]
 
 

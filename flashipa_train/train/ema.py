@@ -70,6 +70,11 @@ class EMA(pl.Callback):
 
     # Swapping the shadow in and out
 
+    @property
+    def swapped_in(self) -> bool:
+        """True while the model holds the shadow weights (between `swap_in` and `swap_out`)."""
+        return self._backup is not None
+
     @torch.no_grad()
     def swap_in(self, pl_module: pl.LightningModule) -> None:
         """Replace the model's weights with the shadow, keeping the training weights aside."""

@@ -123,7 +123,7 @@ class ValidationSampling(pl.Callback):
         ema = find_ema(pl_module.trainer)
         was_training = pl_module.training
         pl_module.eval()
-        swapped = ema is not None and ema._backup is None  # the EMA callback may still hold its shadow in
+        swapped = ema is not None and not ema.swapped_in  # validation may already run on the EMA weights
         if swapped:
             ema.swap_in(pl_module)
         try:
