@@ -17,6 +17,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
+from flashipa_train.data.preprocess import find_structure_files
 from flashipa_train.geometry import frames_from_backbone, uniform_so3
 from kernels.reference import InvariantPointAttention, pair_bias_from_factors, pair_values_from_factors
 
@@ -88,14 +89,6 @@ def check_structure(backbone, rank=2, seed=0):
     }
 
 
-def structure_files(paths):
-    for path in paths:
-        if os.path.isdir(path):
-            yield from sorted(os.path.join(path, name) for name in os.listdir(path) if ".pdb" in name or ".cif" in name or ".bcif" in name)
-        else:
-            yield path
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("paths", nargs="*", default=["data"], help="structure files or folders (default: data/)")
@@ -106,7 +99,7 @@ def main(argv=None):
     header = f"{'file':<28} {'chain':>5} {'L':>5} {'dense-torch':>11} {'dense-sdpa':>11} {'invariance':>11} {'max dense':>10} {'max fact.':>10}"
     print(header)
     worst, checked = 0.0, 0
-    for path in structure_files(args.paths):
+    for path in find_structure_files(args.paths):
         if checked == args.max_files:
             break
         start = time.perf_counter()
