@@ -135,6 +135,49 @@ def test_a_killed_run_resumed_from_its_checkpoint_reproduces_the_uninterrupted_l
     )
 
 
+class KillAtStep(pl.Callback):
+    """Simulates a killed job: raises before the batch of the given optimizer step."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.step:
+            raise KeyboardInterruptStandIn(f"killed before step {self.step}")
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_a_run_killed_mid_epoch_resumes_from_its_mid_epoch_checkpoint_with_the_uninterrupted_losses(
+    structures, tmp_path, num_workers
+):
+    # 2 batches per epoch, a checkpoint every 3 steps: the one at step 3 is one batch into epoch 1
+    run = [
+        "trainer.val_check_interval=3", "data.max_tokens_per_batch=24", "trainer.max_steps=6",
+        f"data.num_workers={num_workers}",
+    ]
+    datamodule = instantiate(_config(structures, tmp_path / "probe", run).data)
+    datamodule.setup()
+    assert len(datamodule.train_dataloader()) == 2
+
+    train(_config(structures, tmp_path / "straight", run))
+    kill = ["+callbacks.kill._target_=test_train_pipeline.KillAtStep", "+callbacks.kill.step=4"]
+    with pytest.raises(KeyboardInterruptStandIn):
+        train(_config(structures, tmp_path / "killed", run + kill))
+    last = tmp_path / "killed" / "checkpoints" / "last.ckpt"
+    checkpoint = torch.load(last, weights_only=True)
+    assert checkpoint["global_step"] == 3
+    assert checkpoint["loops"]["fit_loop"]["state_dict"]["combined_loader"] == [{"epoch": 1, "batches_served": 1}]
+    train(_config(structures, tmp_path / "resumed", run + [f"ckpt_path={last}"]))
+
+    straight = _logged(tmp_path / "straight")
+    killed = _logged(tmp_path / "killed")
+    resumed = _logged(tmp_path / "resumed")
+    assert len(straight) == 6 and len(killed) == 4 and len(resumed) == 3
+    assert killed == pytest.approx(straight[:4], rel=1e-6, abs=1e-6)
+    assert resumed == pytest.approx(straight[3:], rel=1e-6, abs=1e-6)
+    assert _train_steps(tmp_path / "resumed") == _train_steps(tmp_path / "straight")[3:]
+
+
 def test_finetuning_builds_the_checkpoint_model_loads_its_weights_and_trains_on_another_folder(
     structures, tmp_path, monkeypatch
 ):

@@ -13,6 +13,7 @@ from flashipa_train.data.backbone_dataset import BackboneDataset
 from flashipa_train.data.collate import pad_backbone_batch
 from flashipa_train.data.example_store import FORMAT_VERSION, METADATA_FILE, read_metadata
 from flashipa_train.data.preprocess_config import PreprocessConfig
+from flashipa_train.data.resumable_loader import ResumableBatchLoader
 from flashipa_train.data.split import split_rows_by_entry
 from flashipa_train.data.token_budget_sampler import TokenBudgetBatchSampler
 
@@ -155,7 +156,9 @@ class BackboneDataModule(pl.LightningDataModule):
             num_replicas=num_replicas,
             rank=rank,
         )
-        return DataLoader(
+        # the training loader's position in its epoch goes into checkpoints, for exact mid-epoch resumes
+        loader_class = ResumableBatchLoader if training else DataLoader
+        return loader_class(
             dataset,
             batch_sampler=sampler,
             collate_fn=pad_backbone_batch,

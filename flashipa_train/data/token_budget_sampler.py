@@ -84,9 +84,16 @@ class TokenBudgetBatchSampler(Sampler[list[tuple[int, int, int]]]):
         self.rank = rank
         self.sampler = EpochIndexSampler(len(self.lengths), shuffle, seed)
         self._cached_epoch, self._cached_batches = None, None
+        self.first_batch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.sampler.set_epoch(epoch)
+
+    def set_first_batch(self, first_batch: int) -> None:
+        """Makes iterations start at this batch of the epoch (0: its start) until set again (resuming mid-epoch)."""
+        if first_batch < 0:
+            raise ValueError(f"set_first_batch: first_batch={first_batch} must be >= 0")
+        self.first_batch = first_batch
 
     def all_batches(self) -> list[list[tuple[int, int, int]]]:
         """Every rank's batches for the current epoch (cached per epoch)."""
@@ -122,7 +129,7 @@ class TokenBudgetBatchSampler(Sampler[list[tuple[int, int, int]]]):
         return index, start, crop
 
     def __iter__(self):
-        return iter(self._rank_batches())
+        return iter(self._rank_batches()[self.first_batch :])
 
     def __len__(self) -> int:
         return len(self._rank_batches())
