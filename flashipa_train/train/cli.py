@@ -126,7 +126,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if sample_cfg and sample_cfg.get("lengths") and trainer.is_global_zero:
         result["num_samples"] = len(sample_cfg.lengths)
         result["sample_paths"] = write_final_samples(
-            trainer, module, list(sample_cfg.lengths), int(sample_cfg.num_steps), sample_cfg.out_dir
+            module, list(sample_cfg.lengths), int(sample_cfg.num_steps), sample_cfg.out_dir
         )
     if trainer.is_global_zero:
         _print_outputs(result)

@@ -97,12 +97,17 @@ class EMA(pl.Callback):
 
     @contextmanager
     def ema_weights(self, pl_module: pl.LightningModule) -> Iterator[None]:
-        """`with ema.ema_weights(module): ...` runs the block with the shadow weights in the model."""
-        self.swap_in(pl_module)
+        """`with ema.ema_weights(module): ...` runs the block with the shadow weights in the model.
+
+        Inside validation the shadow is already in (validate_with_ema); then it is left to validation's end."""
+        swap_here = not self.swapped_in
+        if swap_here:
+            self.swap_in(pl_module)
         try:
             yield
         finally:
-            self.swap_out(pl_module)
+            if swap_here:
+                self.swap_out(pl_module)
 
     def on_validation_start(self, trainer, pl_module) -> None:
         if self.validate_with_ema:
@@ -125,3 +130,24 @@ class EMA(pl.Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.num_updates = int(state_dict["num_updates"])
         self.shadow = state_dict["shadow"]
+
+
+def find_ema(trainer: pl.Trainer) -> EMA | None:
+    """The trainer's EMA callback, or None when the run has none."""
+    return next((c for c in trainer.callbacks if isinstance(c, EMA)), None)
+
+
+@contextmanager
+def sampling_weights(pl_module: pl.LightningModule) -> Iterator[None]:
+    """Eval mode with the EMA weights (when the run has an EMA callback); both restored afterwards."""
+    ema = find_ema(pl_module.trainer)
+    was_training = pl_module.training
+    pl_module.eval()
+    try:
+        if ema is None:
+            yield
+        else:
+            with ema.ema_weights(pl_module):
+                yield
+    finally:
+        pl_module.train(was_training)

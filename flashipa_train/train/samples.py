@@ -9,31 +9,19 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 
-from flashipa_train.train.ema import EMA
+from flashipa_train.train.ema import sampling_weights
 
 log = logging.getLogger(__name__)
 
 
-def find_ema(trainer: pl.Trainer) -> EMA | None:
-    """The trainer's EMA callback, or None when the run has none."""
-    return next((c for c in trainer.callbacks if isinstance(c, EMA)), None)
-
-
 def write_final_samples(
-    trainer: pl.Trainer, module: pl.LightningModule, lengths: list[int], num_steps: int, out_dir: str | Path
+    module: pl.LightningModule, lengths: list[int], num_steps: int, out_dir: str | Path
 ) -> list[Path]:
     """Integrate `module.flow.sample` for each length (EMA weights when available) and write
     `out_dir/sample_{i}_len{L}.pdb`. Without biotite (e.g. a GPU image) it writes `out_dir/samples.pt`
     ({"atoms": [B, L_max, 4, 3], "lengths": [B]}) instead. Returns the written paths."""
-    ema = find_ema(trainer)
-    module.eval()
-    if ema is not None:
-        ema.swap_in(module)
-    try:
+    with sampling_weights(module):
         out = module.flow.sample(module.model, list(lengths), num_steps=num_steps, device=module.device)
-    finally:
-        if ema is not None:
-            ema.swap_out(module)
     out_dir = Path(out_dir)
     if importlib.util.find_spec("biotite") is None:
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 
-from flashipa_train.train.samples import find_ema
+from flashipa_train.train.ema import sampling_weights
 
 log = logging.getLogger(__name__)
 
@@ -120,19 +120,9 @@ class ValidationSampling(pl.Callback):
     def _sample(self, pl_module: pl.LightningModule):
         from flashipa_train.sampling.generate import generate_backbones
 
-        ema = find_ema(pl_module.trainer)
-        was_training = pl_module.training
-        pl_module.eval()
-        swapped = ema is not None and not ema.swapped_in  # validation may already run on the EMA weights
-        if swapped:
-            ema.swap_in(pl_module)
-        try:
+        with sampling_weights(pl_module):  # validation may already run on the EMA weights: left as it is
             return generate_backbones(pl_module.model, pl_module.flow, self.lengths, self.samples_per_length,
                                       num_steps=self.num_steps, batch_size=self.samples_per_length, seed=self.seed)
-        finally:
-            if swapped:
-                ema.swap_out(pl_module)
-            pl_module.train(was_training)
 
     def _training_set_summary(self, trainer: pl.Trainer) -> dict:
         """Mean metrics of (at most training_set_max) training examples of the DataModule; {} without one."""
