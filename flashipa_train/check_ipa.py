@@ -14,27 +14,11 @@ import sys
 import time
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_leaves
 
 from flashipa_train.data.preprocess import find_structure_files
 from flashipa_train.geometry import frames_from_backbone, uniform_so3
+from flashipa_train.largest_tensor import LargestTensor
 from kernels.reference import InvariantPointAttention, pair_bias_from_factors, pair_values_from_factors
-
-
-class LargestTensor(TorchDispatchMode):
-    """Records the largest number of elements of any tensor an op returns."""
-
-    def __init__(self):
-        super().__init__()
-        self.numel = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        for t in tree_leaves(out):
-            if isinstance(t, torch.Tensor):
-                self.numel = max(self.numel, t.numel())
-        return out
 
 
 def first_chain_backbone(path):

@@ -2,29 +2,14 @@
 
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from flashipa_train.flow import FlowMatcher
 from flashipa_train.geometry import backbone_atoms_from_frames, Rigid, uniform_so3
+from flashipa_train.largest_tensor import LargestTensor
 from flashipa_train.model import FlowModel
 
 MICRO = dict(c_s=16, c_z=4, c_hidden=4, num_blocks=2, num_heads=2, num_qk_points=2, num_v_points=2,
              pair_rank=2, c_pair_value=4, seq_transformer_layers=1, seq_transformer_heads=2, knn=4)
-
-
-class LargestTensor(TorchDispatchMode):
-    """Records the largest number of elements of any tensor an aten op takes or returns."""
-
-    def __init__(self):
-        super().__init__()
-        self.numel, self.op = 0, None
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        for x in torch.utils._pytree.tree_leaves((args, kwargs, out)):
-            if isinstance(x, torch.Tensor) and x.numel() > self.numel:
-                self.numel, self.op = x.numel(), str(func)
-        return out
 
 
 def random_batch(L, g):

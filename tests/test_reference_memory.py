@@ -1,30 +1,11 @@
 """The factorized IPA never forms an L x L tensor, in forward or backward; the dense IPA does."""
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten
 
+from flashipa_train.largest_tensor import LargestTensor
 from kernels.reference import InvariantPointAttention
 
 L = 4096
-
-
-class LargestTensorRecorder(TorchDispatchMode):
-    """Records the largest numel of any tensor returned by any ATen op run under it."""
-
-    def __init__(self):
-        super().__init__()
-        self.largest = 0
-        self.largest_op = None
-        self.ops = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        self.ops += 1
-        for t in tree_flatten(out)[0]:
-            if isinstance(t, torch.Tensor) and t.numel() > self.largest:
-                self.largest, self.largest_op = t.numel(), str(func)
-        return out
 
 
 def frames_and_single(c_s, generator):
@@ -52,20 +33,20 @@ def test_factorized_torch_backend_never_creates_an_L_squared_tensor_at_L_4096():
     for x in leaves:
         x.requires_grad_()
 
-    with LargestTensorRecorder() as forward:
+    with LargestTensor() as forward:
         out = module.forward_factorized(s, rots, trans, **factors, mask=mask, backend="torch")
         loss = (out * torch.randn_like(out)).sum()
-    with LargestTensorRecorder() as backward:
+    with LargestTensor() as backward:
         loss.backward()
 
     print(
-        f"\nfactorized torch backend, L={L}, H={H}: largest tensor forward {forward.largest:,} "
-        f"({forward.largest_op}), backward {backward.largest:,} ({backward.largest_op}); L^2 = {L * L:,}"
+        f"\nfactorized torch backend, L={L}, H={H}: largest tensor forward {forward.numel:,} "
+        f"({forward.op}), backward {backward.numel:,} ({backward.op}); L^2 = {L * L:,}"
     )
     assert backward.ops > 0  # the recorder saw the backward pass
     assert all(x.grad is not None for x in leaves)
-    assert forward.largest < L * L
-    assert backward.largest < L * L
+    assert forward.numel < L * L
+    assert backward.numel < L * L
 
 
 def test_dense_path_creates_L_squared_tensors_at_L_4096():
@@ -75,7 +56,7 @@ def test_dense_path_creates_L_squared_tensors_at_L_4096():
     module = InvariantPointAttention(c_s=16, c_z=1, c_hidden=8, no_heads=1, no_qk_points=1, no_v_points=1)
     s, rots, trans, mask = frames_and_single(16, g)
     z = torch.randn(1, L, L, 1, generator=g)
-    with torch.no_grad(), LargestTensorRecorder() as forward:
+    with torch.no_grad(), LargestTensor() as forward:
         module(s, z, rots, trans, mask)
-    print(f"\ndense path, L={L}, H=1: largest tensor forward {forward.largest:,} ({forward.largest_op})")
-    assert forward.largest >= L * L
+    print(f"\ndense path, L={L}, H=1: largest tensor forward {forward.numel:,} ({forward.op})")
+    assert forward.numel >= L * L
