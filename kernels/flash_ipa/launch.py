@@ -74,7 +74,7 @@ def dims(q, v, q_pts, v_pts, bias_q, pair_k):
     RB = bias_q.shape[-1]
     RZ = pair_k.shape[-2] * pair_k.shape[-1]
     return dict(
-        C=C, C_PAD=_pad(C), CV=CV, CV_PAD=_pad(CV), P3=P3, RB=RB, PB_PAD=_pad(P3 + RB),
+        C=C, C_PAD=_pad(C), CV=CV, CV_PAD=_pad(CV), P3=P3, RB=RB, PB=P3 + RB, PB_PAD=_pad(P3 + RB),
         PV3=PV3, PV3_PAD=_pad(PV3), RZ=RZ, RZ_PAD=_pad(RZ),
     )
 
@@ -96,6 +96,35 @@ def sequence_centres(k_pts, key_mask, cu_seqlens):
     return (seg[:, :3] / seg[:, 3:].clamp(min=1.0)).to(torch.float32).contiguous()
 
 
+def point_dtype(dtype):
+    """Dtype of the point-bias and value-point dot operands: float16 for bfloat16 inputs (3 more
+    mantissa bits for the centred coordinates at the same tensor-core rate), else the input dtype."""
+    return torch.float16 if dtype == torch.bfloat16 else dtype
+
+
+def point_operands(q_pts, k_pts, v_pts, bias_q, bias_k, point_weights, centres, cu_seqlens, dtype):
+    """The kernels' point-bias and value-point operands, centred per sequence and rounded once.
+
+    Args: token-major q_pts, k_pts [T, H, P_q, 3], v_pts [T, H, P_v, 3], bias_q, bias_k [T, H, R_b],
+    point_weights [H], centres [S, 3] float32, cu_seqlens [S + 1] int32, dtype: the dot dtype.
+    Returns (point dtype, see point_dtype):
+        qpb [T, H, 3 P_q + R_b]: [pw (q_pts - c), W_L bias_q]
+        kpb [T, H, 3 P_q + R_b]: [k_pts - c, bias_k]
+        vpc [T, H, 3 P_v]:       v_pts - c
+    O(L) copies of 26 + 26 + 36 numbers per residue and head at the anchor dims; every dot of the
+    kernels then reads its operands with plain loads (see triton_kernels.py)."""
+    T = q_pts.shape[0]
+    tok = torch.arange(T, device=q_pts.device, dtype=torch.int32)
+    seq = torch.searchsorted(cu_seqlens[1:], tok, right=True)  # [T], the sequence of each token
+    c = centres[seq][:, None, None, :]  # [T, 1, 1, 3]
+    pdt = point_dtype(dtype)
+    pw = point_weights.float()[None, :, None]  # [1, H, 1]
+    qpb = torch.cat([(q_pts.float() - c).flatten(2) * pw, bias_q.float() * W_L], -1).to(pdt)
+    kpb = torch.cat([(k_pts.float() - c).flatten(2), bias_k.float()], -1).to(pdt)
+    vpc = (v_pts.float() - c).flatten(2).to(pdt)
+    return qpb, kpb, vpc
+
+
 def _check_int32_offsets(T, H, d):
     widest = max(d["C"], d["CV"], d["P3"], d["PV3"], d["RZ"], d["RB"])
     if T * H * widest >= 2**31:
@@ -103,6 +132,12 @@ def _check_int32_offsets(T, H, d):
             f"kernels/flash_ipa/launch.py: {T} tokens x {H} heads x {widest} features overflows the "
             "kernel's int32 offsets; split the batch into smaller token budgets"
         )
+
+
+def _hi_lo(x, dtype):
+    """x as two `dtype` parts, hi + lo (lo is hi again where x already has that dtype: unused)."""
+    hi = x.to(dtype)
+    return hi, ((x.float() - hi.float()).to(dtype) if x.dtype != dtype else hi)
 
 
 def _dot_flags(dtype, allow_tf32):
@@ -134,11 +169,13 @@ def forward(q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_weights,
     o_pts_c = torch.empty(T, H, d["PV3"], dtype=torch.float32, device=q.device)
     o_pair = torch.empty(T, H, d["RZ"], dtype=pair_k.dtype, device=q.device)
     lse = torch.empty(H, T, dtype=torch.float32, device=q.device)
+    qpb, kpb, vpc = point_operands(q_pts, k_pts, v_pts, bias_q, bias_k, point_weights, centres, cu_seqlens,
+                                   q.dtype)
     _fwd[_grid("BLOCK_M", max_seqlen, n_seq, H)](
-        q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_weights, centres,
+        q, k, v, qpb, kpb, vpc, pair_k, point_weights, centres,
         key_mask if key_mask is not None else cu_seqlens, cu_seqlens,
         o, o_pts, o_pts_c, o_pair, lse,
-        H, T, W_L / math.sqrt(d["C"]), W_L,
+        H, T, W_L / math.sqrt(d["C"]),
         HAS_MASK=key_mask is not None, **_dot_flags(q.dtype, allow_tf32), **d,
     )
     return o, o_pts, o_pair, o_pts_c, lse, centres
@@ -164,18 +201,25 @@ def backward(do, do_pts, do_pair, q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, 
     dpair_k_heads = torch.empty(T, H, d["RZ"], dtype=torch.float32, device=dev)  # summed over heads below
     dpw_k = torch.empty(H, T, dtype=torch.float32, device=dev)
     dpw_q = torch.empty(H, T, dtype=torch.float32, device=dev)
-    common = dict(HAS_MASK=key_mask is not None, **_dot_flags(q.dtype, allow_tf32), **d)
+    # the forward's operands again (cheaper than keeping them), plus input-dtype copies for the
+    # dots whose other operand is a gradient in the input dtype
+    qpb, kpb, vpc = point_operands(q_pts, k_pts, v_pts, bias_q, bias_k, point_weights, centres, cu_seqlens,
+                                   q.dtype)
+    split = vpc.dtype != q.dtype  # bf16 inputs: float16 point operands as bf16 hi + lo where needed
+    common = dict(HAS_MASK=key_mask is not None, SPLIT=split, **_dot_flags(q.dtype, allow_tf32), **d)
     mask_arg = key_mask if key_mask is not None else cu_seqlens
     scalar_scale = W_L / math.sqrt(d["C"])
-    inputs = (q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_weights, centres, mask_arg, cu_seqlens)
+    grads_out = (do, do_pts, do_pair, lse, delta)
+    qpb_dt = qpb.to(q.dtype)
     for compute_dk in (True, False):
         _dkdv[_grid("BLOCK_N", max_seqlen, n_seq, H)](
-            *inputs, do, do_pts, do_pair, lse, delta,
+            q, k, v, qpb, kpb, vpc, qpb_dt, pair_k, point_weights, mask_arg, cu_seqlens, *grads_out,
             dk, dv, dk_pts, dv_pts, dbias_k, dpair_k_heads, dpw_k,
-            H, T, scalar_scale, W_L, COMPUTE_DK=compute_dk, **common,
+            H, T, scalar_scale, COMPUTE_DK=compute_dk, **common,
         )
     _dq[_grid("BLOCK_M", max_seqlen, n_seq, H)](
-        *inputs, do, do_pts, do_pair, lse, delta,
+        q, k, v, qpb, kpb, *_hi_lo(kpb, q.dtype), *_hi_lo(vpc, q.dtype), q_pts, pair_k, point_weights, centres, mask_arg,
+        cu_seqlens, *grads_out,
         dq, dq_pts, dbias_q, dpw_q,
         H, T, scalar_scale, W_L, **common,
     )

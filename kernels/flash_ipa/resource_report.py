@@ -23,14 +23,15 @@ from triton.compiler import ASTSource
 
 from kernels.flash_ipa import triton_kernels as tk
 
-ANCHOR_DIMS = dict(C=128, C_PAD=128, CV=128, CV_PAD=128, P3=24, RB=2, PB_PAD=32, PV3=36, PV3_PAD=64, RZ=64,
-                   RZ_PAD=64)
+ANCHOR_DIMS = dict(C=128, C_PAD=128, CV=128, CV_PAD=128, P3=24, RB=2, PB=26, PB_PAD=32, PV3=36, PV3_PAD=64,
+                   RZ=64, RZ_PAD=64)
 FP32_ARGS = {"LSE", "DELTA", "OPC", "CENTRE", "DPK_H", "DPW_K", "DPW_Q", "PW"}
+FP16_ARGS = {"QPB", "KPB", "VPC"}  # point operands of bf16 inputs (launch.point_dtype)
 KERNELS = {
     "fwd": (tk._ipa_fwd_kernel, {}),
-    "dk": (tk._ipa_bwd_dkdv_kernel, {"COMPUTE_DK": True}),
-    "dv": (tk._ipa_bwd_dkdv_kernel, {"COMPUTE_DK": False}),
-    "dq": (tk._ipa_bwd_dq_kernel, {}),
+    "dk": (tk._ipa_bwd_dkdv_kernel, {"COMPUTE_DK": True, "SPLIT": True}),
+    "dv": (tk._ipa_bwd_dkdv_kernel, {"COMPUTE_DK": False, "SPLIT": True}),
+    "dq": (tk._ipa_bwd_dq_kernel, {"SPLIT": True}),
 }
 
 
@@ -45,6 +46,8 @@ def _signature(fn, constexprs):
             sig[name] = "fp32"
         elif name in FP32_ARGS:
             sig[name] = "*fp32"
+        elif name in FP16_ARGS:
+            sig[name] = "*fp16"
         elif name == "KEY_MASK":
             sig[name] = "*u8"
         elif name == "CU_SEQLENS":

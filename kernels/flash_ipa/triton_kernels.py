@@ -1,26 +1,35 @@
 """FlashIPA Triton kernels: forward, backward preprocess, dK/dV and dQ.
 
 Reading order as in Triton's fused-attention tutorial: tile loaders, forward kernel, backward
-preprocess (Delta), dK/dV kernel, dQ kernel. Host-side launch code lives in `launch.py`.
+preprocess (Delta), dK/dV kernel, dQ kernel. Host-side launch code, including the point operands
+below, lives in `launch.py`.
 
 Layout. Every per-residue tensor is token-major and contiguous: a padded batch [B, L, ...] is read
 as B * L tokens, and sequence s owns tokens cu_seqlens[s] .. cu_seqlens[s + 1] - 1 (varlen). Per
-token and head the kernel reads
+token and head the kernels read
 
-    q, k  [T, H, C]        v      [T, H, CV]
-    q_pts, k_pts [T, H, P3] (P3 = 3 P_q, flattened xyz)    v_pts [T, H, PV3]
-    bias_q, bias_k [T, H, RB]                              pair_k [T, RZ] (RZ = R C_z, no head axis)
+    q, k  [T, H, C]        v      [T, H, CV]      pair_k [T, RZ] (RZ = R C_z, no head axis)
+    qpb, kpb [T, H, PB]    "point-bias" operands, PB = P3 + RB columns:
+                           qpb = [pw (q_pts - c), bias_scale bias_q], kpb = [k_pts - c, bias_k]
+    vpc   [T, H, PV3]      centred value points v_pts - c
+
+with P3 = 3 P_q (flattened xyz) and c one centre per sequence. `launch.point_operands` writes qpb,
+kpb and vpc once per call, already rounded to the dtype of the dot that reads them (PDT: float16
+for bfloat16 inputs, else the input dtype), so that every dot operand is a plain load, as in the
+tutorial: no operand of a dot is computed in registers and stored to shared memory inside a loop
+(Triton 3.6 faulted on that pattern on Hopper, docs/kernel_notes.md), and every key-side load can
+be pipelined. The backward also reads DT copies (the input dtype) of qpb, kpb and the value points
+where a dot has a DT operand on the other side.
 
 Dims need not be powers of two: tiles are padded in registers (the *_PAD constexprs) with masked
 loads, never in memory. The logit, in natural units, is
 
-    s_ij = scalar_scale q_i.k_j + bias_scale bq_i.bk_j + pw_h ((qp_i - c).(kp_j - c) - |kp_j - c|^2 / 2)
+    s_ij = scalar_scale q_i.k_j + qpb_i.kpb_j - pw_h |kp_j - c|^2 / 2
 
-with c one centre per sequence (see `centre` in launch.py). Centring changes each row of logits by a
-constant, which softmax ignores, and keeps the large |kp|^2 vs 2 qp.kp cancellation of points far
-from the origin out of low-precision arithmetic. The point and bias terms share one dot product:
-columns [0, P3) of the "point-bias" tile hold points, columns [P3, P3 + RB) hold the bias factors.
-Softmax runs in base 2 (exp2); the saved log-sum-exp is in base-2 units.
+Centring changes each row of logits by a constant, which softmax ignores, and keeps the large
+|kp|^2 vs 2 qp.kp cancellation of points far from the origin out of low-precision arithmetic. Key
+norms are computed in the kernel from the loaded kpb tile. Softmax runs in base 2 (exp2); the saved
+log-sum-exp is in base-2 units.
 """
 
 import triton
@@ -30,9 +39,17 @@ LOG2E = tl.constexpr(1.4426950408889634)
 
 
 @triton.jit
-def _dot_operand(x, DT: tl.constexpr, UPCAST: tl.constexpr):
-    """x rounded to the dot dtype DT; with UPCAST, held in float32 after rounding (Triton's
-    interpreter multiplies bfloat16 dot operands as raw integers, so tests run bf16 dots this way)."""
+def _operand(x, UPCAST: tl.constexpr):
+    """A loaded dot operand as it is; with UPCAST held in float32 (Triton's interpreter multiplies
+    bfloat16 dot operands as raw integers, so tests run 16-bit dots on exactly rounded float32)."""
+    if UPCAST:
+        return x.to(tl.float32)
+    return x
+
+
+@triton.jit
+def _round(x, DT: tl.constexpr, UPCAST: tl.constexpr):
+    """A register tile (probabilities, ds) rounded to the dot dtype DT; see _operand for UPCAST."""
     if UPCAST:
         return x.to(DT).to(tl.float32)
     return x.to(DT)
@@ -40,27 +57,13 @@ def _dot_operand(x, DT: tl.constexpr, UPCAST: tl.constexpr):
 
 @triton.jit
 def _split_dot(a, b, DT: tl.constexpr, UPCAST: tl.constexpr, PRECISION: tl.constexpr):
-    """a @ b with float32 `a` split into two DT operands, hi + lo (about 16 mantissa bits for bf16),
-    so that 16-bit matrix units keep more of a than one rounding would. `b` is already DT. Every
-    backward dot has 16-bit operands for 16-bit inputs (no tf32 dot on float32 register operands)."""
+    """a @ b with float32 register tile `a` split into two DT operands, hi + lo (about 16 mantissa bits
+    for bf16), so that 16-bit matrix units keep more of a than one rounding would. `b` is loaded."""
     if DT == tl.float32:
         return tl.dot(a, b, input_precision=PRECISION)
-    hi = _dot_operand(a, DT, UPCAST)
-    lo = _dot_operand(a - hi.to(tl.float32), DT, UPCAST)
+    hi = _round(a, DT, UPCAST)
+    lo = _round(a - hi.to(tl.float32), DT, UPCAST)
     return tl.dot(hi, b, input_precision=PRECISION) + tl.dot(lo, b, input_precision=PRECISION)
-
-
-@triton.jit
-def _point_operand(x, DT: tl.constexpr, UPCAST: tl.constexpr):
-    """Point-bias tile rounded for the logit's dot: float16 when the inputs are bfloat16 (8x finer
-    rounding of the centred coordinates at the same tensor-core rate), else DT."""
-    if DT == tl.bfloat16:
-        y = x.to(tl.float16)
-    else:
-        y = x.to(DT)
-    if UPCAST:
-        y = y.to(tl.float32)
-    return y
 
 
 @triton.jit
@@ -71,43 +74,24 @@ def _load_tile(ptr, tok, row_ok, stride_tok, col, ncol):
 
 
 @triton.jit
-def _load_centred_points(ptr, tok, row_ok, stride_tok, col, ncol, cx, cy, cz):
-    """[ROWS, PAD] float32 tile of flattened xyz points minus the sequence centre (zero padding)."""
-    x = _load_tile(ptr, tok, row_ok, stride_tok, col, ncol).to(tl.float32)
-    xyz = col % 3
-    c = tl.where(xyz == 0, cx, tl.where(xyz == 1, cy, cz))
-    return tl.where(row_ok[:, None] & (col[None, :] < ncol), x - c[None, :], 0.0)
-
-
-@triton.jit
-def _load_point_bias(pts_ptr, bias_ptr, tok, row_ok, H, col, P3: tl.constexpr, RB: tl.constexpr,
-                     cx, cy, cz, point_scale, bias_scale):
-    """[ROWS, PB_PAD] float32 tile: centred points * point_scale in columns [0, P3),
-    bias factors * bias_scale in columns [P3, P3 + RB), zero elsewhere.
-
-    pts_ptr and bias_ptr already point at this head's first feature of token 0."""
-    pts = _load_centred_points(pts_ptr, tok, row_ok, H * P3, col, P3, cx, cy, cz)
-    bias_col = tl.maximum(col - P3, 0)
-    bias_mask = row_ok[:, None] & (col[None, :] >= P3) & (col[None, :] < P3 + RB)
-    bias = tl.load(bias_ptr + tok[:, None] * (H * RB) + bias_col[None, :], mask=bias_mask, other=0.0)
-    return tl.where(col[None, :] < P3, pts * point_scale, bias.to(tl.float32) * bias_scale)
-
-
-@triton.jit
 def _point_norms(kpb, col, P3: tl.constexpr):
-    """|k_pts - c|^2 per row [ROWS] from a point-bias tile (already rounded to the dot dtype)."""
+    """|k_pts - c|^2 per row [ROWS] from a point-bias tile (as rounded for the dot)."""
     x = kpb.to(tl.float32)
     return tl.sum(tl.where(col[None, :] < P3, x * x, 0.0), axis=1)
 
 
 @triton.jit
-def _sequence_bounds(CU_SEQLENS, CENTRE, seq):
+def _centre_columns(CENTRE, seq, col):
+    """[PAD] float32: the sequence centre's x, y or z for each flattened xyz column."""
+    xyz = col % 3
+    return tl.load(CENTRE + seq * 3 + xyz)
+
+
+@triton.jit
+def _sequence_bounds(CU_SEQLENS, seq):
     start = tl.load(CU_SEQLENS + seq)  # int32 offsets: launch.py checks T * H * dim < 2^31
     n = tl.load(CU_SEQLENS + seq + 1) - start
-    cx = tl.load(CENTRE + seq * 3)
-    cy = tl.load(CENTRE + seq * 3 + 1)
-    cz = tl.load(CENTRE + seq * 3 + 2)
-    return start, n, cx, cy, cz
+    return start, n
 
 
 @triton.jit
@@ -119,12 +103,12 @@ def _key_ok(KEY_MASK, tok_n, n_ok, HAS_MASK: tl.constexpr):
 
 @triton.jit
 def _ipa_fwd_kernel(
-    Q, K, V, QP, KP, VP, BQ, BK, PK, PW, CENTRE, KEY_MASK, CU_SEQLENS,
+    Q, K, V, QPB, KPB, VPC, PK, PW, CENTRE, KEY_MASK, CU_SEQLENS,
     O, OP, OPC, OZ, LSE,
-    H, T, scalar_scale, bias_scale,
+    H, T, scalar_scale,
     HAS_MASK: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
     C: tl.constexpr, C_PAD: tl.constexpr, CV: tl.constexpr, CV_PAD: tl.constexpr,
-    P3: tl.constexpr, RB: tl.constexpr, PB_PAD: tl.constexpr,
+    P3: tl.constexpr, RB: tl.constexpr, PB: tl.constexpr, PB_PAD: tl.constexpr,
     PV3: tl.constexpr, PV3_PAD: tl.constexpr, RZ: tl.constexpr, RZ_PAD: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
@@ -133,10 +117,11 @@ def _ipa_fwd_kernel(
     pid_sh = tl.program_id(1)
     seq = pid_sh // H
     h = pid_sh % H
-    start, n, cx, cy, cz = _sequence_bounds(CU_SEQLENS, CENTRE, seq)
+    start, n = _sequence_bounds(CU_SEQLENS, seq)
     if pid_m * BLOCK_M >= n:
         return
     DT = Q.dtype.element_ty
+    PDT = VPC.dtype.element_ty
     pw = tl.load(PW + h).to(tl.float32)
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     m_ok = offs_m < n
@@ -147,9 +132,8 @@ def _ipa_fwd_kernel(
     c_pv = tl.arange(0, PV3_PAD)
     c_z = tl.arange(0, RZ_PAD)
 
-    q = _dot_operand(_load_tile(Q + h * C, tok_m, m_ok, H * C, c_qk, C), DT, UPCAST)  # [BM, C_PAD]
-    qpb = _point_operand(_load_point_bias(QP + h * P3, BQ + h * RB, tok_m, m_ok, H, c_pb, P3, RB,
-                           cx, cy, cz, pw, bias_scale), DT, UPCAST)  # [BM, PB_PAD]
+    q = _operand(_load_tile(Q + h * C, tok_m, m_ok, H * C, c_qk, C), UPCAST)  # [BM, C_PAD]
+    qpb = _operand(_load_tile(QPB + h * PB, tok_m, m_ok, H * PB, c_pb, PB), UPCAST)  # [BM, PB_PAD]
 
     m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
     l_i = tl.zeros([BLOCK_M], tl.float32)
@@ -159,11 +143,10 @@ def _ipa_fwd_kernel(
     for start_n in range(0, n, BLOCK_N):
         offs_n = start_n + tl.arange(0, BLOCK_N)
         tok_n = start + offs_n
-        n_ok = _key_ok(KEY_MASK, tok_n, offs_n < n, HAS_MASK)
         row_n = offs_n < n
-        k = _dot_operand(_load_tile(K + h * C, tok_n, row_n, H * C, c_qk, C), DT, UPCAST)  # [BN, C_PAD]
-        kpb = _point_operand(_load_point_bias(KP + h * P3, BK + h * RB, tok_n, row_n, H, c_pb, P3, RB,
-                               cx, cy, cz, 1.0, 1.0), DT, UPCAST)  # [BN, PB_PAD]
+        n_ok = _key_ok(KEY_MASK, tok_n, row_n, HAS_MASK)
+        k = _operand(_load_tile(K + h * C, tok_n, row_n, H * C, c_qk, C), UPCAST)  # [BN, C_PAD]
+        kpb = _operand(_load_tile(KPB + h * PB, tok_n, row_n, H * PB, c_pb, PB), UPCAST)  # [BN, PB_PAD]
         knorm = _point_norms(kpb, c_pb, P3)  # [BN]
         s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * scalar_scale
         s += tl.dot(qpb, tl.trans(kpb), input_precision=PRECISION)
@@ -174,14 +157,12 @@ def _ipa_fwd_kernel(
         p = tl.exp2(s - m_safe[:, None])
         alpha = tl.exp2(m_i - m_safe)
         l_i = l_i * alpha + tl.sum(p, axis=1)
-        pd = _dot_operand(p, DT, UPCAST)
-        v = _dot_operand(_load_tile(V + h * CV, tok_n, row_n, H * CV, c_v, CV), DT, UPCAST)  # [BN, CV_PAD]
-        vp = _load_centred_points(VP + h * PV3, tok_n, row_n, H * PV3, c_pv, PV3, cx, cy, cz)
-        vp = _point_operand(vp, DT, UPCAST)  # [BN, PV3_PAD]
-        pk = _load_tile(PK, tok_n, row_n, RZ, c_z, RZ)  # [BN, RZ_PAD], shared by heads
-        pk = _dot_operand(pk, DT, UPCAST)
+        pd = _round(p, DT, UPCAST)
+        v = _operand(_load_tile(V + h * CV, tok_n, row_n, H * CV, c_v, CV), UPCAST)  # [BN, CV_PAD]
+        vp = _operand(_load_tile(VPC + h * PV3, tok_n, row_n, H * PV3, c_pv, PV3), UPCAST)  # [BN, PV3_PAD]
+        pk = _operand(_load_tile(PK, tok_n, row_n, RZ, c_z, RZ), UPCAST)  # [BN, RZ_PAD], shared by heads
         acc_v = acc_v * alpha[:, None] + tl.dot(pd, v, input_precision=PRECISION)
-        acc_p = acc_p * alpha[:, None] + tl.dot(_point_operand(p, DT, UPCAST), vp, input_precision=PRECISION)
+        acc_p = acc_p * alpha[:, None] + tl.dot(_round(p, PDT, UPCAST), vp, input_precision=PRECISION)
         acc_z = acc_z * alpha[:, None] + tl.dot(pd, pk, input_precision=PRECISION)
         m_i = m_new
 
@@ -194,8 +175,7 @@ def _ipa_fwd_kernel(
     tl.store(O + h * CV + tok_m[:, None] * (H * CV) + c_v[None, :], o.to(O.dtype.element_ty),
              mask=m_ok[:, None] & (c_v[None, :] < CV))
     op_c = acc_p * inv_l[:, None]  # centred value points
-    xyz = c_pv % 3
-    c = tl.where(xyz == 0, cx, tl.where(xyz == 1, cy, cz))
+    c = _centre_columns(CENTRE, seq, c_pv)
     op = tl.where(q_ok[:, None], op_c + c[None, :], 0.0)
     pv_mask = m_ok[:, None] & (c_pv[None, :] < PV3)
     pv_off = h * PV3 + tok_m[:, None] * (H * PV3) + c_pv[None, :]
@@ -233,13 +213,13 @@ def _ipa_bwd_preprocess_kernel(
 
 @triton.jit
 def _ipa_bwd_dkdv_kernel(
-    Q, K, V, QP, KP, VP, BQ, BK, PK, PW, CENTRE, KEY_MASK, CU_SEQLENS,
+    Q, K, V, QPB, KPB, VPC, QPB_DT, PK, PW, KEY_MASK, CU_SEQLENS,
     DO, DOP, DOZ, LSE, DELTA,
     DK, DV, DKP, DVP, DBK, DPK_H, DPW_K,
-    H, T, scalar_scale, bias_scale,
-    HAS_MASK: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
+    H, T, scalar_scale,
+    HAS_MASK: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr, SPLIT: tl.constexpr,
     C: tl.constexpr, C_PAD: tl.constexpr, CV: tl.constexpr, CV_PAD: tl.constexpr,
-    P3: tl.constexpr, RB: tl.constexpr, PB_PAD: tl.constexpr,
+    P3: tl.constexpr, RB: tl.constexpr, PB: tl.constexpr, PB_PAD: tl.constexpr,
     PV3: tl.constexpr, PV3_PAD: tl.constexpr, RZ: tl.constexpr, RZ_PAD: tl.constexpr,
     COMPUTE_DK: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
@@ -254,7 +234,7 @@ def _ipa_bwd_dkdv_kernel(
     pid_sh = tl.program_id(1)
     seq = pid_sh // H
     h = pid_sh % H
-    start, n, cx, cy, cz = _sequence_bounds(CU_SEQLENS, CENTRE, seq)
+    start, n = _sequence_bounds(CU_SEQLENS, seq)
     if pid_n * BLOCK_N >= n:
         return
     DT = Q.dtype.element_ty
@@ -270,15 +250,13 @@ def _ipa_bwd_dkdv_kernel(
     c_z = tl.arange(0, RZ_PAD)
     rows = row_n[:, None]
 
-    k = _dot_operand(_load_tile(K + h * C, tok_n, row_n, H * C, c_qk, C), DT, UPCAST)  # [BN, C_PAD]
-    kpb = _point_operand(_load_point_bias(KP + h * P3, BK + h * RB, tok_n, row_n, H, c_pb, P3, RB,
-                                          cx, cy, cz, 1.0, 1.0), DT, UPCAST)  # [BN, PB_PAD]
+    k = _operand(_load_tile(K + h * C, tok_n, row_n, H * C, c_qk, C), UPCAST)  # [BN, C_PAD]
+    kpb = _operand(_load_tile(KPB + h * PB, tok_n, row_n, H * PB, c_pb, PB), UPCAST)  # [BN, PB_PAD]
     knorm = _point_norms(kpb, c_pb, P3)  # [BN]
     if COMPUTE_DK:
-        v = _dot_operand(_load_tile(V + h * CV, tok_n, row_n, H * CV, c_v, CV), DT, UPCAST)  # [BN, CV_PAD]
-        vp = _load_centred_points(VP + h * PV3, tok_n, row_n, H * PV3, c_pv, PV3, cx, cy, cz)
-        vp = _point_operand(vp, DT, UPCAST)  # [BN, PV3_PAD]
-        pk = _dot_operand(_load_tile(PK, tok_n, row_n, RZ, c_z, RZ), DT, UPCAST)  # [BN, RZ_PAD]
+        v = _operand(_load_tile(V + h * CV, tok_n, row_n, H * CV, c_v, CV), UPCAST)  # [BN, CV_PAD]
+        vp = _load_tile(VPC + h * PV3, tok_n, row_n, H * PV3, c_pv, PV3)  # [BN, PV3_PAD]
+        pk = _operand(_load_tile(PK, tok_n, row_n, RZ, c_z, RZ), UPCAST)  # [BN, RZ_PAD]
         dk = tl.zeros([BLOCK_N, C_PAD], tl.float32)
         dkpb = tl.zeros([BLOCK_N, PB_PAD], tl.float32)
         ds_sum = tl.zeros([BLOCK_N], tl.float32)
@@ -290,34 +268,34 @@ def _ipa_bwd_dkdv_kernel(
         offs_m = start_m + tl.arange(0, BLOCK_M)
         m_ok = offs_m < n
         tok_m = start + offs_m
-        q_t = tl.trans(_dot_operand(_load_tile(Q + h * C, tok_m, m_ok, H * C, c_qk, C), DT, UPCAST))
-        qpb_t = tl.trans(_point_operand(_load_point_bias(QP + h * P3, BQ + h * RB, tok_m, m_ok, H, c_pb, P3,
-                                                         RB, cx, cy, cz, pw, bias_scale), DT, UPCAST))
-        # q_t [C_PAD, BM], qpb_t [PB_PAD, BM]
+        q = _operand(_load_tile(Q + h * C, tok_m, m_ok, H * C, c_qk, C), UPCAST)  # [BM, C_PAD]
+        qpb = _operand(_load_tile(QPB + h * PB, tok_m, m_ok, H * PB, c_pb, PB), UPCAST)  # [BM, PB_PAD]
         lse = tl.load(LSE + h * T + tok_m, mask=m_ok, other=float("inf"))
-        s_t = tl.dot(k, q_t, input_precision=PRECISION) * scalar_scale
-        s_t += tl.dot(kpb, qpb_t, input_precision=PRECISION)
+        s_t = tl.dot(k, tl.trans(q), input_precision=PRECISION) * scalar_scale
+        s_t += tl.dot(kpb, tl.trans(qpb), input_precision=PRECISION)
         s_t = (s_t - (0.5 * pw) * knorm[:, None]) * LOG2E  # [BN, BM]
         p_t = tl.where(n_ok[:, None], tl.exp2(s_t - lse[None, :]), 0.0)
-        do = _dot_operand(_load_tile(DO + h * CV, tok_m, m_ok, H * CV, c_v, CV), DT, UPCAST)  # [BM, CV_PAD]
-        dop = _load_tile(DOP + h * PV3, tok_m, m_ok, H * PV3, c_pv, PV3)  # [BM, PV3_PAD]
-        doz = _dot_operand(_load_tile(DOZ + h * RZ, tok_m, m_ok, H * RZ, c_z, RZ), DT, UPCAST)
+        do = _operand(_load_tile(DO + h * CV, tok_m, m_ok, H * CV, c_v, CV), UPCAST)  # [BM, CV_PAD]
+        dop = _operand(_load_tile(DOP + h * PV3, tok_m, m_ok, H * PV3, c_pv, PV3), UPCAST)  # [BM, PV3_PAD]
+        doz = _operand(_load_tile(DOZ + h * RZ, tok_m, m_ok, H * RZ, c_z, RZ), UPCAST)  # [BM, RZ_PAD]
         if COMPUTE_DK:
             delta = tl.load(DELTA + h * T + tok_m, mask=m_ok, other=0.0)
             dp_t = tl.dot(v, tl.trans(do), input_precision=PRECISION)
-            # value points as centred in the forward, split hi + lo (16-bit dots only)
-            dp_t += _split_dot(vp.to(tl.float32), tl.trans(_dot_operand(dop, DT, UPCAST)), DT, UPCAST, PRECISION)
+            if SPLIT:  # the forward's float16 value points as bf16 hi + lo (16-bit dots only)
+                dp_t += _split_dot(vp.to(tl.float32), tl.trans(dop), DT, UPCAST, PRECISION)
+            else:
+                dp_t += tl.dot(_operand(vp, UPCAST), tl.trans(dop), input_precision=PRECISION)
             dp_t += tl.dot(pk, tl.trans(doz), input_precision=PRECISION)
             ds_t = p_t * (dp_t - delta[None, :])  # [BN, BM], d loss / d logit
             ds_sum += tl.sum(ds_t, axis=1)
-            dsd_t = _dot_operand(ds_t, DT, UPCAST)
-            dk += tl.dot(dsd_t, tl.trans(q_t), input_precision=PRECISION)
+            dk += tl.dot(_round(ds_t, DT, UPCAST), q, input_precision=PRECISION)
             # point-bias gradient: ds split hi + lo keeps about 16 of its mantissa bits
-            dkpb += _split_dot(ds_t, tl.trans(_dot_operand(qpb_t, DT, UPCAST)), DT, UPCAST, PRECISION)
+            qpb_dt = _operand(_load_tile(QPB_DT + h * PB, tok_m, m_ok, H * PB, c_pb, PB), UPCAST)
+            dkpb += _split_dot(ds_t, qpb_dt, DT, UPCAST, PRECISION)
         else:
-            pd_t = _dot_operand(p_t, DT, UPCAST)
+            pd_t = _round(p_t, DT, UPCAST)
             dv += tl.dot(pd_t, do, input_precision=PRECISION)
-            dvp += tl.dot(pd_t, _dot_operand(dop, DT, UPCAST), input_precision=PRECISION)
+            dvp += tl.dot(pd_t, dop, input_precision=PRECISION)
             dz += tl.dot(pd_t, doz, input_precision=PRECISION)
 
     if COMPUTE_DK:
@@ -329,7 +307,7 @@ def _ipa_bwd_dkdv_kernel(
                  mask=rows & (c_pb[None, :] < P3))
         bias_col = tl.maximum(c_pb - P3, 0)
         tl.store(DBK + h * RB + tok_n[:, None] * (H * RB) + bias_col[None, :], dkpb.to(DBK.dtype.element_ty),
-                 mask=rows & (c_pb[None, :] >= P3) & (c_pb[None, :] < P3 + RB))
+                 mask=rows & (c_pb[None, :] >= P3) & (c_pb[None, :] < PB))
         tl.store(DPW_K + h * T + tok_n, -0.5 * knorm * ds_sum, mask=row_n)
     else:
         tl.store(DV + h * CV + tok_n[:, None] * (H * CV) + c_v[None, :], dv.to(DV.dtype.element_ty),
@@ -342,24 +320,25 @@ def _ipa_bwd_dkdv_kernel(
 
 @triton.jit
 def _ipa_bwd_dq_kernel(
-    Q, K, V, QP, KP, VP, BQ, BK, PK, PW, CENTRE, KEY_MASK, CU_SEQLENS,
+    Q, K, V, QPB, KPB, KPB_HI, KPB_LO, VP_HI, VP_LO, QP, PK, PW, CENTRE, KEY_MASK, CU_SEQLENS,
     DO, DOP, DOZ, LSE, DELTA,
     DQ, DQP, DBQ, DPW_Q,
     H, T, scalar_scale, bias_scale,
-    HAS_MASK: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
+    HAS_MASK: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr, SPLIT: tl.constexpr,
     C: tl.constexpr, C_PAD: tl.constexpr, CV: tl.constexpr, CV_PAD: tl.constexpr,
-    P3: tl.constexpr, RB: tl.constexpr, PB_PAD: tl.constexpr,
+    P3: tl.constexpr, RB: tl.constexpr, PB: tl.constexpr, PB_PAD: tl.constexpr,
     PV3: tl.constexpr, PV3_PAD: tl.constexpr, RZ: tl.constexpr, RZ_PAD: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     """One program: BLOCK_M queries of one sequence and one head, looping over all keys.
 
-    Writes dq, d q_pts, d bias_q and each query's share of d point_weights (float32 [H, T])."""
+    VP_HI (+ VP_LO when SPLIT) are the centred value points in DT, hi + lo parts of the forward's
+    rounding. Writes dq, d q_pts, d bias_q and each query's share of d point_weights ([H, T])."""
     pid_m = tl.program_id(0)
     pid_sh = tl.program_id(1)
     seq = pid_sh // H
     h = pid_sh % H
-    start, n, cx, cy, cz = _sequence_bounds(CU_SEQLENS, CENTRE, seq)
+    start, n = _sequence_bounds(CU_SEQLENS, seq)
     if pid_m * BLOCK_M >= n:
         return
     DT = Q.dtype.element_ty
@@ -373,15 +352,13 @@ def _ipa_bwd_dq_kernel(
     c_pv = tl.arange(0, PV3_PAD)
     c_z = tl.arange(0, RZ_PAD)
 
-    q = _dot_operand(_load_tile(Q + h * C, tok_m, m_ok, H * C, c_qk, C), DT, UPCAST)  # [BM, C_PAD]
-    qpb32 = _load_point_bias(QP + h * P3, BQ + h * RB, tok_m, m_ok, H, c_pb, P3, RB,
-                             cx, cy, cz, 1.0, bias_scale)  # [BM, PB_PAD], points unscaled
-    qpb = _point_operand(tl.where(c_pb[None, :] < P3, qpb32 * pw, qpb32), DT, UPCAST)
+    q = _operand(_load_tile(Q + h * C, tok_m, m_ok, H * C, c_qk, C), UPCAST)  # [BM, C_PAD]
+    qpb = _operand(_load_tile(QPB + h * PB, tok_m, m_ok, H * PB, c_pb, PB), UPCAST)  # [BM, PB_PAD]
     lse = tl.load(LSE + h * T + tok_m, mask=m_ok, other=float("inf"))
     delta = tl.load(DELTA + h * T + tok_m, mask=m_ok, other=0.0)
-    do = _dot_operand(_load_tile(DO + h * CV, tok_m, m_ok, H * CV, c_v, CV), DT, UPCAST)  # [BM, CV_PAD]
-    dop = _dot_operand(_load_tile(DOP + h * PV3, tok_m, m_ok, H * PV3, c_pv, PV3), DT, UPCAST)
-    doz = _dot_operand(_load_tile(DOZ + h * RZ, tok_m, m_ok, H * RZ, c_z, RZ), DT, UPCAST)
+    do = _operand(_load_tile(DO + h * CV, tok_m, m_ok, H * CV, c_v, CV), UPCAST)  # [BM, CV_PAD]
+    dop = _operand(_load_tile(DOP + h * PV3, tok_m, m_ok, H * PV3, c_pv, PV3), UPCAST)  # [BM, PV3_PAD]
+    doz = _operand(_load_tile(DOZ + h * RZ, tok_m, m_ok, H * RZ, c_z, RZ), UPCAST)  # [BM, RZ_PAD]
 
     dq = tl.zeros([BLOCK_M, C_PAD], tl.float32)
     dqpb = tl.zeros([BLOCK_M, PB_PAD], tl.float32)
@@ -390,30 +367,29 @@ def _ipa_bwd_dq_kernel(
         tok_n = start + offs_n
         row_n = offs_n < n
         n_ok = _key_ok(KEY_MASK, tok_n, row_n, HAS_MASK)
-        k = _dot_operand(_load_tile(K + h * C, tok_n, row_n, H * C, c_qk, C), DT, UPCAST)  # [BN, C_PAD]
-        kpb = _point_operand(_load_point_bias(KP + h * P3, BK + h * RB, tok_n, row_n, H, c_pb, P3, RB,
-                               cx, cy, cz, 1.0, 1.0), DT, UPCAST)  # [BN, PB_PAD]
+        k = _operand(_load_tile(K + h * C, tok_n, row_n, H * C, c_qk, C), UPCAST)  # [BN, C_PAD]
+        kpb = _operand(_load_tile(KPB + h * PB, tok_n, row_n, H * PB, c_pb, PB), UPCAST)  # [BN, PB_PAD]
         knorm = _point_norms(kpb, c_pb, P3)
         s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * scalar_scale
         s += tl.dot(qpb, tl.trans(kpb), input_precision=PRECISION)
         s = (s - (0.5 * pw) * knorm[None, :]) * LOG2E  # [BM, BN]
         p = tl.where(n_ok[None, :], tl.exp2(s - lse[:, None]), 0.0)
-        v = _dot_operand(_load_tile(V + h * CV, tok_n, row_n, H * CV, c_v, CV), DT, UPCAST)
-        vp = _load_centred_points(VP + h * PV3, tok_n, row_n, H * PV3, c_pv, PV3, cx, cy, cz)
-        vp = _point_operand(vp, DT, UPCAST)  # [BN, PV3_PAD]
-        pk = _dot_operand(_load_tile(PK, tok_n, row_n, RZ, c_z, RZ), DT, UPCAST)
+        v = _operand(_load_tile(V + h * CV, tok_n, row_n, H * CV, c_v, CV), UPCAST)  # [BN, CV_PAD]
+        vp_hi = _operand(_load_tile(VP_HI + h * PV3, tok_n, row_n, H * PV3, c_pv, PV3), UPCAST)
+        pk = _operand(_load_tile(PK, tok_n, row_n, RZ, c_z, RZ), UPCAST)  # [BN, RZ_PAD]
         dp = tl.dot(do, tl.trans(v), input_precision=PRECISION)
-        # dop @ vp^T with the centred value points split hi + lo (16-bit dots only)
-        vp32 = vp.to(tl.float32)
-        vp_hi = _dot_operand(vp32, DT, UPCAST)
         dp += tl.dot(dop, tl.trans(vp_hi), input_precision=PRECISION)
-        if DT != tl.float32:
-            vp_lo = _dot_operand(vp32 - vp_hi.to(tl.float32), DT, UPCAST)
+        if SPLIT:  # the forward's float16 value points as bf16 hi + lo (16-bit dots only)
+            vp_lo = _operand(_load_tile(VP_LO + h * PV3, tok_n, row_n, H * PV3, c_pv, PV3), UPCAST)
             dp += tl.dot(dop, tl.trans(vp_lo), input_precision=PRECISION)
         dp += tl.dot(doz, tl.trans(pk), input_precision=PRECISION)
         ds = p * (dp - delta[:, None])  # [BM, BN], d loss / d logit
-        dq += tl.dot(_dot_operand(ds, DT, UPCAST), k, input_precision=PRECISION)
-        dqpb += _split_dot(ds, _dot_operand(kpb, DT, UPCAST), DT, UPCAST, PRECISION)
+        dq += tl.dot(_round(ds, DT, UPCAST), k, input_precision=PRECISION)
+        kpb_hi = _operand(_load_tile(KPB_HI + h * PB, tok_n, row_n, H * PB, c_pb, PB), UPCAST)
+        dqpb += _split_dot(ds, kpb_hi, DT, UPCAST, PRECISION)
+        if SPLIT:  # the float16 key points' low part: d q_pts and d point_weights keep their precision
+            kpb_lo = _operand(_load_tile(KPB_LO + h * PB, tok_n, row_n, H * PB, c_pb, PB), UPCAST)
+            dqpb += tl.dot(_round(ds, DT, UPCAST), kpb_lo, input_precision=PRECISION)
 
     rows = m_ok[:, None]
     tl.store(DQ + h * C + tok_m[:, None] * (H * C) + c_qk[None, :],
@@ -423,7 +399,10 @@ def _ipa_bwd_dq_kernel(
     bias_col = tl.maximum(c_pb - P3, 0)
     tl.store(DBQ + h * RB + tok_m[:, None] * (H * RB) + bias_col[None, :],
              (dqpb * bias_scale).to(DBQ.dtype.element_ty),
-             mask=rows & (c_pb[None, :] >= P3) & (c_pb[None, :] < P3 + RB))
-    # d point_weights, query side: sum_j ds_ij (q_i - c).(k_j - c)
-    dpw = tl.sum(tl.where(c_pb[None, :] < P3, qpb32 * dqpb, 0.0), axis=1)
+             mask=rows & (c_pb[None, :] >= P3) & (c_pb[None, :] < PB))
+    # d point_weights, query side: sum_j ds_ij (q_i - c).(k_j - c), with the exact centred q points
+    pt_ok = rows & (c_pb[None, :] < P3)
+    q_c = tl.load(QP + h * P3 + tok_m[:, None] * (H * P3) + c_pb[None, :], mask=pt_ok, other=0.0).to(tl.float32)
+    q_c = tl.where(pt_ok, q_c - _centre_columns(CENTRE, seq, c_pb)[None, :], 0.0)
+    dpw = tl.sum(q_c * dqpb, axis=1)
     tl.store(DPW_Q + h * T + tok_m, dpw, mask=m_ok)
