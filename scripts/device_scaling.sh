@@ -6,7 +6,7 @@
 #   bash scripts/device_scaling.sh
 # Phase budgets (seconds) are environment variables: FLASH_S, INATT_S, DENSE_S, TRITON_S (sweep, one
 # process each, the Triton kernel last: a crashed kernel poisons only its own process), MAXLEN_S
-# (bisection), COMPILE=1 adds flash_ipa/sdpa at 256 x 8 with torch.compile (inductor; minutes to compile).
+# (bisection; MAXLEN_VARIANTS, MAXLEN_START, MAXLEN_LIMIT, MAXLEN_RESOLUTION), COMPILE=1 adds flash_ipa/sdpa at 256 x 8 with torch.compile (inductor; minutes to compile).
 # Writes (8 files at most come back): sweep/scaling_results.{jsonl,csv}, max_length.json, scaling.md,
 # scaling_{step_time,peak_memory,throughput}.png, device.log. Training reads synthetic chains: no biotite.
 set -o pipefail
@@ -51,7 +51,7 @@ fi
 
 echo "== longest L (bisection, at most ${MAXLEN_S:-120}s)" | tee -a "$LOG"
 timeout --signal=KILL $(( ${MAXLEN_S:-120} + 30 )) python3 scripts/find_max_length.py \
-  --variants flash_ipa:sdpa inattention:sdpa --start "${MAXLEN_START:-65536}" --limit "${MAXLEN_LIMIT:-262144}" --resolution "${MAXLEN_RESOLUTION:-16384}" \
+  --variants ${MAXLEN_VARIANTS:-flash_ipa:sdpa inattention:sdpa} --start "${MAXLEN_START:-65536}" --limit "${MAXLEN_LIMIT:-262144}" --resolution "${MAXLEN_RESOLUTION:-16384}" \
   --probe-timeout 90 --budget "${MAXLEN_S:-120}" --work-dir "$WORK/max_length" --out "$OUT/max_length.json" \
   -- "experiment=$EXPERIMENT" "paths.log_dir=$WORK/logs" 2>&1 | tee -a "$LOG"
 
