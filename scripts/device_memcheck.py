@@ -25,12 +25,12 @@ DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
 
 def use_configs(specs):
     """Make each named kernel's only candidate one config, from strings like "dq=128,32,8,2"; the
-    fallback for wide value rows (launch._prune_configs) stays."""
+    fallbacks for wide value rows (launch._prune_configs) stay."""
     for spec in specs:
         name, values = spec.split("=")
         bm, bn, warps, stages = (int(x) for x in values.split(","))
         config = triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=warps, num_stages=stages)
-        AUTOTUNED[name].configs = [config, AUTOTUNED[name].configs[-1]]
+        AUTOTUNED[name].configs = [config, *AUTOTUNED[name].configs[-2:]]
 
 
 def main():

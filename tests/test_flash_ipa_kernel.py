@@ -188,3 +188,20 @@ def test_sequence_centres_are_mean_real_key_points_per_sequence():
     centres = sequence_centres(k_pts, key_mask, cu_seqlens)
     expected = [k_pts[[0, 1]].mean(dim=(0, 1, 2)), k_pts[3:7].mean(dim=(0, 1, 2)), torch.zeros(3)]
     torch.testing.assert_close(centres, torch.stack(expected).float())
+
+
+def test_mixed_input_dtypes_as_autocast_leaves_them():
+    """bf16 q next to float32 k, pair_k and points (bf16-mixed training): dots run in q's dtype, each
+    output and gradient keeps its input's dtype."""
+    torch.manual_seed(11)
+    inputs = random_ipa_inputs(1, 33, ODD_DIMS, torch.float32, DEVICE)
+    inputs[0] = inputs[0].to(torch.bfloat16)  # q
+    inputs[2] = inputs[2].to(torch.bfloat16)  # v
+    inputs = [x.requires_grad_() for x in inputs]
+    outs = flash_ipa_attention(*inputs)
+    assert [o.dtype for o in outs] == [torch.bfloat16, torch.float32, torch.float32]
+    grads = torch.autograd.grad(sum(o.float().sum() for o in outs), inputs)
+    assert [g.dtype for g in grads] == [x.dtype for x in inputs]
+    refs = ipa_attention_core(*[x.detach().double() for x in inputs], backend="torch")
+    for a, b in zip(outs, refs):
+        assert relative_error(a, b) <= 1e-2

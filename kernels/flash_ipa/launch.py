@@ -24,32 +24,36 @@ def _pad(dim):
 
 
 def _configs(triples, rows_first):
-    """Autotune configs from (BLOCK_M, BLOCK_N, num_stages) with 8 warps, then a fallback with 64-row
-    tiles and 4 warps for wide value rows (see _prune_configs); one small config when interpreted.
+    """Autotune configs from (BLOCK_M, BLOCK_N, num_stages) with 8 warps, then two fallbacks for wide
+    value rows (see _prune_configs): 64-row tiles on 4 warps and 32-row tiles on 2 warps; one small
+    config when interpreted.
 
     Rule for Triton 3.6 on Hopper: a program's row tile (BLOCK_M in the forward and dQ kernels,
     BLOCK_N in dK/dV; `rows_first` says which) is 16 * num_warps rows. Triton lays a dot whose result
     feeds another dot (the logits) out with all warps along the rows; with fewer rows than that, the
-    two warp groups of 8 warps hold copies of one 64-row tile, the logit dots run twice, and the
-    dQ and dK kernels read shared memory out of bounds on the H100 (docs/kernel_notes.md)."""
+    two warp groups of 8 warps hold copies of one 64-row tile and the logit dots run twice
+    (docs/kernel_notes.md)."""
     if INTERPRETED:
         return [triton.Config({"BLOCK_M": 32, "BLOCK_N": 32}, num_warps=4, num_stages=1)]
     configs = [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=8, num_stages=s) for bm, bn, s in triples]
     rows, cols = (64, 32) if rows_first else (32, 64)
-    return configs + [triton.Config({"BLOCK_M": rows, "BLOCK_N": cols}, num_warps=4, num_stages=1)]
+    return configs + [triton.Config({"BLOCK_M": rows, "BLOCK_N": cols}, num_warps=4, num_stages=1),
+                      triton.Config({"BLOCK_M": 32, "BLOCK_N": 32}, num_warps=2, num_stages=1)]
 
 
 def _prune_configs(configs, named_args, **kwargs):
-    """Value rows wider than 512 bytes (C_v + 3 P_v + R C_z padded columns: the anchor dims in float32,
-    or C_v > 256 in 16 bits) overflow shared memory in the 128-row configs: there the 64-row fallback
-    is the only candidate; elsewhere it is dropped. Untuned runs (FLASHIPA_AUTOTUNE=0) compile one
-    config."""
+    """Value rows (C_v + 3 P_v + R C_z padded columns) wider than 512 bytes (the anchor dims in float32,
+    or C_v > 256 in 16 bits) overflow shared memory in the 128-row configs, and wider than 1024 bytes
+    (C_v = 448 in float32: 266 KB in dK and dQ on sm_90) in the 64-row ones: there one fallback is the
+    only candidate; elsewhere both are dropped. Untuned runs (FLASHIPA_AUTOTUNE=0) compile one config."""
     if INTERPRETED:
         return configs
     row_bytes = (kwargs["CV_PAD"] + kwargs["PV3_PAD"] + kwargs["RZ_PAD"]) * named_args["Q"].element_size()
-    if row_bytes > 512:
+    if row_bytes > 1024:
         return configs[-1:]
-    return configs[:-1] if AUTOTUNE else configs[:1]
+    if row_bytes > 512:
+        return configs[-2:-1]
+    return configs[:-2] if AUTOTUNE else configs[:1]
 
 
 _DIM_KEYS = ["C", "CV", "P3", "RB", "PV3", "RZ", "PRECISION", "HAS_MASK", "UPCAST"]
@@ -140,6 +144,12 @@ def _hi_lo(x, dtype):
     return hi, ((x.float() - hi.float()).to(dtype) if x.dtype != dtype else hi)
 
 
+def _as_dot_dtype(dtype, *xs):
+    """Dot operands in q's dtype (autocast can leave, e.g., k or pair_k in float32 next to a bfloat16 q):
+    a copy only where the dtype differs. Outputs and gradients keep each input's own dtype."""
+    return tuple(x.to(dtype) for x in xs)
+
+
 def _dot_flags(dtype, allow_tf32):
     """PRECISION: "ieee" for exact float32 dots, else "tf32" (ignored for 16-bit operands).
     UPCAST: bfloat16 dot operands held in float32 after rounding, under the interpreter only."""
@@ -169,6 +179,7 @@ def forward(q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_weights,
     o_pts_c = torch.empty(T, H, d["PV3"], dtype=torch.float32, device=q.device)
     o_pair = torch.empty(T, H, d["RZ"], dtype=pair_k.dtype, device=q.device)
     lse = torch.empty(H, T, dtype=torch.float32, device=q.device)
+    k, v, pair_k = _as_dot_dtype(q.dtype, k, v, pair_k)
     qpb, kpb, vpc = point_operands(q_pts, k_pts, v_pts, bias_q, bias_k, point_weights, centres, cu_seqlens,
                                    q.dtype)
     _fwd[_grid("BLOCK_M", max_seqlen, n_seq, H)](
@@ -199,6 +210,8 @@ def backward(do, do_pts, do_pair, q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, 
     dq_pts, dk_pts, dv_pts = torch.empty_like(q_pts), torch.empty_like(k_pts), torch.empty_like(v_pts)
     dbias_q, dbias_k = torch.empty_like(bias_q), torch.empty_like(bias_k)
     dpair_k_heads = torch.empty(T, H, d["RZ"], dtype=torch.float32, device=dev)  # summed over heads below
+    pair_k_dtype = pair_k.dtype
+    k, v, pair_k, do, do_pts, do_pair = _as_dot_dtype(q.dtype, k, v, pair_k, do, do_pts, do_pair)
     dpw_k = torch.empty(H, T, dtype=torch.float32, device=dev)
     dpw_q = torch.empty(H, T, dtype=torch.float32, device=dev)
     # the forward's operands again (cheaper than keeping them), plus input-dtype copies for the
@@ -223,6 +236,6 @@ def backward(do, do_pts, do_pair, q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, 
         dq, dq_pts, dbias_q, dpw_q,
         H, T, scalar_scale, W_L, **common,
     )
-    dpair_k = dpair_k_heads.sum(dim=1).view(pair_k.shape).to(pair_k.dtype)
+    dpair_k = dpair_k_heads.sum(dim=1).view(pair_k.shape).to(pair_k_dtype)
     dpw = (dpw_q + dpw_k).sum(dim=1).to(point_weights.dtype)  # [H]
     return dq, dk, dv, dq_pts, dk_pts, dv_pts, dbias_q, dbias_k, dpair_k, dpw
