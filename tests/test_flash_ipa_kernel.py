@@ -205,3 +205,12 @@ def test_mixed_input_dtypes_as_autocast_leaves_them():
     refs = ipa_attention_core(*[x.detach().double() for x in inputs], backend="torch")
     for a, b in zip(outs, refs):
         assert relative_error(a, b) <= 1e-2
+
+
+def test_fp32_point_weight_gradient_keeps_precision_with_eight_points():
+    """d point_weights sums L^2 terms whose query and key parts nearly cancel row by row; with 8 points
+    per head a split of the two parts over rows and columns lost a digit (2e-5 at L = 512)."""
+    torch.manual_seed(12)
+    dims = IPADims(heads=2, c=16, c_v=16, p_q=8, p_v=4, r_bias=2, r_pair=1, c_z=8)
+    inputs = random_ipa_inputs(1, 256, dims, torch.float32, DEVICE)
+    _assert_matches_reference(inputs, None, 1e-5, allow_tf32=False)

@@ -212,7 +212,6 @@ def backward(do, do_pts, do_pair, q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, 
     dpair_k_heads = torch.empty(T, H, d["RZ"], dtype=torch.float32, device=dev)  # summed over heads below
     pair_k_dtype = pair_k.dtype
     k, v, pair_k, do, do_pts, do_pair = _as_dot_dtype(q.dtype, k, v, pair_k, do, do_pts, do_pair)
-    dpw_k = torch.empty(H, T, dtype=torch.float32, device=dev)
     dpw_q = torch.empty(H, T, dtype=torch.float32, device=dev)
     # the forward's operands again (cheaper than keeping them), plus input-dtype copies for the
     # dots whose other operand is a gradient in the input dtype
@@ -227,7 +226,7 @@ def backward(do, do_pts, do_pair, q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, 
     for compute_dk in (True, False):
         _dkdv[_grid("BLOCK_N", max_seqlen, n_seq, H)](
             q, k, v, qpb, kpb, vpc, qpb_dt, pair_k, point_weights, mask_arg, cu_seqlens, *grads_out,
-            dk, dv, dk_pts, dv_pts, dbias_k, dpair_k_heads, dpw_k,
+            dk, dv, dk_pts, dv_pts, dbias_k, dpair_k_heads,
             H, T, scalar_scale, COMPUTE_DK=compute_dk, **common,
         )
     _dq[_grid("BLOCK_M", max_seqlen, n_seq, H)](
@@ -237,5 +236,5 @@ def backward(do, do_pts, do_pair, q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, 
         H, T, scalar_scale, W_L, **common,
     )
     dpair_k = dpair_k_heads.sum(dim=1).view(pair_k.shape).to(pair_k_dtype)
-    dpw = (dpw_q + dpw_k).sum(dim=1).to(point_weights.dtype)  # [H]
+    dpw = dpw_q.sum(dim=1, dtype=torch.float64).to(point_weights.dtype)  # [H]
     return dq, dk, dv, dq_pts, dk_pts, dv_pts, dbias_q, dbias_k, dpair_k, dpw

@@ -215,7 +215,7 @@ def _ipa_bwd_preprocess_kernel(
 def _ipa_bwd_dkdv_kernel(
     Q, K, V, QPB, KPB, VPC, QPB_DT, PK, PW, KEY_MASK, CU_SEQLENS,
     DO, DOP, DOZ, LSE, DELTA,
-    DK, DV, DKP, DVP, DBK, DPK_H, DPW_K,
+    DK, DV, DKP, DVP, DBK, DPK_H,
     H, T, scalar_scale,
     HAS_MASK: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr, SPLIT: tl.constexpr,
     C: tl.constexpr, C_PAD: tl.constexpr, CV: tl.constexpr, CV_PAD: tl.constexpr,
@@ -227,7 +227,7 @@ def _ipa_bwd_dkdv_kernel(
 
     Launched twice, so that each launch keeps few accumulators in registers (both recompute the
     probabilities):
-      COMPUTE_DK=True:  dk, d k_pts, d bias_k and each key's share of d point_weights ([H, T])
+      COMPUTE_DK=True:  dk, d k_pts and d bias_k
       COMPUTE_DK=False: dv, d v_pts and this head's share of d pair_k (float32 [T, H, RZ],
                         summed over heads on the host)"""
     pid_n = tl.program_id(0)
@@ -308,7 +308,6 @@ def _ipa_bwd_dkdv_kernel(
         bias_col = tl.maximum(c_pb - P3, 0)
         tl.store(DBK + h * RB + tok_n[:, None] * (H * RB) + bias_col[None, :], dkpb.to(DBK.dtype.element_ty),
                  mask=rows & (c_pb[None, :] >= P3) & (c_pb[None, :] < PB))
-        tl.store(DPW_K + h * T + tok_n, -0.5 * knorm * ds_sum, mask=row_n)
     else:
         tl.store(DV + h * CV + tok_n[:, None] * (H * CV) + c_v[None, :], dv.to(DV.dtype.element_ty),
                  mask=rows & (c_v[None, :] < CV))
@@ -362,6 +361,7 @@ def _ipa_bwd_dq_kernel(
 
     dq = tl.zeros([BLOCK_M, C_PAD], tl.float32)
     dqpb = tl.zeros([BLOCK_M, PB_PAD], tl.float32)
+    ds_knorm = tl.zeros([BLOCK_M], tl.float32)  # sum_j ds_ij |k_j - c|^2
     for start_n in range(0, n, BLOCK_N):
         offs_n = start_n + tl.arange(0, BLOCK_N)
         tok_n = start + offs_n
@@ -384,6 +384,7 @@ def _ipa_bwd_dq_kernel(
             dp += tl.dot(dop, tl.trans(vp_lo), input_precision=PRECISION)
         dp += tl.dot(doz, tl.trans(pk), input_precision=PRECISION)
         ds = p * (dp - delta[:, None])  # [BM, BN], d loss / d logit
+        ds_knorm += tl.sum(ds * knorm[None, :], axis=1)
         dq += tl.dot(_round(ds, DT, UPCAST), k, input_precision=PRECISION)
         kpb_hi = _operand(_load_tile(KPB_HI + h * PB, tok_n, row_n, H * PB, c_pb, PB), UPCAST)
         dqpb += _split_dot(ds, kpb_hi, DT, UPCAST, PRECISION)
@@ -400,9 +401,10 @@ def _ipa_bwd_dq_kernel(
     tl.store(DBQ + h * RB + tok_m[:, None] * (H * RB) + bias_col[None, :],
              (dqpb * bias_scale).to(DBQ.dtype.element_ty),
              mask=rows & (c_pb[None, :] >= P3) & (c_pb[None, :] < PB))
-    # d point_weights, query side: sum_j ds_ij (q_i - c).(k_j - c), with the exact centred q points
+    # d point_weights per query: sum_j ds_ij ((q_i - c).(k_j - c) - |k_j - c|^2 / 2), both parts of a
+    # row combined here (they cancel: a key split between rows and columns lost a digit in float32)
     pt_ok = rows & (c_pb[None, :] < P3)
     q_c = tl.load(QP + h * P3 + tok_m[:, None] * (H * P3) + c_pb[None, :], mask=pt_ok, other=0.0).to(tl.float32)
     q_c = tl.where(pt_ok, q_c - _centre_columns(CENTRE, seq, c_pb)[None, :], 0.0)
-    dpw = tl.sum(q_c * dqpb, axis=1)
+    dpw = tl.sum(q_c * dqpb, axis=1) - 0.5 * ds_knorm
     tl.store(DPW_Q + h * T + tok_m, dpw, mask=m_ok)
