@@ -3,11 +3,10 @@
     python3 scripts/device_memcheck.py [--dtype bf16|fp32] [--length L] [--repeat N] [--configs dq=128,32,8,2 ...]
 
 --configs replaces a kernel's autotune candidates by one (BLOCK_M, BLOCK_N, num_warps, num_stages)
-config, so that scripts/device_backward_probe.sh can check several configs side by side. Without it,
-and with FLASHIPA_AUTOTUNE=1, every candidate config of launch.py runs (the autotuner times each).
---repeat runs the backward N times: on the H100 a Triton 3.6 fault in the dQ kernel comes and goes
-between runs of the same config (docs/kernel_notes.md); without compute-sanitizer and with a long
-sequence (--length 8192) the script is a stress test.
+config, to check one config alone. Without it, and with FLASHIPA_AUTOTUNE=1, every candidate config of
+launch.py runs (the autotuner times each). --repeat runs the backward N times: the Triton 3.6 fault of
+the earlier kernels came and went between runs (docs/kernel_notes.md); without compute-sanitizer and
+with a long sequence (--length 8192) the script is a stress test (scripts/device_kernel.sh runs both).
 """
 
 import argparse

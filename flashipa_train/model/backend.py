@@ -1,8 +1,8 @@
 """Choice of the IPA attention backend ("auto" resolves per call from the device of the inputs).
 
-"auto" is "sdpa" on CUDA and "torch" elsewhere. The Triton kernel is opt-in (backend: triton) until its
-backward runs clean on the GPU: on the H100 image (Triton 3.6) the backward kernels still read shared
-memory out of bounds at the anchor sizes (docs/kernel_notes.md).
+"auto" is "sdpa" on CUDA and "torch" elsewhere. The Triton kernel (backend: triton) is opt-in: it runs
+clean on the GPU (H200, Triton 3.6) and needs less memory, but at the anchor dims its forward+backward
+is about half as fast as SDPA's FlashAttention-2 (docs/benchmarks/attention.md, docs/kernel_notes.md).
 """
 
 import torch
