@@ -119,3 +119,20 @@ def test_without_biotite_the_samples_are_kept_as_a_tensor_file(tmp_path, monkeyp
     saved = torch.load(tmp_path / "s" / "samples.pt", weights_only=True)
     assert result["files"] == [tmp_path / "s" / "samples.pt"]
     assert {name: tuple(t.shape) for name, t in saved.items()} == {"len9_0": (9, 4, 3), "len9_1": (9, 4, 3)}
+
+
+def test_from_samples_turns_a_saved_tensor_file_into_structures_and_metrics(tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    from flashipa_train.sampling import cli
+
+    model, flow, _ = _tiny_parts()
+    backbones = generate_backbones(model, flow, [11], samples_per_length=2, num_steps=2)
+    torch.save({b.name: torch.from_numpy(b.atoms) for b in backbones}, tmp_path / "samples.pt")
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose("sample", [f"from_samples={tmp_path / 'samples.pt'}", f"out={tmp_path / 'o'}",
+                                 "diversity=aligned"])
+    result = cli.sample(cfg)
+    assert sorted(p.name for p in (tmp_path / "o").glob("*.pdb")) == ["len11_0.pdb", "len11_1.pdb"]
+    assert [int(r["length"]) for r in result["rows"]] == [11, 11]
+    assert set(result["summaries"]) == {"11", "all"}

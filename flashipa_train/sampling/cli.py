@@ -14,7 +14,7 @@ import torch
 from omegaconf import DictConfig
 
 from flashipa_train.sampling.checkpoint_model import load_sampler_from_checkpoint
-from flashipa_train.sampling.generate import generate_backbones, pick_device
+from flashipa_train.sampling.generate import GeneratedBackbone, generate_backbones, pick_device
 from flashipa_train.sampling.outputs import (
     format_summary_table,
     sample_metric_rows,
@@ -29,7 +29,12 @@ log = logging.getLogger(__name__)
 
 def sample(cfg: DictConfig) -> dict:
     """Run one sampling job described by `cfg` (a composed `sample.yaml`). Returns {"out": folder,
-    "files": written structure paths, "rows": per-sample metric rows, "summaries": per-length summaries}."""
+    "files": written structure paths, "rows": per-sample metric rows, "summaries": per-length summaries}.
+    With `from_samples` it samples nothing: the backbones come from an earlier run's samples.pt."""
+    if cfg.get("from_samples"):
+        backbones = load_saved_backbones(cfg.from_samples)
+        log.info("Backbones from %s: %d chains, no sampling", cfg.from_samples, len(backbones))
+        return write_outputs(cfg, backbones, f"read from {cfg.from_samples}")
     lengths = [int(L) for L in cfg.lengths]
     device = pick_device(str(cfg.device))
     torch.manual_seed(int(cfg.seed))
@@ -41,9 +46,16 @@ def sample(cfg: DictConfig) -> dict:
         batch_size=int(cfg.batch_size), seed=int(cfg.seed), progress=bool(cfg.progress),
     )
     seconds = time.perf_counter() - started
-    out = Path(cfg.out)
     if importlib.util.find_spec("biotite") is None:
-        return _save_tensors_without_biotite(backbones, out, seconds, device)
+        return _save_tensors_without_biotite(backbones, Path(cfg.out), seconds, device)
+    how = (f"in {seconds:.1f} s on {device} ({cfg.num_steps} Euler steps, "
+           f"{'EMA' if cfg.use_ema else 'raw'} weights)")
+    return write_outputs(cfg, backbones, how)
+
+
+def write_outputs(cfg: DictConfig, backbones: list[GeneratedBackbone], how: str) -> dict:
+    """Structure files, metrics.csv and summary.csv of `backbones` under cfg.out (needs biotite)."""
+    out = Path(cfg.out)
     files = write_structure_files(backbones, out, formats=tuple(cfg.formats))
 
     reference = cfg.training_set if cfg.get("novelty") and cfg.get("training_set") else None
@@ -62,13 +74,24 @@ def sample(cfg: DictConfig) -> dict:
         summaries["training"] = summarize(training_rows)
     write_rows_csv([{"set": name, **s} for name, s in summaries.items()], out / "summary.csv", first_column="set")
     print(
-        f"\nflashipa-sample: {len(backbones)} backbones in {seconds:.1f} s on {device} ({cfg.num_steps} Euler steps, "
-        f"{'EMA' if cfg.use_ema else 'raw'} weights) -> {out}\n"
+        f"\nflashipa-sample: {len(backbones)} backbones {how} -> {out}\n"
         f"  files: <name>.pdb, cif/<name>.cif; metrics: {out / 'metrics.csv'}, {out / 'summary.csv'}\n\n"
         f"{format_summary_table(summaries)}",
         flush=True,
     )
     return {"out": out, "files": files, "rows": rows, "summaries": summaries}
+
+
+def load_saved_backbones(path) -> list[GeneratedBackbone]:
+    """The backbones of a samples.pt written without biotite ({"len<L>_<i>": [L, 4, 3]})."""
+    saved = torch.load(path, weights_only=True)
+    backbones = []
+    for name, atoms in saved.items():
+        length, index = name.removeprefix("len").split("_")
+        if tuple(atoms.shape) != (int(length), 4, 3):
+            raise ValueError(f"{path}: sample {name!r} has shape {tuple(atoms.shape)}, expected ({length}, 4, 3)")
+        backbones.append(GeneratedBackbone(int(length), int(index), atoms.numpy()))
+    return backbones
 
 
 def _save_tensors_without_biotite(backbones, out: Path, seconds: float, device) -> dict:
@@ -78,7 +101,8 @@ def _save_tensors_without_biotite(backbones, out: Path, seconds: float, device) 
     path = out / "samples.pt"
     torch.save({b.name: torch.from_numpy(b.atoms) for b in backbones}, path)
     print(f"\nflashipa-sample: {len(backbones)} backbones in {seconds:.1f} s on {device} -> {path}\n"
-          "  biotite is not installed: no PDB/mmCIF files and no metrics (pip install biotite).", flush=True)
+          "  biotite is not installed: no PDB/mmCIF files and no metrics; where it is, make them with\n"
+          f"  flashipa-sample from_samples={path} out=DIR [training_set=data]", flush=True)
     return {"out": out, "files": [path], "rows": [], "summaries": {}}
 
 
