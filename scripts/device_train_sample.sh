@@ -22,7 +22,7 @@ fi
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 HYDRA_FULL_ERROR=1
 # shellcheck disable=SC2086
 python3 -m flashipa_train.train.cli "trainer=${TRAINER:-gpu}" data.pdb_dir=null data.data_dir=.device_cache/structures \
-  "+trainer.max_time=${MAX_TIME:-00:00:08:30}" trainer.max_steps=1000000 trainer.enable_progress_bar=false \
+  "+trainer.max_time=${MAX_TIME:-00:00:08:30}" trainer.max_steps=1000000 callbacks.progress_bar=null trainer.enable_progress_bar=false \
   callbacks.validation_sampling=null sample.lengths=[] logger=csv "paths.log_dir=$WORK/logs" $OVERRIDES \
   2>&1 | tee "$OUT/train.log" | grep -v "^DEBUG" | tail -15
 ckpt=$(ls -t "$WORK"/logs/*/runs/*/checkpoints/last.ckpt | head -1)
