@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# FlashIPA kernel on the lent GPU in one call (about 8 minutes: give it timeout_s 600): compute-sanitizer
+# FlashIPA kernel on the lent GPU in one call (about 9 minutes: give it timeout_s 600): compute-sanitizer
 # over one fwd+bwd with every autotune config, a stress run without it (L = 8192, 30 backwards), the GPU
 # tests, then the attention benchmark at the anchor and small-head dims. Each phase is its own process
 # with its own time limit, so that a fault (sticky in CUDA) costs only that phase, and the benchmark
@@ -16,17 +16,18 @@ SUMMARY="$OUT/summary.txt"
 { nvidia-smi --query-gpu=name,driver_version,clocks.sm,memory.used --format=csv,noheader
   python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"; } | tee "$SUMMARY"
 
-FLASHIPA_AUTOTUNE=1 timeout 110 compute-sanitizer --tool memcheck --print-limit 3 \
+FLASHIPA_AUTOTUNE=1 timeout 90 compute-sanitizer --tool memcheck --print-limit 3 \
   python3 scripts/device_memcheck.py --repeat 20 > "$LOGS/memcheck.log" 2>&1
 echo "memcheck: $(grep -c 'backward ok' "$LOGS/memcheck.log") backward ok; $(grep -m1 'ERROR SUMMARY' "$LOGS/memcheck.log")" \
   | tee -a "$SUMMARY"
 grep -m3 -A2 "Invalid\|Out-of-range" "$LOGS/memcheck.log" | tee -a "$SUMMARY"
-CUDA_LAUNCH_BLOCKING=1 FLASHIPA_AUTOTUNE=1 timeout 50 \
+CUDA_LAUNCH_BLOCKING=1 FLASHIPA_AUTOTUNE=1 timeout 40 \
   python3 scripts/device_memcheck.py --length 8192 --repeat 30 > "$LOGS/stress.log" 2>&1
 echo "stress (L 8192, 30 backwards): $(grep -c 'backward ok' "$LOGS/stress.log") backward ok; $(grep -m1 'Error' "$LOGS/stress.log")" \
   | tee -a "$SUMMARY"
 
-FLASHIPA_AUTOTUNE=0 timeout 110 python3 -m pytest -q -rs -p no:cacheprovider \
+# 8 workers (pytest-xdist is on the image): compiling the kernels for every test's dims dominates
+FLASHIPA_AUTOTUNE=0 timeout 160 python3 -m pytest -n 8 -q -rs -p no:cacheprovider \
   tests/test_flash_ipa_kernel.py tests/test_flash_ipa_gpu.py > "$LOGS/gpu_tests.log" 2>&1
 echo "gpu tests (rc $?): $(tail -1 "$LOGS/gpu_tests.log")" | tee -a "$SUMMARY"
 grep -E "^FAILED|Error" "$LOGS/gpu_tests.log" | head -5 | tee -a "$SUMMARY"
@@ -64,7 +65,7 @@ benchmark.write_plot(rows, stamp, out / f"{name}.png")
 print((out / f"{name}.md").read_text())
 PY
 }
-bench attention 120 130 --lengths 512 2048 8192 16384 32768 65536 --token-budget 16384 --max-dense-length 2048 \
+bench attention 100 120 --lengths 512 2048 8192 16384 32768 65536 --token-budget 16384 --max-dense-length 2048 \
   --flex-lengths 8192 32768 2>&1 | tee -a "$SUMMARY"
 bench attention_small_head 30 30 --dims small_head --lengths 2048 8192 32768 --max-dense-length 0 \
   --flex-lengths 2>&1 | tail -12 | tee -a "$SUMMARY"
