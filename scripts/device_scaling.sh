@@ -13,11 +13,9 @@ set -o pipefail
 OUT=${OUT:-/tmp/scaling_out}
 WORK=${WORK:-/tmp/scaling_work}
 mkdir -p "$OUT/sweep" "$WORK"
-if ls .whl/*.whl > /dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site
-fi
-export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 HYDRA_FULL_ERROR=1 FLASHIPA_AUTOTUNE=${FLASHIPA_AUTOTUNE:-0}
+# shellcheck source=scripts/device_env.sh
+source scripts/device_env.sh
+export FLASHIPA_AUTOTUNE=${FLASHIPA_AUTOTUNE:-0}
 LOG="$OUT/device.log"
 {
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv

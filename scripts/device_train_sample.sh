@@ -15,11 +15,8 @@ set -o pipefail
 OUT=${OUT:-/tmp/train_sample_out}
 WORK=${WORK:-/tmp/train_sample_work}
 mkdir -p "$OUT" "$WORK"
-if ls .whl/*.whl > /dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site
-fi
-export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 HYDRA_FULL_ERROR=1
+# shellcheck source=scripts/device_env.sh
+source scripts/device_env.sh
 # shellcheck disable=SC2086
 python3 -m flashipa_train.train.cli "trainer=${TRAINER:-gpu}" data.pdb_dir=null data.data_dir=.device_cache/structures \
   "+trainer.max_time=${MAX_TIME:-00:00:08:30}" trainer.max_steps=1000000 callbacks.progress_bar=null trainer.enable_progress_bar=false \

@@ -102,3 +102,15 @@ def test_structural_tm_score_ends_for_a_pair_whose_correspondences_oscillate():
     first = next(iter_backbones(str(DATA_DIR / "1YCR.pdb.gz")))
     second = next(iter_backbones(str(DATA_DIR / "1qys.pdb.gz")))
     assert 0.1 < structural_tm_score(first, second) < 0.5
+
+
+def test_samples_too_dissimilar_for_an_anchor_score_nan_and_are_skipped_by_novelty(chains):
+    """biotite raises "No anchors found" for, e.g., diverged samples spread over 100 A: a NaN TM-score
+    (like other degenerate samples), never an error, and novelty keeps the best real score."""
+    rng = np.random.default_rng(3)
+    spread = [np.repeat(rng.normal(scale=30.0, size=(32, 1, 3)), 4, axis=1) + rng.normal(scale=0.5, size=(32, 4, 3))
+              for _ in range(2)]  # [L, 4, 3] backbones of scattered residues
+    assert np.isnan(structural_tm_score(spread[0], spread[1]))
+    assert np.isnan(pairwise_tm_diversity(spread))
+    row = novelty([chains[3]], iter([chains[4], spread[1]]))[0]  # the NaN comes after a real score
+    assert row["novelty_nearest"] == chains[4].name and 0.0 < row["novelty_max_tm"] < 0.5

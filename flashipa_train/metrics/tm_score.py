@@ -64,10 +64,21 @@ def structural_tm_score(reference, subject, reference_length: str | int = "short
     mobile = _single_chain_ca_array(as_backbone(subject))
     if _residue_count(fixed) < MIN_RESIDUES or _residue_count(mobile) < MIN_RESIDUES:
         return float("nan")
+    return _superposed_tm(fixed, mobile, reference_length)
+
+
+def _superposed_tm(fixed: struc.AtomArray, mobile: struc.AtomArray, reference_length) -> float:
+    """biotite's structural superposition and TM-score; NaN where it finds no residue pair to anchor the
+    superposition on (it raises "No anchors found": e.g. a diverged sample spread over 100 A)."""
     with np.errstate(divide="ignore", invalid="ignore"):  # degenerate (e.g. collapsed) samples
-        superimposed, _, fixed_indices, mobile_indices = struc.superimpose_structural_homologs(
-            fixed, mobile, max_iterations=STRUCTURAL_MAX_ITERATIONS, reference_length=reference_length
-        )
+        try:
+            superimposed, _, fixed_indices, mobile_indices = struc.superimpose_structural_homologs(
+                fixed, mobile, max_iterations=STRUCTURAL_MAX_ITERATIONS, reference_length=reference_length
+            )
+        except ValueError as error:
+            if "anchor" not in str(error):
+                raise
+            return float("nan")
     return float(struc.tm_score(fixed, superimposed, fixed_indices, mobile_indices, reference_length))
 
 
@@ -136,12 +147,8 @@ def _update_best(best: list[dict], samples: list, chunk: list) -> None:
         for name, reference in chunk:
             if _residue_count(reference) < MIN_RESIDUES:
                 continue
-            with np.errstate(divide="ignore", invalid="ignore"):  # degenerate (e.g. collapsed) samples
-                superimposed, _, sample_indices, reference_indices = struc.superimpose_structural_homologs(
-                    sample, reference, max_iterations=STRUCTURAL_MAX_ITERATIONS, reference_length="reference"
-                )
-            score = float(struc.tm_score(sample, superimposed, sample_indices, reference_indices, "reference"))
-            if not score <= row["novelty_max_tm"]:  # also replaces the initial NaN
+            score = _superposed_tm(sample, reference, "reference")
+            if not np.isnan(score) and not score <= row["novelty_max_tm"]:  # also replaces the initial NaN
                 row["novelty_max_tm"], row["novelty_nearest"] = score, name
 
 
