@@ -230,8 +230,8 @@ def backward(do, do_pts, do_pair, q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, 
             H, T, scalar_scale, COMPUTE_DK=compute_dk, **common,
         )
     _dq[_grid("BLOCK_M", max_seqlen, n_seq, H)](
-        q, k, v, qpb, kpb, *_hi_lo(kpb, q.dtype), *_hi_lo(vpc, q.dtype), q_pts, pair_k, point_weights, centres, mask_arg,
-        cu_seqlens, *grads_out,
+        q, k, v, qpb, kpb, *_hi_lo(kpb, q.dtype), *_hi_lo(vpc, q.dtype), q_pts, pair_k, point_weights, centres,
+        mask_arg, cu_seqlens, *grads_out,
         dq, dq_pts, dbias_q, dpw_q,
         H, T, scalar_scale, W_L, **common,
     )
