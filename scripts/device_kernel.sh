@@ -8,7 +8,8 @@
 # Writes under $OUT (8 files at most come back): logs.tar.gz, summary.txt, attention.{json,md,png},
 # attention_small_head.{json,md,png}.
 set -o pipefail
-export PYTHONPATH=. PYTHONUNBUFFERED=1
+# shellcheck source=scripts/device_env.sh
+source scripts/device_env.sh
 OUT=${OUT:-/tmp/flashipa_out}
 LOGS=$(mktemp -d)
 mkdir -p "$OUT"

@@ -385,12 +385,13 @@ def _ipa_bwd_dq_kernel(
         dp += tl.dot(doz, tl.trans(pk), input_precision=PRECISION)
         ds = p * (dp - delta[:, None])  # [BM, BN], d loss / d logit
         ds_knorm += tl.sum(ds * knorm[None, :], axis=1)
-        dq += tl.dot(_round(ds, DT, UPCAST), k, input_precision=PRECISION)
+        ds_dt = _round(ds, DT, UPCAST)
+        dq += tl.dot(ds_dt, k, input_precision=PRECISION)
         kpb_hi = _operand(_load_tile(KPB_HI + h * PB, tok_n, row_n, H * PB, c_pb, PB), UPCAST)
         dqpb += _split_dot(ds, kpb_hi, DT, UPCAST, PRECISION)
         if SPLIT:  # the float16 key points' low part: d q_pts and d point_weights keep their precision
             kpb_lo = _operand(_load_tile(KPB_LO + h * PB, tok_n, row_n, H * PB, c_pb, PB), UPCAST)
-            dqpb += tl.dot(_round(ds, DT, UPCAST), kpb_lo, input_precision=PRECISION)
+            dqpb += tl.dot(ds_dt, kpb_lo, input_precision=PRECISION)
 
     rows = m_ok[:, None]
     tl.store(DQ + h * C + tok_m[:, None] * (H * C) + c_qk[None, :],
@@ -404,7 +405,7 @@ def _ipa_bwd_dq_kernel(
     # d point_weights per query: sum_j ds_ij ((q_i - c).(k_j - c) - |k_j - c|^2 / 2), both parts of a
     # row combined here (they cancel: a key split between rows and columns lost a digit in float32)
     pt_ok = rows & (c_pb[None, :] < P3)
-    q_c = tl.load(QP + h * P3 + tok_m[:, None] * (H * P3) + c_pb[None, :], mask=pt_ok, other=0.0).to(tl.float32)
+    q_c = _load_tile(QP + h * P3, tok_m, m_ok, H * P3, c_pb, P3).to(tl.float32)
     q_c = tl.where(pt_ok, q_c - _centre_columns(CENTRE, seq, c_pb)[None, :], 0.0)
     dpw = tl.sum(q_c * dqpb, axis=1) - 0.5 * ds_knorm
     tl.store(DPW_Q + h * T + tok_m, dpw, mask=m_ok)
