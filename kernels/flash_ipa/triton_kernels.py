@@ -359,9 +359,14 @@ def _ipa_bwd_dq_kernel(
     dop = _operand(_load_tile(DOP + h * PV3, tok_m, m_ok, H * PV3, c_pv, PV3), UPCAST)  # [BM, PV3_PAD]
     doz = _operand(_load_tile(DOZ + h * RZ, tok_m, m_ok, H * RZ, c_z, RZ), UPCAST)  # [BM, RZ_PAD]
 
+    PDT = KPB.dtype.element_ty
     dq = tl.zeros([BLOCK_M, C_PAD], tl.float32)
     dqpb = tl.zeros([BLOCK_M, PB_PAD], tl.float32)
     ds_knorm = tl.zeros([BLOCK_M], tl.float32)  # sum_j ds_ij |k_j - c|^2
+    # for re-centring ds per row (see the end): sum_j ds_ij, sum_j p_ij kpb_j, sum_j p_ij |k_j - c|^2
+    ds_sum = tl.zeros([BLOCK_M], tl.float32)
+    p_kpb = tl.zeros([BLOCK_M, PB_PAD], tl.float32)
+    p_knorm = tl.zeros([BLOCK_M], tl.float32)
     for start_n in range(0, n, BLOCK_N):
         offs_n = start_n + tl.arange(0, BLOCK_N)
         tok_n = start + offs_n
@@ -385,6 +390,9 @@ def _ipa_bwd_dq_kernel(
         dp += tl.dot(doz, tl.trans(pk), input_precision=PRECISION)
         ds = p * (dp - delta[:, None])  # [BM, BN], d loss / d logit
         ds_knorm += tl.sum(ds * knorm[None, :], axis=1)
+        ds_sum += tl.sum(ds, axis=1)
+        p_knorm += tl.sum(p * knorm[None, :], axis=1)
+        p_kpb += tl.dot(_round(p, PDT, UPCAST), kpb, input_precision=PRECISION)
         ds_dt = _round(ds, DT, UPCAST)
         dq += tl.dot(ds_dt, k, input_precision=PRECISION)
         kpb_hi = _operand(_load_tile(KPB_HI + h * PB, tok_n, row_n, H * PB, c_pb, PB), UPCAST)
@@ -393,6 +401,13 @@ def _ipa_bwd_dq_kernel(
             kpb_lo = _operand(_load_tile(KPB_LO + h * PB, tok_n, row_n, H * PB, c_pb, PB), UPCAST)
             dqpb += tl.dot(ds_dt, kpb_lo, input_precision=PRECISION)
 
+    # sum_j ds_ij is 0 in exact arithmetic, but Delta comes from the forward's output (probabilities
+    # rounded to DT, O stored in DT): the row sum is off by a small error e_i, which reaches the
+    # point-bias gradient as e_i sum_j p_ij kpb_j and d point_weights as e_i times the row's mean
+    # point logit (large for points far apart: a 1.4% error at L = 16384). Re-centring ds_ij to
+    # ds_ij - p_ij e_i removes it from both, at the cost of one [BM, BN] x [BN, PB] dot per key tile.
+    dqpb -= ds_sum[:, None] * p_kpb
+    ds_knorm -= ds_sum * p_knorm
     rows = m_ok[:, None]
     tl.store(DQ + h * C + tok_m[:, None] * (H * C) + c_qk[None, :],
              (dq * scalar_scale).to(DQ.dtype.element_ty), mask=rows & (c_qk[None, :] < C))
