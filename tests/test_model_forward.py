@@ -5,6 +5,7 @@ import torch
 
 from flashipa_train.geometry import so3_exp, uniform_so3
 from flashipa_train.model import FlowModel
+from flashipa_train.model.attention_flash import FlashIPAAttention
 
 TINY = dict(c_s=32, c_z=16, c_hidden=8, num_blocks=2, num_heads=2, num_qk_points=2, num_v_points=3,
             pair_rank=2, c_pair_value=8, seq_transformer_layers=1, seq_transformer_heads=2, knn=6)
@@ -128,3 +129,22 @@ def test_output_is_equivariant_to_global_rigid_motion(name):
     torch.testing.assert_close(out_moved["pred_rots"][mask], (rot @ out["pred_rots"])[mask])
     torch.testing.assert_close(out_moved["pred_psi"][mask], out["pred_psi"][mask])
     torch.testing.assert_close(out_moved["pred_atoms"][mask], (out["pred_atoms"] @ rot.T + shift)[mask])
+
+
+@pytest.mark.parametrize("name", ["flash_ipa", "inattention"])
+def test_sdpa_trunk_reads_padding_once_per_forward_and_matches_with_or_without_padding(name):
+    """With the sdpa backend the padding check (a host sync, a graph break under torch.compile) happens
+    once in `prepare`, outside the block loop: dynamo sees one break. An unpadded batch run without a mask
+    equals the same batch with its (all True) mask honoured by the reference."""
+    model = tiny_model(name, "sdpa")
+    noisy = noisy_inputs(B=1)
+    explanation = torch._dynamo.explain(model)(noisy)
+    # the one break, seen from the forward's frame and from prepare's
+    where = {(r.user_stack[-1].filename.split("/")[-1], r.user_stack[-1].name) for r in explanation.break_reasons}
+    assert where == {("attention_flash.py", "prepare")}, explanation.break_reasons
+    prepare = FlashIPAAttention.prepare  # the flag's part of prepare (InAttention adds keys from the frames)
+    assert prepare(model.attention, torch.zeros(1, 11, TINY["c_s"]), None, noisy)["all_real"] is True
+    reference = tiny_model(name, "torch")
+    torch.testing.assert_close(model(noisy)["pred_trans"], reference(noisy)["pred_trans"], rtol=1e-4, atol=1e-4)
+    padded = noisy_inputs(B=2)
+    assert prepare(model.attention, torch.zeros(2, 11, TINY["c_s"]), None, padded)["all_real"] is False

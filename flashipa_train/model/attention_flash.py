@@ -28,10 +28,15 @@ class FlashIPAAttention(nn.Module):
 
     def prepare(self, s0, rigids_in, inputs):
         factors = self.pair_factors(s0, inputs["residue_index"], inputs["chain_index"], inputs["res_mask"])
-        return {"factors": factors, "backend": resolve_backend(self.backend, s0.device)}
+        backend = resolve_backend(self.backend, s0.device)
+        # SDPA keeps its flash kernel only without a mask: whether the batch is padded is read once per
+        # forward here (one host sync; a graph break under torch.compile outside the block loop), not
+        # in every block. The other backends take the mask on the device.
+        all_real = backend == "sdpa" and bool(inputs["res_mask"].all())
+        return {"factors": factors, "backend": backend, "all_real": all_real}
 
     def forward(self, block, s, rigids, res_mask, state):
-        return self.ipa[block](s, rigids, state["factors"], res_mask, state["backend"])
+        return self.ipa[block](s, rigids, state["factors"], res_mask, state["backend"], all_real=state["all_real"])
 
     def after_block(self, block, s, res_mask, state):
         return state

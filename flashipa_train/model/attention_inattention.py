@@ -18,5 +18,6 @@ class InAttentionIPAAttention(FlashIPAAttention):
 
     def forward(self, block, s, rigids, res_mask, state):
         return self.ipa[block](
-            s, rigids, state["factors"], res_mask, state["backend"], keys_values=state["keys_values"][block]
+            s, rigids, state["factors"], res_mask, state["backend"], keys_values=state["keys_values"][block],
+            all_real=state["all_real"],
         )

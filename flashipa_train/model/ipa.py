@@ -111,7 +111,8 @@ class IPAProjections(nn.Module):
 class FactorizedIPA(IPAProjections):
     """IPA with the pair bias and pair values given as `PairFactors` (never L x L)."""
 
-    def forward(self, s, rigids: Rigid, factors: PairFactors, res_mask, backend="torch", keys_values=None):
+    def forward(self, s, rigids: Rigid, factors: PairFactors, res_mask, backend="torch", keys_values=None,
+                all_real=False):
         """
         Args:
             s:           [B, L, c_s] single representation (queries; keys too unless keys_values is given)
@@ -120,6 +121,8 @@ class FactorizedIPA(IPAProjections):
             res_mask:    [B, L] bool
             backend:     "torch", "sdpa" or "triton" (see kernels.reference.ipa_attention_core)
             keys_values: optional dict from `keys_values` computed elsewhere (InAttention)
+            all_real:    the caller knows res_mask is all True: attention runs without a mask (the
+                         sdpa backend would otherwise check on the host, a device sync per call)
         Returns:
             [B, L, c_s]
         """
@@ -129,7 +132,7 @@ class FactorizedIPA(IPAProjections):
         o, o_pts, o_pair = factorized_ipa_attention(
             q, kv["k"], kv["v"], q_pts, kv["k_pts"], kv["v_pts"],
             factors.bias_q, factors.bias_k, factors.pair_q, factors.pair_k,
-            self.point_weights(), res_mask, backend,
+            self.point_weights(), None if all_real else res_mask, backend,
         )
         return self.output(o, o_pts, o_pair, rigids, res_mask)
 

@@ -164,7 +164,8 @@ def _attention_sdpa(q_feat, k_feat, v_feat, key_mask):
     q_pad = F.pad(q_feat, (0, d - d_qk)).transpose(1, 2)  # [B, H, L, d]
     k_pad = F.pad(k_feat, (0, d - d_qk)).transpose(1, 2)
     v_pad = F.pad(v_feat, (0, d - d_v)).transpose(1, 2)
-    attn_mask = None if bool(key_mask.all()) else key_mask[:, None, None, :]
+    # the flash backend takes no mask: with a mask given, a host sync checks whether it masks anything
+    attn_mask = None if key_mask is None or bool(key_mask.all()) else key_mask[:, None, None, :]
     o = F.scaled_dot_product_attention(q_pad, k_pad, v_pad, attn_mask=attn_mask, scale=1.0)
     return o[..., :d_v].transpose(1, 2)  # [B, L, H, D_v]
 
@@ -185,6 +186,7 @@ def ipa_attention_core(
         o_pair: [B, L, H, R, C_z]    sum_j a_hij pair_k_jr
     """
     B, L = q.shape[:2]
+    sdpa_mask = None if mask is None else mask.bool()
     if mask is None:
         mask = torch.ones(B, L, dtype=torch.bool, device=q.device)
     mask = mask.bool()
@@ -198,7 +200,7 @@ def ipa_attention_core(
     if backend == "torch":
         o_feat = _attention_torch(*feats, mask, tile)
     elif backend == "sdpa":
-        o_feat = _attention_sdpa(*feats, mask)
+        o_feat = _attention_sdpa(*feats, sdpa_mask)
     else:
         raise ValueError(f"unknown IPA attention backend {backend!r}: use 'torch', 'sdpa' or 'triton'")
     o_feat = o_feat * mask[:, :, None, None].to(o_feat.dtype)  # padded queries output zero
