@@ -148,3 +148,29 @@ def test_sdpa_trunk_reads_padding_once_per_forward_and_matches_with_or_without_p
     torch.testing.assert_close(model(noisy)["pred_trans"], reference(noisy)["pred_trans"], rtol=1e-4, atol=1e-4)
     padded = noisy_inputs(B=2)
     assert prepare(model.attention, torch.zeros(2, 11, TINY["c_s"]), None, padded)["all_real"] is False
+
+
+def _saved_bytes_and_grads(model, noisy):
+    """Bytes the autograd graph keeps for the backward (tensors packed outside checkpointed blocks) and
+    the parameter gradients of one forward + backward."""
+    saved = []
+
+    def pack(t):
+        saved.append(t.numel() * t.element_size())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = model(noisy)
+    (out["pred_atoms"].square().mean() + out["pred_psi"].sum()).backward()
+    return sum(saved), [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+
+@pytest.mark.parametrize("name,backend", [("flash_ipa", "torch"), ("inattention", "sdpa"), ("dense_ipa", "torch")])
+def test_checkpointed_blocks_give_the_same_gradients_and_keep_less(name, backend):
+    noisy = noisy_inputs(self_condition=True)
+    kept, grads = _saved_bytes_and_grads(tiny_model(name, backend), noisy)
+    kept_ckpt, grads_ckpt = _saved_bytes_and_grads(tiny_model(name, backend, checkpoint_blocks=2), noisy)
+    assert len(grads) == len(grads_ckpt)
+    for a, b in zip(grads, grads_ckpt):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert kept_ckpt < 0.5 * kept, (kept_ckpt, kept)

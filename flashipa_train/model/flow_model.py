@@ -22,6 +22,7 @@ from collections.abc import Mapping
 
 import torch
 import torch.nn as nn
+from torch.utils.checkpoint import checkpoint
 
 from flashipa_train.geometry import Rigid, backbone_atoms_from_frames
 from flashipa_train.model.attention_dense import DenseIPAAttention
@@ -74,15 +75,22 @@ class FlowModel(nn.Module):
         seq_transformer_heads:  heads of the sequence transformer
         knn:                    neighbours per residue of the node neighbour features
         dropout:                dropout in the transitions and the sequence transformer
+        checkpoint_blocks:      the first this many trunk blocks keep only their inputs in training and
+                                run again in the backward (torch.utils.checkpoint): activation memory
+                                of a long chain falls by about that fraction of the trunk's, for one more
+                                forward of those blocks (0: none, num_blocks: all)
     """
 
     def __init__(
         self, attention: Mapping, c_s=256, c_z=128, c_hidden=128, num_blocks=6, num_heads=8, num_qk_points=8,
         num_v_points=12, pair_rank=2, c_pair_value=32, seq_transformer_layers=2, seq_transformer_heads=4, knn=16,
-        dropout=0.0,
+        dropout=0.0, checkpoint_blocks=0,
     ):
         super().__init__()
+        if not 0 <= checkpoint_blocks <= num_blocks:
+            raise ValueError(f"model.checkpoint_blocks={checkpoint_blocks}: pick 0 .. num_blocks ({num_blocks})")
         self.num_blocks = num_blocks
+        self.checkpoint_blocks = checkpoint_blocks
         self.node_embedder = NodeEmbedder(c_s)
         self.neighbour_features = NeighbourFeatures(c_s, k=knn)
         self.attention = build_attention(
@@ -96,6 +104,19 @@ class FlowModel(nn.Module):
         self.transitions = nn.ModuleList(Transition(c_s, dropout) for _ in range(num_blocks))
         self.backbone_updates = nn.ModuleList(BackboneUpdate(c_s) for _ in range(num_blocks))
         self.psi_head = PsiHead(c_s)
+
+    def _block(self, b, s, rigids, res_mask, state):
+        """Trunk block b: s [B, L, c_s], rigids [B, L] (nm) -> the same after IPA, transitions and the update."""
+        # [B, L, c_s]
+        s = self.ipa_layer_norms[b](s + self.attention(b, s, rigids, res_mask, state))
+        if self.seq_transformers:
+            s = self.seq_transformers[b](s, res_mask)
+        s = self.transitions[b](s) * res_mask[..., None].to(s.dtype)
+        rigids = self.backbone_updates[b](s, rigids, res_mask)
+        if b < self.num_blocks - 1:
+            rigids = rigids.stop_rot_gradient()
+            state = self.attention.after_block(b, s, res_mask, state)
+        return s, rigids, state
 
     def forward(self, noisy: dict) -> dict:
         """
@@ -126,15 +147,10 @@ class FlowModel(nn.Module):
 
         s, rigids = s0, rigids_in
         for b in range(self.num_blocks):
-            # [B, L, c_s]
-            s = self.ipa_layer_norms[b](s + self.attention(b, s, rigids, res_mask, state))
-            if self.seq_transformers:
-                s = self.seq_transformers[b](s, res_mask)
-            s = self.transitions[b](s) * res_mask[..., None].to(s.dtype)
-            rigids = self.backbone_updates[b](s, rigids, res_mask)
-            if b < self.num_blocks - 1:
-                rigids = rigids.stop_rot_gradient()
-                state = self.attention.after_block(b, s, res_mask, state)
+            if b < self.checkpoint_blocks and torch.is_grad_enabled():
+                s, rigids, state = checkpoint(self._block, b, s, rigids, res_mask, state, use_reentrant=False)
+            else:
+                s, rigids, state = self._block(b, s, rigids, res_mask, state)
 
         rigids = rigids.scale_translation(NM_TO_ANGSTROM)
         # [B, L, 2]
