@@ -62,6 +62,31 @@ def test_training_loss_with_self_conditioning_is_finite_with_finite_gradients(na
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
 
 
+def test_the_padding_flag_of_the_cpu_batch_reaches_the_model_and_self_conditioning_gets_a_copy():
+    """FlowModule reads `all_real` off the batch before it moves to the GPU; the flow matcher hands it to
+    the model, and gives the training pass a copy of the no-grad pass's output (CUDA graphs reuse the
+    memory of a graph's outputs at its next call)."""
+    from flashipa_train.train.module import FlowModule
+
+    batch = two_real_chains()
+    assert FlowModule.on_before_batch_transfer(None, dict(batch), 0)["all_real"] is False
+    batch["res_mask"][:] = True
+    batch = FlowModule.on_before_batch_transfer(None, batch, 0)
+    assert batch["all_real"] is True
+    model, seen = tiny_model("flash_ipa", "sdpa"), []
+
+    def recording_model(noisy):
+        out = model(noisy)
+        seen.append((noisy, out))
+        return out
+
+    FlowMatcher(self_condition_prob=1.0).training_loss(recording_model, batch, torch.Generator().manual_seed(0))
+    (first, first_out), (second, _) = seen
+    assert first["all_real"] is True and second["all_real"] is True
+    assert second["trans_sc"].data_ptr() != first_out["pred_trans"].data_ptr()
+    torch.testing.assert_close(second["trans_sc"], first_out["pred_trans"])
+
+
 def overfit_losses(name, steps=50):
     """Losses of `steps` Adam steps on two real chains, the corruption fixed (same seed every step)."""
     batch = two_real_chains()

@@ -141,13 +141,16 @@ def test_sdpa_trunk_reads_padding_once_per_forward_and_matches_with_or_without_p
     explanation = torch._dynamo.explain(model)(noisy)
     # the one break, seen from the forward's frame and from prepare's
     where = {(r.user_stack[-1].filename.split("/")[-1], r.user_stack[-1].name) for r in explanation.break_reasons}
-    assert where == {("attention_flash.py", "prepare")}, explanation.break_reasons
+    assert where == {("attention_flash.py", "_all_real")}, explanation.break_reasons
     prepare = FlashIPAAttention.prepare  # the flag's part of prepare (InAttention adds keys from the frames)
     assert prepare(model.attention, torch.zeros(1, 11, TINY["c_s"]), None, noisy)["all_real"] is True
     reference = tiny_model(name, "torch")
     torch.testing.assert_close(model(noisy)["pred_trans"], reference(noisy)["pred_trans"], rtol=1e-4, atol=1e-4)
     padded = noisy_inputs(B=2)
     assert prepare(model.attention, torch.zeros(2, 11, TINY["c_s"]), None, padded)["all_real"] is False
+    # the flag read off the CPU batch (FlowModule.on_before_batch_transfer): no device read, no break
+    assert not torch._dynamo.explain(model)({**noisy, "all_real": True}).break_reasons
+    assert prepare(model.attention, torch.zeros(2, 11, TINY["c_s"]), None, {**padded, "all_real": False})["all_real"] is False
 
 
 def _saved_bytes_and_grads(model, noisy):

@@ -68,4 +68,5 @@ def test_model_compiles_with_torch_compile_and_trains(tmp_path):
     _train(["experiment=scaling_smoke", "model.attention={name:flash_ipa,backend:torch}", "data.length=16",
             "compile={backend:aot_eager}", f"scaling.results_dir={tmp_path / 'results'}"], tmp_path)
     (row,) = read_rows(tmp_path / "results")
-    assert row["status"] == "ok" and row["compile"] is True and row["loss"] > 0
+    assert row["status"] == "ok" and row["compile"] == "backend=aot_eager" and row["loss"] > 0
+    assert row["label"] == "flash_ipa/torch compile(backend=aot_eager)"

@@ -38,6 +38,16 @@ def test_a_failed_point_becomes_a_row_and_the_call_returns(tmp_path, error, stat
     assert read_rows(tmp_path / "scaling_results.csv")[0]["status"] == status
 
 
+def test_compile_and_checkpointing_options_name_their_own_line(tmp_path):
+    """Rows that differ only in torch.compile or block checkpointing must not share a plot line."""
+    extra = ["data.length=32", "compile={mode:reduce-overhead}", "model.checkpoint_blocks=2"]
+    row = run_scaling_point(_scaling_config(tmp_path, extra), lambda cfg: {"step_timing": {"step_ms": 1.0}})
+    assert row["compile"] == "mode=reduce-overhead" and row["checkpoint_blocks"] == 2
+    assert row["label"] == "flash_ipa/auto compile(mode=reduce-overhead) ckpt2"
+    plain = run_scaling_point(_scaling_config(tmp_path, ["data.length=32"]), lambda cfg: {"step_timing": {}})
+    assert plain["label"] == "flash_ipa/auto" and plain["compile"] == "off"
+
+
 def test_rows_of_successive_points_share_one_table(tmp_path):
     timing = {"step_ms": 10.0, "residues_per_s": 6400.0, "peak_gib": math.nan, "loss": 1.0}
     for length in (16, 32):

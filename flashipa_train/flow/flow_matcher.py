@@ -110,9 +110,13 @@ class FlowMatcher:
                 "residue_index": batch["residue_index"],
                 "chain_index": batch["chain_index"],
             }
+            if "all_real" in batch:
+                noisy["all_real"] = batch["all_real"]
         if self.self_condition_prob > 0 and self._self_condition_coin(generator) < self.self_condition_prob:
             with torch.no_grad():
-                noisy["trans_sc"] = model(noisy)["pred_trans"].detach()
+                # a copy: under CUDA graphs (compile mode reduce-overhead) the next model call reuses the
+                # memory of this call's outputs
+                noisy["trans_sc"] = model(noisy)["pred_trans"].detach().clone()
         pred = model(noisy)
         with geometry_precision(atoms):
             return self.losses(pred, rots_1, trans_1, atoms_1, batch["atom_mask"], noisy)
@@ -153,7 +157,7 @@ class FlowMatcher:
                 noisy["trans_sc"] = trans_sc
             pred = model(noisy)
             if self.sample_self_condition and self.self_condition_prob > 0:
-                trans_sc = pred["pred_trans"]
+                trans_sc = pred["pred_trans"].clone()  # outlives the next model call (CUDA graphs)
             with geometry_precision(trans_t):
                 # straight line towards the predicted clean translations
                 trans_t = trans_t + (pred["pred_trans"].to(dtype) - trans_t) * (dt / (1 - t_now))

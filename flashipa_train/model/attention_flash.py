@@ -29,10 +29,11 @@ class FlashIPAAttention(nn.Module):
     def prepare(self, s0, rigids_in, inputs):
         factors = self.pair_factors(s0, inputs["residue_index"], inputs["chain_index"], inputs["res_mask"])
         backend = resolve_backend(self.backend, s0.device)
-        # SDPA keeps its flash kernel only without a mask: whether the batch is padded is read once per
-        # forward here (one host sync; a graph break under torch.compile outside the block loop), not
-        # in every block. The other backends take the mask on the device.
-        all_real = backend == "sdpa" and bool(inputs["res_mask"].all())
+        # SDPA keeps its flash kernel only without a mask: whether the batch is padded comes with the
+        # inputs (`all_real`, read off the batch while it is still on the CPU) or is read here, once per
+        # forward (a host sync, and a graph break under torch.compile outside the block loop), never in
+        # every block. The other backends take the mask on the device.
+        all_real = backend == "sdpa" and _all_real(inputs)
         return {"factors": factors, "backend": backend, "all_real": all_real}
 
     def forward(self, block, s, rigids, res_mask, state):
@@ -40,3 +41,8 @@ class FlashIPAAttention(nn.Module):
 
     def after_block(self, block, s, res_mask, state):
         return state
+
+
+def _all_real(inputs) -> bool:
+    known = inputs.get("all_real")
+    return bool(inputs["res_mask"].all()) if known is None else bool(known)

@@ -128,6 +128,7 @@ class FlowModel(nn.Module):
             residue_index: [B, L] long
             chain_index:   [B, L] long
             trans_sc:      optional [B, L, 3] self-conditioning CA positions, Angstrom
+            all_real:      optional Python bool, res_mask is all True (saves the sdpa backend a host sync)
         Returns:
             pred_trans [B, L, 3] Angstrom, pred_rots [B, L, 3, 3], pred_psi [B, L, 2] (unit sin, cos),
             pred_atoms [B, L, 4, 3] Angstrom (N, CA, C, O)

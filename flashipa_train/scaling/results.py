@@ -12,12 +12,18 @@ RESULTS_JSONL = "scaling_results.jsonl"
 RESULTS_CSV = "scaling_results.csv"
 # leading CSV columns, in this order; any other keys follow alphabetically
 COLUMNS = ("variant", "backend", "length", "batch_size", "status", "step_ms", "residues_per_s", "peak_gib",
-           "loss", "step_ms_median", "step_ms_min", "world_size", "precision", "compile", "device", "wall_s")
+           "loss", "step_ms_median", "step_ms_min", "world_size", "precision", "compile", "checkpoint_blocks", "device", "wall_s")
 
 
-def variant_label(variant: str, backend: str) -> str:
-    """`flash_ipa/sdpa`: the name of one line of the scaling plots (dense IPA has no backend choice)."""
-    return variant if variant == "dense_ipa" else f"{variant}/{backend}"
+def variant_label(variant: str, backend: str, compile: str = "off", checkpoint_blocks: int = 0) -> str:
+    """`flash_ipa/sdpa`: the name of one line of the scaling plots (dense IPA has no backend choice), with
+    the options that change speed or memory when set (`flash_ipa/sdpa compile(mode=reduce-overhead) ckpt3`)."""
+    label = variant if variant == "dense_ipa" else f"{variant}/{backend}"
+    if compile != "off":
+        label += " compile" if compile == "on" else f" compile({compile})"
+    if checkpoint_blocks:
+        label += f" ckpt{checkpoint_blocks}"
+    return label
 
 
 def append_row(results_dir: str | Path, row: dict) -> Path:

@@ -48,18 +48,31 @@ def describe_point(cfg: DictConfig) -> dict[str, Any]:
         length = data.crop_length
         batch = max(1, int(data.max_tokens_per_batch) // int(length))
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu"
+    compile_option = compile_description(cfg.get("compile"))
+    checkpoint_blocks = int(cfg.model.get("checkpoint_blocks") or 0)
     return {
         "variant": attention.name,
         "backend": backend,
-        "label": variant_label(attention.name, backend),
+        "label": variant_label(attention.name, backend, compile_option, checkpoint_blocks),
         "length": int(length),
         "batch_size": batch,
         "precision": str(cfg.trainer.get("precision")),
-        "compile": bool(cfg.get("compile") or False),
+        "compile": compile_option,
+        "checkpoint_blocks": checkpoint_blocks,
         "device": device,
         "torch": torch.__version__,
         "run_dir": str(cfg.paths.output_dir),
     }
+
+
+def compile_description(option: Any) -> str:
+    """The `compile` setting as a table cell: "off", "on" (torch.compile's defaults) or its arguments
+    ("mode=reduce-overhead")."""
+    if not option:
+        return "off"
+    if isinstance(option, (dict, DictConfig)):
+        return " ".join(f"{key}={value}" for key, value in option.items()) or "on"
+    return "on"
 
 
 def failure_status(error: BaseException) -> str:

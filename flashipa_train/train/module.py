@@ -71,6 +71,12 @@ class FlowModule(pl.LightningModule):
     def _batch_size(batch: dict) -> int:
         return int(batch["res_mask"].shape[0])
 
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        # Read while the batch is still on the CPU: the sdpa attention then needs no device read per forward.
+        if isinstance(batch, dict) and isinstance(batch.get("res_mask"), torch.Tensor):
+            batch["all_real"] = bool(batch["res_mask"].all())
+        return batch
+
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         offset = self.global_step * self.trainer.world_size + self.global_rank
         losses = self.flow.training_loss(self.model, batch, generator=self._generator(offset))
