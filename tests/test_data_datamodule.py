@@ -197,6 +197,8 @@ def test_missing_empty_or_incompatible_directories_raise_clear_errors(tmp_path, 
     (old / "metadata.csv").write_text(",".join(METADATA_COLUMNS) + "\n")
     with pytest.raises(PreprocessedDirError, match="no accepted examples"):
         BackboneDataModule(data_dir=str(old)).setup()
+    with pytest.raises(FileNotFoundError, match="run from the repository root or pass data.pdb_dir="):
+        BackboneDataModule(pdb_dir=str(tmp_path / "no_structures_here"), cache_dir=str(tmp_path)).prepare_data()
 
 
 def test_bad_arguments_are_refused():

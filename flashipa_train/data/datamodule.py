@@ -104,7 +104,11 @@ class BackboneDataModule(pl.LightningDataModule):
         if self.pdb_dir is None:
             return
         if not os.path.isdir(self.pdb_dir):
-            raise FileNotFoundError(f"pdb_dir={self.pdb_dir!r} is not a folder of structure files")
+            raise FileNotFoundError(
+                f"data.pdb_dir={self.pdb_dir!r} is not a folder (looked for {os.path.abspath(self.pdb_dir)}): "
+                "relative paths start from the current folder, so run from the repository root or pass "
+                "data.pdb_dir=/path/to/your/structures"
+            )
         try:
             from flashipa_train.data.preprocess import preprocess  # imports biotite
         except ImportError as error:
