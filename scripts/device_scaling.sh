@@ -18,8 +18,8 @@ source scripts/device_env.sh
 export FLASHIPA_AUTOTUNE=${FLASHIPA_AUTOTUNE:-0}
 LOG="$OUT/device.log"
 {
-  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
-  python3 -c "import torch, triton, hydra, pytorch_lightning as pl; print('torch', torch.__version__, 'triton', triton.__version__, 'hydra', hydra.__version__, 'lightning', pl.__version__)"
+  device_stamp
+  python3 -c "import hydra; print('hydra', hydra.__version__)"
 } 2>&1 | tee "$LOG"
 
 # a CPU dry run: EXPERIMENT=scaling_smoke LENGTHS=16,32 DENSE_LENGTHS=16 MAXLEN_START=16 MAXLEN_LIMIT=64 \

@@ -14,10 +14,7 @@ mkdir -p "$OUT" "$WORK"
 source scripts/device_env.sh
 export FLASHIPA_AUTOTUNE=${FLASHIPA_AUTOTUNE:-0}
 LOG="$OUT/device.log"
-{
-  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>/dev/null
-  python3 -c "import torch, triton, pytorch_lightning as pl; print('torch', torch.__version__, 'triton', triton.__version__, 'lightning', pl.__version__)"
-} 2>&1 | tee "$LOG"
+device_stamp 2>&1 | tee "$LOG"
 
 EXPERIMENT=${EXPERIMENT:-scaling}
 LONG=${LONG:-32768}
