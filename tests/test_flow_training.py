@@ -163,6 +163,14 @@ def test_sampler_returns_the_requested_lengths_with_finite_atoms(name, rot_sched
     assert ca_ca.max() < 1e3  # coordinates stay in a sane range
 
 
+@pytest.mark.parametrize("lengths, all_real", [([6, 6], True), ([6, 4], False)])
+def test_sampler_tells_the_model_whether_its_batch_is_padded(lengths, all_real):
+    model, flags = tiny_model("flash_ipa", "sdpa").eval(), []
+    model.register_forward_pre_hook(lambda module, args: flags.append(args[0]["all_real"]))
+    FlowMatcher().sample(model, lengths, num_steps=2, generator=torch.Generator().manual_seed(0))
+    assert flags == [all_real] * 3
+
+
 def test_invalid_flow_settings_are_named():
     with pytest.raises(ValueError, match="flow.t_min=1.5"):
         FlowMatcher(t_min=1.5)

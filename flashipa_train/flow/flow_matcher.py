@@ -146,6 +146,7 @@ class FlowMatcher:
             "res_mask": res_mask,
             "residue_index": torch.arange(L, device=device).expand(B, L),
             "chain_index": torch.zeros(B, L, dtype=torch.long, device=device),
+            "all_real": min(lengths) == L,  # known here: the sdpa attention needs no device read per step
         }
         rots_t, trans_t = sample_prior(res_mask, self.trans_prior_std, generator, dtype)
         ts = torch.linspace(self.t_min, 1.0, num_steps + 1, dtype=torch.float64).tolist()
