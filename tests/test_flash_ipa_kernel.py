@@ -185,8 +185,12 @@ def test_sequence_centres_are_mean_real_key_points_per_sequence():
     k_pts = torch.randn(9, 2, 3, 3, dtype=torch.float64) + 500.0  # [T, H, P_q, 3]
     key_mask = torch.tensor([1, 1, 0, 1, 1, 1, 1, 0, 0], dtype=torch.bool)
     cu_seqlens = torch.tensor([0, 3, 7, 9], dtype=torch.int32)
-    centres = sequence_centres(k_pts, key_mask, cu_seqlens)
+    centres = sequence_centres(k_pts, key_mask, cu_seqlens, max_seqlen=4)  # varlen: prefix sums
     expected = [k_pts[[0, 1]].mean(dim=(0, 1, 2)), k_pts[3:7].mean(dim=(0, 1, 2)), torch.zeros(3)]
+    torch.testing.assert_close(centres, torch.stack(expected).float())
+    # a padded batch of three sequences of 3 (the reshape path, no prefix sums)
+    centres = sequence_centres(k_pts, key_mask, torch.tensor([0, 3, 6, 9], dtype=torch.int32), max_seqlen=3)
+    expected = [k_pts[[0, 1]].mean(dim=(0, 1, 2)), k_pts[[3, 4, 5]].mean(dim=(0, 1, 2)), k_pts[6].mean(dim=(0, 1))]
     torch.testing.assert_close(centres, torch.stack(expected).float())
 
 

@@ -83,21 +83,44 @@ def dims(q, v, q_pts, v_pts, bias_q, pair_k):
     )
 
 
-def sequence_centres(k_pts, key_mask, cu_seqlens):
+def sequence_centres(k_pts, key_mask, cu_seqlens, max_seqlen):
     """One centre per sequence: the mean key point over its real keys, heads and points.
 
     Args:
-        k_pts: [T, H, P_q, 3]; key_mask: [T] bool or None; cu_seqlens: [S + 1] int32.
+        k_pts: [T, H, P_q, 3]; key_mask: [T] bool/uint8 or None; cu_seqlens: [S + 1] int32;
+        max_seqlen: the longest sequence.
     Returns:
         [S, 3] float32. Any point works (the logits only change by a per-row constant); the mean
         keeps the centred coordinates as small as the protein, whatever its distance to the origin.
+    Sequences of one length (a padded batch, or one sequence) are a reshape and a mean; only a varlen
+    batch takes the float64 prefix sums over tokens.
     """
-    tok_mean = k_pts.mean(dim=(1, 2), dtype=torch.float64)  # [T, 3]
+    T = k_pts.shape[0]
+    S = cu_seqlens.shape[0] - 1
+    tok_mean = k_pts.mean(dim=(1, 2), dtype=torch.float32)  # [T, 3]
+    if T == S * max_seqlen:  # every sequence max_seqlen long
+        tok_mean = tok_mean.view(S, max_seqlen, 3)
+        if key_mask is None:
+            return tok_mean.mean(dim=1).contiguous()
+        w = key_mask.view(S, max_seqlen, 1).to(torch.float32)
+        return ((tok_mean * w).sum(dim=1) / w.sum(dim=1).clamp(min=1.0)).contiguous()
+    tok_mean = tok_mean.double()
     weight = torch.ones_like(tok_mean[:, :1]) if key_mask is None else key_mask[:, None].to(torch.float64)
     csum = torch.cat([tok_mean.new_zeros(1, 4), torch.cat([tok_mean * weight, weight], 1).cumsum(0)])  # [T+1, 4]
     cu = cu_seqlens.long()
     seg = csum[cu[1:]] - csum[cu[:-1]]  # [S, 4]
     return (seg[:, :3] / seg[:, 3:].clamp(min=1.0)).to(torch.float32).contiguous()
+
+
+def token_centres(centres, cu_seqlens, T, max_seqlen):
+    """[T, 3] float32: the centre of each token's sequence (a broadcast, no search, when all
+    sequences are max_seqlen long)."""
+    S = centres.shape[0]
+    if T == S * max_seqlen:
+        return centres[:, None, :].expand(S, max_seqlen, 3).reshape(T, 3)
+    tok = torch.arange(T, device=centres.device, dtype=torch.int32)
+    seq = torch.searchsorted(cu_seqlens[1:], tok, right=True)  # [T], the sequence of each token
+    return centres[seq]
 
 
 def point_dtype(dtype):
@@ -106,7 +129,8 @@ def point_dtype(dtype):
     return torch.float16 if dtype == torch.bfloat16 else dtype
 
 
-def point_operands(q_pts, k_pts, v_pts, bias_q, bias_k, point_weights, centres, cu_seqlens, dtype):
+def point_operands(q_pts, k_pts, v_pts, bias_q, bias_k, point_weights, centres, cu_seqlens, max_seqlen,
+                   dtype):
     """The kernels' point-bias and value-point operands, centred per sequence and rounded once.
 
     Args: token-major q_pts, k_pts [T, H, P_q, 3], v_pts [T, H, P_v, 3], bias_q, bias_k [T, H, R_b],
@@ -117,10 +141,7 @@ def point_operands(q_pts, k_pts, v_pts, bias_q, bias_k, point_weights, centres, 
         vpc [T, H, 3 P_v]:       v_pts - c
     O(L) copies of 26 + 26 + 36 numbers per residue and head at the anchor dims; every dot of the
     kernels then reads its operands with plain loads (see triton_kernels.py)."""
-    T = q_pts.shape[0]
-    tok = torch.arange(T, device=q_pts.device, dtype=torch.int32)
-    seq = torch.searchsorted(cu_seqlens[1:], tok, right=True)  # [T], the sequence of each token
-    c = centres[seq][:, None, None, :]  # [T, 1, 1, 3]
+    c = token_centres(centres, cu_seqlens, q_pts.shape[0], max_seqlen)[:, None, None, :]  # [T, 1, 1, 3]
     pdt = point_dtype(dtype)
     pw = point_weights.float()[None, :, None]  # [1, H, 1]
     qpb = torch.cat([(q_pts.float() - c).flatten(2) * pw, bias_q.float() * W_L], -1).to(pdt)
@@ -173,7 +194,7 @@ def forward(q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_weights,
     d = dims(q, v, q_pts, v_pts, bias_q, pair_k)
     _check_int32_offsets(T, H, d)
     n_seq = cu_seqlens.shape[0] - 1
-    centres = sequence_centres(k_pts, key_mask, cu_seqlens)
+    centres = sequence_centres(k_pts, key_mask, cu_seqlens, max_seqlen)
     o = torch.empty(T, H, d["CV"], dtype=v.dtype, device=q.device)
     o_pts = torch.empty(T, H, d["PV3"], dtype=v_pts.dtype, device=q.device)
     o_pts_c = torch.empty(T, H, d["PV3"], dtype=torch.float32, device=q.device)
@@ -181,7 +202,7 @@ def forward(q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_weights,
     lse = torch.empty(H, T, dtype=torch.float32, device=q.device)
     k, v, pair_k = _as_dot_dtype(q.dtype, k, v, pair_k)
     qpb, kpb, vpc = point_operands(q_pts, k_pts, v_pts, bias_q, bias_k, point_weights, centres, cu_seqlens,
-                                   q.dtype)
+                                   max_seqlen, q.dtype)
     _fwd[_grid("BLOCK_M", max_seqlen, n_seq, H)](
         q, k, v, qpb, kpb, vpc, pair_k, point_weights, centres,
         key_mask if key_mask is not None else cu_seqlens, cu_seqlens,
@@ -216,7 +237,7 @@ def backward(do, do_pts, do_pair, q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, 
     # the forward's operands again (cheaper than keeping them), plus input-dtype copies for the
     # dots whose other operand is a gradient in the input dtype
     qpb, kpb, vpc = point_operands(q_pts, k_pts, v_pts, bias_q, bias_k, point_weights, centres, cu_seqlens,
-                                   q.dtype)
+                                   max_seqlen, q.dtype)
     split = vpc.dtype != q.dtype  # bf16 inputs: float16 point operands as bf16 hi + lo where needed
     common = dict(HAS_MASK=key_mask is not None, SPLIT=split, **_dot_flags(q.dtype, allow_tf32), **d)
     mask_arg = key_mask if key_mask is not None else cu_seqlens

@@ -186,16 +186,16 @@ def ipa_attention_core(
         o_pair: [B, L, H, R, C_z]    sum_j a_hij pair_k_jr
     """
     B, L = q.shape[:2]
-    sdpa_mask = None if mask is None else mask.bool()
-    if mask is None:
-        mask = torch.ones(B, L, dtype=torch.bool, device=q.device)
-    mask = mask.bool()
-    if backend == "triton":
+    if backend == "triton":  # no mask: the kernel's unpadded path, no mask built or read
         from kernels.flash_ipa import flash_ipa_attention
 
         return flash_ipa_attention(
             q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_weights, mask=mask
         )
+    sdpa_mask = None if mask is None else mask.bool()
+    if mask is None:
+        mask = torch.ones(B, L, dtype=torch.bool, device=q.device)
+    mask = mask.bool()
     feats = ipa_attention_features(q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_weights)
     if backend == "torch":
         o_feat = _attention_torch(*feats, mask, tile)
