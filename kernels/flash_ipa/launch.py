@@ -48,7 +48,7 @@ def _prune_configs(configs, named_args, **kwargs):
     only candidate; elsewhere both are dropped. Untuned runs (FLASHIPA_AUTOTUNE=0) compile one config."""
     if INTERPRETED:
         return configs
-    row_bytes = (kwargs["CV_PAD"] + kwargs["PV3_PAD"] + kwargs["RZ_PAD"]) * named_args["Q"].element_size()
+    row_bytes = (kwargs["CV_PAD"] + kwargs["PVW"] + kwargs["RZ_PAD"]) * named_args["QS"].element_size()
     if row_bytes > 1024:
         return configs[-1:]
     if row_bytes > 512:
@@ -56,31 +56,34 @@ def _prune_configs(configs, named_args, **kwargs):
     return configs[:-2] if AUTOTUNE else configs[:1]
 
 
-_DIM_KEYS = ["C", "CV", "P3", "RB", "PV3", "RZ", "PRECISION", "HAS_MASK", "UPCAST"]
+_KEYS = ["C", "CV", "P3", "RB", "PV3", "RZ", "PRECISION", "SPLIT", "UPCAST", "L_BUCKET"]
 # (BLOCK_M, BLOCK_N, num_stages), 8 warps; the first of each list is the untuned default. Row tiles of
-# 128 (rule above); ptxas for sm_90 at the anchor dims in bf16 (resource_report.py) reports no spills
-# for these but 8 bytes in dK, and 92-204 KB of shared memory.
-_FWD_CONFIGS = _configs([(128, 32, 2), (128, 32, 3)], rows_first=True)
-_DKDV_CONFIGS = _configs([(32, 128, 2), (32, 128, 3)], rows_first=False)
+# 128 (rule above): 128 queries x 64 or 32 keys in the forward and dQ, 128 keys x 64 or 32 queries in
+# dK and dV. Only configs that ptxas compiles for sm_90 at the anchor dims in bf16 without spills and
+# within 227 KB of shared memory (`python -m kernels.flash_ipa.resource_report`, Triton 3.6; table in
+# docs/kernel_notes.md): fwd (128, 64, 2) spills 8 B, dQ (128, 64) 120-144 B, dV (64, 128) 16-24 B;
+# dK (64, 128, 3) and dQ (128, 64, 3) need 287 KB.
+_FWD_CONFIGS = _configs([(128, 64, 3), (128, 32, 2), (128, 32, 3)], rows_first=True)
+_DK_CONFIGS = _configs([(32, 128, 2), (64, 128, 2)], rows_first=False)
+_DV_CONFIGS = _configs([(32, 128, 2), (32, 128, 3)], rows_first=False)
 _DQ_CONFIGS = _configs([(128, 32, 2), (128, 32, 3)], rows_first=True)
 
 _PRUNE = {"early_config_prune": _prune_configs}
-_fwd = triton.autotune(_FWD_CONFIGS, key=_DIM_KEYS, prune_configs_by=_PRUNE)(tk._ipa_fwd_kernel)
-_dkdv = triton.autotune(_DKDV_CONFIGS, key=_DIM_KEYS + ["COMPUTE_DK"], prune_configs_by=_PRUNE)(
-    tk._ipa_bwd_dkdv_kernel)
-_dq = triton.autotune(_DQ_CONFIGS, key=_DIM_KEYS, prune_configs_by=_PRUNE)(tk._ipa_bwd_dq_kernel)
+_fwd = triton.autotune(_FWD_CONFIGS, key=_KEYS, prune_configs_by=_PRUNE)(tk._ipa_fwd_kernel)
+_dk = triton.autotune(_DK_CONFIGS, key=_KEYS, prune_configs_by=_PRUNE)(tk._ipa_bwd_dk_kernel)
+_dv = triton.autotune(_DV_CONFIGS, key=_KEYS, prune_configs_by=_PRUNE)(tk._ipa_bwd_dv_kernel)
+_dq = triton.autotune(_DQ_CONFIGS, key=_KEYS, prune_configs_by=_PRUNE)(tk._ipa_bwd_dq_kernel)
 
 
 def dims(q, v, q_pts, v_pts, bias_q, pair_k):
-    """Feature dims and their register-tile widths, as kernel constexprs."""
+    """Feature dims and their tile widths, as kernel constexprs: PBW and PVW are the in-memory widths
+    of the point-bias and value-point operands (powers of two: 16-byte aligned rows)."""
     C, CV = q.shape[-1], v.shape[-1]
     P3, PV3 = 3 * q_pts.shape[-2], 3 * v_pts.shape[-2]
     RB = bias_q.shape[-1]
     RZ = pair_k.shape[-2] * pair_k.shape[-1]
-    return dict(
-        C=C, C_PAD=_pad(C), CV=CV, CV_PAD=_pad(CV), P3=P3, RB=RB, PB=P3 + RB, PB_PAD=_pad(P3 + RB),
-        PV3=PV3, PV3_PAD=_pad(PV3), RZ=RZ, RZ_PAD=_pad(RZ),
-    )
+    return dict(C=C, C_PAD=_pad(C), CV=CV, CV_PAD=_pad(CV), P3=P3, RB=RB, PBW=_pad(P3 + RB),
+                PV3=PV3, PVW=_pad(PV3), RZ=RZ, RZ_PAD=_pad(RZ))
 
 
 def sequence_centres(k_pts, key_mask, cu_seqlens, max_seqlen):
@@ -123,46 +126,66 @@ def token_centres(centres, cu_seqlens, T, max_seqlen):
     return centres[seq]
 
 
-def point_dtype(dtype):
-    """Dtype of the point-bias and value-point dot operands: float16 for bfloat16 inputs (3 more
-    mantissa bits for the centred coordinates at the same tensor-core rate), else the input dtype."""
-    return torch.float16 if dtype == torch.bfloat16 else dtype
+def _tf32(x):
+    """float32 x rounded to tf32 (10 mantissa bits, round half away), exact in a tf32 dot."""
+    bits = x.view(torch.int32)
+    return ((bits + 0x1000) & -0x2000).view(torch.float32)
 
 
-def point_operands(q_pts, k_pts, v_pts, bias_q, bias_k, point_weights, centres, cu_seqlens, max_seqlen,
-                   dtype):
-    """The kernels' point-bias and value-point operands, centred per sequence and rounded once.
+def _hi_lo(x, dtype, split, allow_tf32):
+    """float32 x as dot operands hi + lo in `dtype` (lo is None without a split)."""
+    if not split:
+        return x.to(dtype), None
+    hi = _tf32(x) if dtype == torch.float32 else x.to(dtype)
+    return hi, (x - hi.float()).to(dtype)
 
-    Args: token-major q_pts, k_pts [T, H, P_q, 3], v_pts [T, H, P_v, 3], bias_q, bias_k [T, H, R_b],
-    point_weights [H], centres [S, 3] float32, cu_seqlens [S + 1] int32, dtype: the dot dtype.
-    Returns (point dtype, see point_dtype):
-        qpb [T, H, 3 P_q + R_b]: [pw (q_pts - c), W_L bias_q]
-        kpb [T, H, 3 P_q + R_b]: [k_pts - c, bias_k]
-        vpc [T, H, 3 P_v]:       v_pts - c
-    O(L) copies of 26 + 26 + 36 numbers per residue and head at the anchor dims; every dot of the
-    kernels then reads its operands with plain loads (see triton_kernels.py)."""
-    c = token_centres(centres, cu_seqlens, q_pts.shape[0], max_seqlen)[:, None, None, :]  # [T, 1, 1, 3]
-    pdt = point_dtype(dtype)
-    pw = point_weights.float()[None, :, None]  # [1, H, 1]
-    qpb = torch.cat([(q_pts.float() - c).flatten(2) * pw, bias_q.float() * W_L], -1).to(pdt)
-    kpb = torch.cat([(k_pts.float() - c).flatten(2), bias_k.float()], -1).to(pdt)
-    vpc = (v_pts.float() - c).flatten(2).to(pdt)
-    return qpb, kpb, vpc
+
+def operands(q, q_pts, k_pts, v_pts, bias_q, bias_k, point_weights, key_mask, centres, cu_seqlens,
+             max_seqlen, allow_tf32):
+    """The kernels' operands that are not inputs as they are (layout in triton_kernels.py), written
+    once per call (O(L)). Dots run in q's dtype; the point-bias operands are split hi + lo except for
+    exact float32 dots.
+
+    Args: token-major q [T, H, C], q_pts, k_pts [T, H, P_q, 3], v_pts [T, H, P_v, 3], bias_q, bias_k
+    [T, H, R_b], point_weights [H], key_mask [T] or None, centres [S, 3] float32.
+    Returns dict QS, QH, QL, KH, KL, KN, KNORM, VPC and SPLIT (QL, KL are QH, KH without a split).
+    """
+    T, H, C = q.shape
+    dt = q.dtype
+    split = dt != torch.float32 or allow_tf32
+    log2e = 1.0 / math.log(2.0)
+    P3, RB = 3 * q_pts.shape[-2], bias_q.shape[-1]
+    pbw, pvw = _pad(P3 + RB), _pad(3 * v_pts.shape[-2])
+    c = token_centres(centres, cu_seqlens, T, max_seqlen)[:, None, None, :]  # [T, 1, 1, 3]
+    pw = point_weights.float()  # [H]
+    qp = q.new_zeros(T, H, pbw, dtype=torch.float32)  # [T, H, PBW]
+    qp[..., :P3] = (q_pts.float() - c).flatten(2) * (pw * log2e)[:, None]
+    qp[..., P3:P3 + RB] = bias_q.float() * (W_L * log2e)
+    kp = q.new_zeros(T, H, pbw, dtype=torch.float32)
+    kp[..., :P3] = (k_pts.float() - c).flatten(2)
+    kp[..., P3:P3 + RB] = bias_k.float()
+    qh, ql = _hi_lo(qp, dt, split, allow_tf32)
+    kh, kl = _hi_lo(kp, dt, split, allow_tf32)
+    k_seen = kh.float() if kl is None else kh.float() + kl.float()  # the key points as the dots see them
+    knorm = k_seen[..., :P3].square().sum(-1).t().contiguous()  # [H, T]
+    kn = knorm * (-0.5 * log2e * pw)[:, None]  # [H, T]
+    if key_mask is not None:
+        kn = kn.masked_fill(key_mask[None, :] == 0, float("-inf"))
+    vpc = q.new_zeros(T, H, pvw)  # [T, H, PVW]
+    vpc[..., :3 * v_pts.shape[-2]] = (v_pts.float() - c).flatten(2)
+    return dict(
+        QS=(q.float() * (W_L / math.sqrt(C) * log2e)).to(dt), QH=qh, QL=qh if ql is None else ql,
+        KH=kh, KL=kh if kl is None else kl, KN=kn, KNORM=knorm, VPC=vpc, SPLIT=split,
+    )
 
 
 def _check_int32_offsets(T, H, d):
-    widest = max(d["C"], d["CV"], d["P3"], d["PV3"], d["RZ"], d["RB"])
+    widest = max(d["C"], d["CV"], d["PBW"], d["PVW"], d["RZ"])
     if T * H * widest >= 2**31:
         raise ValueError(
             f"kernels/flash_ipa/launch.py: {T} tokens x {H} heads x {widest} features overflows the "
             "kernel's int32 offsets; split the batch into smaller token budgets"
         )
-
-
-def _hi_lo(x, dtype):
-    """x as two `dtype` parts, hi + lo (lo is hi again where x already has that dtype: unused)."""
-    hi = x.to(dtype)
-    return hi, ((x.float() - hi.float()).to(dtype) if x.dtype != dtype else hi)
 
 
 def _as_dot_dtype(dtype, *xs):
@@ -171,12 +194,14 @@ def _as_dot_dtype(dtype, *xs):
     return tuple(x.to(dtype) for x in xs)
 
 
-def _dot_flags(dtype, allow_tf32):
+def _flags(dtype, allow_tf32, max_seqlen):
     """PRECISION: "ieee" for exact float32 dots, else "tf32" (ignored for 16-bit operands).
-    UPCAST: bfloat16 dot operands held in float32 after rounding, under the interpreter only."""
+    UPCAST: bfloat16 dot operands held in float32 after rounding, under the interpreter only.
+    L_BUCKET: the autotune key of the sequence length (powers of two from 1024)."""
     return dict(
         PRECISION="tf32" if (allow_tf32 or dtype != torch.float32) else "ieee",
         UPCAST=INTERPRETED and dtype == torch.bfloat16,
+        L_BUCKET=max(1024, triton.next_power_of_2(max_seqlen)),
     )
 
 
@@ -201,21 +226,19 @@ def forward(q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_weights,
     o_pair = torch.empty(T, H, d["RZ"], dtype=pair_k.dtype, device=q.device)
     lse = torch.empty(H, T, dtype=torch.float32, device=q.device)
     k, v, pair_k = _as_dot_dtype(q.dtype, k, v, pair_k)
-    qpb, kpb, vpc = point_operands(q_pts, k_pts, v_pts, bias_q, bias_k, point_weights, centres, cu_seqlens,
-                                   max_seqlen, q.dtype)
+    ops = operands(q, q_pts, k_pts, v_pts, bias_q, bias_k, point_weights, key_mask, centres, cu_seqlens,
+                   max_seqlen, allow_tf32)
     _fwd[_grid("BLOCK_M", max_seqlen, n_seq, H)](
-        q, k, v, qpb, kpb, vpc, pair_k, point_weights, centres,
-        key_mask if key_mask is not None else cu_seqlens, cu_seqlens,
-        o, o_pts, o_pts_c, o_pair, lse,
-        H, T, W_L / math.sqrt(d["C"]),
-        HAS_MASK=key_mask is not None, **_dot_flags(q.dtype, allow_tf32), **d,
+        ops["QS"], k, v, ops["QH"], ops["QL"], ops["KH"], ops["KL"], ops["KN"], ops["VPC"], pair_k, centres,
+        cu_seqlens, o, o_pts, o_pts_c, o_pair, lse, H, T,
+        SPLIT=ops["SPLIT"], **_flags(q.dtype, allow_tf32, max_seqlen), **d,
     )
     return o, o_pts, o_pair, o_pts_c, lse, centres
 
 
 def backward(do, do_pts, do_pair, q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_weights,
              key_mask, cu_seqlens, max_seqlen, allow_tf32, o, o_pts_c, o_pair, lse, centres):
-    """Launch Delta preprocess, dK/dV and dQ kernels; returns the gradients of the ten inputs."""
+    """Launch Delta preprocess, dK, dV and dQ kernels; returns the gradients of the ten inputs."""
     T, H = q.shape[:2]
     d = dims(q, v, q_pts, v_pts, bias_q, pair_k)
     n_seq = cu_seqlens.shape[0] - 1
@@ -224,7 +247,7 @@ def backward(do, do_pts, do_pair, q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, 
     block = 32 if INTERPRETED else 64
     tk._ipa_bwd_preprocess_kernel[(triton.cdiv(T, block), H)](
         o, o_pts_c, o_pair, do, do_pts, do_pair, delta, H, T,
-        CV=d["CV"], CV_PAD=d["CV_PAD"], PV3=d["PV3"], PV3_PAD=d["PV3_PAD"], RZ=d["RZ"], RZ_PAD=d["RZ_PAD"],
+        CV=d["CV"], CV_PAD=d["CV_PAD"], PV3=d["PV3"], PV3_PAD=d["PVW"], RZ=d["RZ"], RZ_PAD=d["RZ_PAD"],
         BLOCK_M=block,
     )
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
@@ -234,27 +257,20 @@ def backward(do, do_pts, do_pair, q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, 
     pair_k_dtype = pair_k.dtype
     k, v, pair_k, do, do_pts, do_pair = _as_dot_dtype(q.dtype, k, v, pair_k, do, do_pts, do_pair)
     dpw_q = torch.empty(H, T, dtype=torch.float32, device=dev)
-    # the forward's operands again (cheaper than keeping them), plus input-dtype copies for the
-    # dots whose other operand is a gradient in the input dtype
-    qpb, kpb, vpc = point_operands(q_pts, k_pts, v_pts, bias_q, bias_k, point_weights, centres, cu_seqlens,
-                                   max_seqlen, q.dtype)
-    split = vpc.dtype != q.dtype  # bf16 inputs: float16 point operands as bf16 hi + lo where needed
-    common = dict(HAS_MASK=key_mask is not None, SPLIT=split, **_dot_flags(q.dtype, allow_tf32), **d)
-    mask_arg = key_mask if key_mask is not None else cu_seqlens
-    scalar_scale = W_L / math.sqrt(d["C"])
-    grads_out = (do, do_pts, do_pair, lse, delta)
-    qpb_dt = qpb.to(q.dtype)
-    for compute_dk in (True, False):
-        _dkdv[_grid("BLOCK_N", max_seqlen, n_seq, H)](
-            q, k, v, qpb, kpb, vpc, qpb_dt, pair_k, point_weights, mask_arg, cu_seqlens, *grads_out,
-            dk, dv, dk_pts, dv_pts, dbias_k, dpair_k_heads,
-            H, T, scalar_scale, COMPUTE_DK=compute_dk, **common,
-        )
+    # the forward's operands again (cheaper than keeping them)
+    ops = operands(q, q_pts, k_pts, v_pts, bias_q, bias_k, point_weights, key_mask, centres, cu_seqlens,
+                   max_seqlen, allow_tf32)
+    flags = dict(SPLIT=ops["SPLIT"], **_flags(q.dtype, allow_tf32, max_seqlen), **d)
+    qs, qh, ql, kh, kl, kn = (ops[n] for n in ("QS", "QH", "QL", "KH", "KL", "KN"))
+    grid_k = _grid("BLOCK_N", max_seqlen, n_seq, H)
+    _dk[grid_k](qs, k, v, qh, ql, kh, kl, kn, ops["VPC"], pair_k, point_weights, cu_seqlens,
+                do, do_pts, do_pair, lse, delta, dk, dk_pts, dbias_k, H, T, **flags)
+    _dv[grid_k](qs, k, qh, ql, kh, kl, kn, cu_seqlens, do, do_pts, do_pair, lse,
+                dv, dv_pts, dpair_k_heads, H, T, **flags)
     _dq[_grid("BLOCK_M", max_seqlen, n_seq, H)](
-        q, k, v, qpb, kpb, *_hi_lo(kpb, q.dtype), *_hi_lo(vpc, q.dtype), q_pts, pair_k, point_weights, centres,
-        mask_arg, cu_seqlens, *grads_out,
-        dq, dq_pts, dbias_q, dpw_q,
-        H, T, scalar_scale, W_L, **common,
+        qs, k, v, qh, ql, kh, kl, kn, ops["KNORM"], ops["VPC"], q_pts, pair_k, point_weights, centres,
+        cu_seqlens, do, do_pts, do_pair, lse, delta, dq, dq_pts, dbias_q, dpw_q,
+        H, T, scalar_scale=W_L / math.sqrt(d["C"]), bias_scale=W_L, **flags,
     )
     dpair_k = dpair_k_heads.sum(dim=1).view(pair_k.shape).to(pair_k_dtype)
     dpw = dpw_q.sum(dim=1, dtype=torch.float64).to(point_weights.dtype)  # [H]

@@ -4,8 +4,8 @@ layouts of its matrix products.
 
     PYTHONPATH=. python -m kernels.flash_ipa.resource_report 128,32,8,2 32,128,8,2
 
-Reads ptxas's verdict through the cuobjdump bundled with Triton. Anchor-model dims, bf16, with a
-key mask, pointers 16-byte aligned (as Triton specializes torch allocations). `rows ok` checks the
+Reads ptxas's verdict through the cuobjdump bundled with Triton. Anchor-model dims, bf16 (points
+split hi + lo), pointers 16-byte aligned (as Triton specializes torch allocations). `rows ok` checks the
 rule in launch.py: every wgmma layout spans exactly the program's row tile (no replicated warp
 groups). Compile with the Triton of the GPU image (3.6) for conclusions about it: a separate
 install, e.g. `pip install --target /tmp/t36 triton==3.6.0` and PYTHONPATH=/tmp/t36:.
@@ -23,15 +23,15 @@ from triton.compiler import ASTSource
 
 from kernels.flash_ipa import triton_kernels as tk
 
-ANCHOR_DIMS = dict(C=128, C_PAD=128, CV=128, CV_PAD=128, P3=24, RB=2, PB=26, PB_PAD=32, PV3=36, PV3_PAD=64,
+ANCHOR_DIMS = dict(C=128, C_PAD=128, CV=128, CV_PAD=128, P3=24, RB=2, PBW=32, PV3=36, PVW=64,
                    RZ=64, RZ_PAD=64)
-FP32_ARGS = {"LSE", "DELTA", "OPC", "CENTRE", "DPK_H", "DPW_K", "DPW_Q", "PW"}
-FP16_ARGS = {"QPB", "KPB", "VPC"}  # point operands of bf16 inputs (launch.point_dtype)
+FP32_ARGS = {"LSE", "DELTA", "OPC", "CENTRE", "DPK_H", "DPW_Q", "PW", "KN", "KNORM", "QP", "OP", "DKP",
+             "DQP", "DVP"}
 KERNELS = {
-    "fwd": (tk._ipa_fwd_kernel, {}),
-    "dk": (tk._ipa_bwd_dkdv_kernel, {"COMPUTE_DK": True, "SPLIT": True}),
-    "dv": (tk._ipa_bwd_dkdv_kernel, {"COMPUTE_DK": False, "SPLIT": True}),
-    "dq": (tk._ipa_bwd_dq_kernel, {"SPLIT": True}),
+    "fwd": tk._ipa_fwd_kernel,
+    "dk": tk._ipa_bwd_dk_kernel,
+    "dv": tk._ipa_bwd_dv_kernel,
+    "dq": tk._ipa_bwd_dq_kernel,
 }
 
 
@@ -40,16 +40,12 @@ def _signature(fn, constexprs):
     for name in fn.arg_names:
         if name in constexprs:
             sig[name] = "constexpr"
-        elif name in ("H", "T"):
+        elif name in ("H", "T", "L_BUCKET"):
             sig[name] = "i32"
         elif name in ("scalar_scale", "bias_scale"):
             sig[name] = "fp32"
         elif name in FP32_ARGS:
             sig[name] = "*fp32"
-        elif name in FP16_ARGS:
-            sig[name] = "*fp16"
-        elif name == "KEY_MASK":
-            sig[name] = "*u8"
         elif name == "CU_SEQLENS":
             sig[name] = "*i32"
         else:
@@ -58,9 +54,9 @@ def _signature(fn, constexprs):
 
 
 def report(name, block_m, block_n, num_warps, num_stages):
-    fn, extra = KERNELS[name]
-    constexprs = dict(ANCHOR_DIMS, HAS_MASK=True, PRECISION="tf32", UPCAST=False, BLOCK_M=block_m,
-                      BLOCK_N=block_n, **extra)
+    fn = KERNELS[name]
+    constexprs = dict(ANCHOR_DIMS, SPLIT=True, PRECISION="tf32", UPCAST=False, BLOCK_M=block_m,
+                      BLOCK_N=block_n)
     signature = _signature(fn, constexprs)
     aligned = {(i,): [["tt.divisibility", 16]] for i, arg in enumerate(fn.arg_names)
                if signature[arg].startswith("*")}
