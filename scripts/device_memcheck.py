@@ -18,7 +18,7 @@ from kernels.flash_ipa import flash_ipa_attention, launch
 from kernels.flash_ipa.benchmark import ANCHOR
 from kernels.flash_ipa.testing import random_ipa_inputs
 
-AUTOTUNED = {"fwd": launch._fwd, "dkdv": launch._dkdv, "dq": launch._dq}
+AUTOTUNED = {"fwd": launch._fwd, "dk": launch._dk, "dv": launch._dv, "dq": launch._dq}
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
 
 

@@ -223,6 +223,7 @@ def test_fp32_point_weight_gradient_keeps_precision_with_eight_points():
 def _crop_backbone(path, chain_index=0, length=256):
     """[length, 4, 3] float32 N, CA, C, O of a chain from data/, read with the project's reader and
     centred at its CA mean, as the data pipeline centres crops."""
+    pytest.importorskip("biotite", reason="the structure reader needs biotite (not on the GPU image)")
     from flashipa_train.data.chain_features import chain_backbone, protein_chain_atoms
     from flashipa_train.data.structure_reader import parse_structure
 

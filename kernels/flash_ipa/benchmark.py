@@ -1,16 +1,21 @@
 """`flashipa-bench`: time IPA attention forward and forward+backward on a CUDA GPU.
 
 Backends, all on the same per-residue features (`kernels.flash_ipa.testing.random_ipa_inputs`):
-  dense    the O(L^2) reference (`kernels.reference.dense_attention`), pair tensors materialised
-  sdpa     flash_ipa's method: concatenated features zero-padded to one head dim, pair values
-           copied per head, torch's scaled_dot_product_attention (FlashAttention-2 in bf16)
-  flex     torch's FlexAttention (compiled) on the same concatenated features, unpadded
-  flashipa this project's fused Triton kernel
+  dense     the O(L^2) reference (`kernels.reference.dense_attention`), pair tensors materialised
+  sdpa      flash_ipa's method: concatenated features zero-padded to one head dim, pair values
+            copied per head, torch's scaled_dot_product_attention with torch's own choice of
+            kernel: on the H200 (torch 2.11) cuDNN's Hopper attention, not FlashAttention-2
+  sdpa_fa2  the same, forced to SDPBackend.FLASH_ATTENTION: the FlashAttention-2 kernel that
+            flash_ipa's own code calls
+  flex      torch's FlexAttention (compiled) on the same concatenated features, unpadded
+  flashipa  this project's fused Triton kernel
 
 Timing follows the device's METHOD.md: warm-up runs first (compilation and autotuning stay out),
 then CUDA events around each of >= 10 runs, median reported. Peak memory is
 torch.cuda.max_memory_allocated over one run, minus what was allocated before it. An out-of-memory
-or any other failure becomes a row with its reason, not a crash. Writes attention.{json,md,png}.
+or any other failure becomes a row with its reason, not a crash. Writes attention.{json,md,png};
+with --profile, also {name}_kernels.{json,md}: each backend's fwd+bwd split into its GPU kernels
+(torch.profiler) and the host time per call. scripts/device_kernel.sh runs one process per backend.
 """
 
 import argparse
@@ -42,6 +47,13 @@ def _sdpa(inputs):
     return ipa_attention_core(*inputs, backend="sdpa")
 
 
+def _sdpa_fa2(inputs):
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
+        return ipa_attention_core(*inputs, backend="sdpa")
+
+
 def _dense(inputs):
     from kernels.reference.dense_attention import dense_ipa_attention
     from kernels.reference.factorized_attention import pair_bias_from_factors, pair_values_from_factors
@@ -67,7 +79,8 @@ def _flex(inputs):
     return (o,)  # [B, H, L, D_v], split-free: the views cost nothing
 
 
-BACKENDS = {"dense": _dense, "sdpa": _sdpa, "flex": _flex, "flashipa": _flashipa}
+BACKENDS = {"dense": _dense, "sdpa": _sdpa, "sdpa_fa2": _sdpa_fa2, "flex": _flex, "flashipa": _flashipa}
+BASELINES = ("sdpa", "sdpa_fa2", "flex")  # the ratio columns: flashipa's speed-up over each
 
 
 def _time_ms(fn, warmup, repeat):
@@ -104,22 +117,28 @@ def attention_flops(B, L, dims, mode):
     return fwd if mode == "fwd" else 3.5 * fwd
 
 
+def _runner(backend, inputs, mode):
+    fn = BACKENDS[backend]
+    if mode == "fwd":
+        def run():
+            with torch.no_grad():
+                fn(inputs)
+    else:
+        inputs = [x.requires_grad_() for x in inputs]
+
+        def run():
+            outs = fn(inputs)
+            torch.autograd.backward(outs, [torch.ones_like(o) for o in outs])
+    return run
+
+
 def bench_one(backend, B, L, dims, dtype, mode, warmup, repeat):
     """One row: median ms and peak MiB of `backend` at batch B and length L, or the failure."""
     row = dict(backend=backend, B=B, L=L, mode=mode)
-    fn = BACKENDS[backend]
+    inputs = None
     try:
         inputs = random_ipa_inputs(B, L, dims, dtype, "cuda", point_scale=3.0)
-        if mode == "fwd":
-            def run():
-                with torch.no_grad():
-                    fn(inputs)
-        else:
-            inputs = [x.requires_grad_() for x in inputs]
-
-            def run():
-                outs = fn(inputs)
-                torch.autograd.backward(outs, [torch.ones_like(o) for o in outs])
+        run = _runner(backend, inputs, mode)
         row["ms"] = _time_ms(run, warmup, repeat)
         row["peak_mib"] = _peak_mib(run)
         row["tflops"] = attention_flops(B, L, dims, mode) / (row["ms"] * 1e-3) / 1e12
@@ -131,6 +150,66 @@ def bench_one(backend, B, L, dims, dtype, mode, warmup, repeat):
         inputs = None
         torch.cuda.empty_cache()
     return row
+
+
+# GPU kernels of flashipa by role; any other kernel of a call is host-side preparation (elementwise ops)
+KERNEL_ROLES = (("_ipa_fwd_kernel", "fwd"), ("_ipa_bwd_dk_kernel", "dK"), ("_ipa_bwd_dv_kernel", "dV"),
+                ("_ipa_bwd_dq_kernel", "dQ"), ("_ipa_bwd_preprocess_kernel", "Delta"))
+
+
+def kernel_breakdown(backend, L, dims, dtype, warmup=3, repeat=5):
+    """fwd+bwd of one backend at batch 1 split by GPU kernel (torch.profiler, ms per call summed over
+    `repeat` calls) and the host time per call (perf_counter around the call, without waiting for the
+    GPU: the Python, dispatch and launch cost). flashipa's kernels are named by role, the rest
+    grouped as "prep/other"; other backends list their largest kernels by name."""
+    from torch.profiler import ProfilerActivity, profile
+
+    inputs = random_ipa_inputs(1, L, dims, dtype, "cuda", point_scale=3.0)
+    run = _runner(backend, inputs, "fwdbwd")
+    fwd = _runner(backend, [x.detach() for x in inputs], "fwd")
+    for _ in range(warmup):
+        run()
+    torch.cuda.synchronize()
+    host = []
+    for _ in range(repeat):  # the forward's host time: the call returns before the GPU is done
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        fwd()
+        host.append((time.perf_counter() - t0) * 1e3)
+        torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(repeat):
+            run()
+        torch.cuda.synchronize()
+    times = {}
+    for event in prof.key_averages():
+        ms = getattr(event, "device_time_total", getattr(event, "cuda_time_total", 0.0)) / 1e3 / repeat
+        if ms <= 0:
+            continue
+        role = next((r for k, r in KERNEL_ROLES if k in event.key), None)
+        if backend == "flashipa":
+            role = role or "prep/other"
+        else:
+            role = event.key[:70]
+        times[role] = times.get(role, 0.0) + ms
+    top = dict(sorted(times.items(), key=lambda kv: -kv[1])[:8])
+    return dict(backend=backend, L=L, kernels_ms=top, gpu_total_ms=sum(times.values()),
+                host_fwd_ms=statistics.median(host))
+
+
+def write_kernel_markdown(rows, stamp, path):
+    lines = [f"# Per-kernel breakdown of fwd+bwd ({stamp['dims_name']} dims, batch 1)", "",
+             f"{stamp['device']}, torch {stamp['torch']}, triton {stamp['triton']}, {stamp['dtype']}, "
+             f"{stamp['date']}. torch.profiler device time per call (ms); host: the forward call's "
+             "time on the CPU without waiting for the GPU (median).", ""]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"- {r['backend']} L={r['L']}: {r['error']}")
+            continue
+        parts = ", ".join(f"{k} {v:.3g}" for k, v in r["kernels_ms"].items())
+        lines.append(f"- **{r['backend']}**, L = {r['L']}: GPU {r['gpu_total_ms']:.3g} ms ({parts}); "
+                     f"host (fwd call) {r['host_fwd_ms']:.3g} ms")
+    Path(path).write_text("\n".join(lines) + "\n")
 
 
 def _stamp(dims_name, dims, dtype_name):
@@ -154,10 +233,12 @@ def write_markdown(rows, stamp, path):
         f"{stamp['device']}, torch {stamp['torch']}, triton {stamp['triton']}, {stamp['dtype']}, "
         f"{stamp['date']}. Dims per head: {stamp['dims']}; q.k features {stamp['qk_features']}, "
         f"v features {stamp['v_features']}. Median of CUDA-event timings after warm-up; "
-        "time in ms, peak extra memory in MiB; fwd+bwd includes the forward.",
+        "time in ms, peak extra memory in MiB; fwd+bwd includes the forward. sdpa is torch's own "
+        "choice of kernel (cuDNN's Hopper attention on the H200), sdpa_fa2 the same forced to "
+        "FlashAttention-2 (flash_ipa's path); ratios > 1: flashipa faster.",
         "",
-        "| B | L | mode | " + " | ".join(backends) + " | flashipa vs sdpa | flashipa vs flex |",
-        "|---|---|---|" + "---|" * len(backends) + "---|---|",
+        "| B | L | mode | " + " | ".join(backends) + " | " + " | ".join(f"flashipa vs {b}" for b in BASELINES) + " |",
+        "|---|---|---|" + "---|" * (len(backends) + len(BASELINES)),
     ]
     keys = sorted({(r["mode"], r["B"], r["L"]) for r in rows}, key=lambda k: (k[0], k[2], k[1]))
     for mode, B, L in keys:
@@ -171,7 +252,7 @@ def write_markdown(rows, stamp, path):
             else:
                 ms[b] = r["ms"]
                 cells.append(f"{r['ms']:.3g} ms / {r['peak_mib']:.0f} MiB")
-        ratios = [f"{ms[o] / ms['flashipa']:.2f}x" if o in ms and "flashipa" in ms else "-" for o in ("sdpa", "flex")]
+        ratios = [f"{ms[o] / ms['flashipa']:.2f}x" if o in ms and "flashipa" in ms else "-" for o in BASELINES]
         mode_name = "fwd" if mode == "fwd" else "fwd+bwd"
         lines.append(f"| {B} | {L} | {mode_name} | " + " | ".join(cells + ratios) + " |")
     failures = [r for r in rows if "error" in r and r["error"] != "OOM"]
@@ -221,6 +302,8 @@ def main(argv=None):
     parser.add_argument("--repeat", type=int, default=10)
     parser.add_argument("--out", default="docs/benchmarks", help="folder for attention.{json,md,png}")
     parser.add_argument("--name", default="attention", help="file stem of the outputs")
+    parser.add_argument("--profile", type=int, nargs="*", default=[],
+                        help="lengths at which to write the per-kernel breakdown ({name}_kernels.*)")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         raise SystemExit("flashipa-bench: needs a CUDA GPU (torch.cuda.is_available() is False)")
@@ -242,6 +325,18 @@ def main(argv=None):
                     print(json.dumps(row), flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.profile:
+        prof_rows = []
+        for L in args.profile:
+            for backend in args.backends:
+                try:
+                    prof_rows.append(kernel_breakdown(backend, L, dims, dtype))
+                except Exception as exc:
+                    prof_rows.append(dict(backend=backend, L=L, error=f"{type(exc).__name__}: {str(exc)[:120]}"))
+                print(json.dumps(prof_rows[-1]), flush=True)
+                torch.cuda.empty_cache()
+        (out / f"{args.name}_kernels.json").write_text(json.dumps(dict(stamp=stamp, rows=prof_rows), indent=1))
+        write_kernel_markdown(prof_rows, stamp, out / f"{args.name}_kernels.md")
     (out / f"{args.name}.json").write_text(json.dumps(dict(stamp=stamp, rows=rows), indent=1))
     write_markdown(rows, stamp, out / f"{args.name}.md")
     try:

@@ -45,17 +45,18 @@ LOG2E = tl.constexpr(1.4426950408889634)
 def _operand(x, UPCAST: tl.constexpr):
     """A loaded dot operand as it is; with UPCAST held in float32 (Triton's interpreter multiplies
     bfloat16 dot operands as raw integers, so tests run 16-bit dots on exactly rounded float32)."""
-    if UPCAST:
-        return x.to(tl.float32)
+    if UPCAST:  # one return: Triton 3.6 refuses returns of two dtypes from constexpr branches
+        x = x.to(tl.float32)
     return x
 
 
 @triton.jit
 def _round(x, DT: tl.constexpr, UPCAST: tl.constexpr):
     """A register tile (probabilities, ds) rounded to the dot dtype DT; see _operand for UPCAST."""
+    y = x.to(DT)
     if UPCAST:
-        return x.to(DT).to(tl.float32)
-    return x.to(DT)
+        y = y.to(tl.float32)
+    return y
 
 
 @triton.jit
