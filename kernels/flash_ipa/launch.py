@@ -96,18 +96,18 @@ def sequence_centres(k_pts, key_mask, cu_seqlens, max_seqlen):
         [S, 3] float32. Any point works (the logits only change by a per-row constant); the mean
         keeps the centred coordinates as small as the protein, whatever its distance to the origin.
     Sequences of one length (a padded batch, or one sequence) are a reshape and a mean; only a varlen
-    batch takes the float64 prefix sums over tokens.
+    batch takes prefix sums over tokens (and a search per token in token_centres).
     """
     T = k_pts.shape[0]
     S = cu_seqlens.shape[0] - 1
-    tok_mean = k_pts.mean(dim=(1, 2), dtype=torch.float32)  # [T, 3]
+    # float64 sums in both paths: a padded batch and the same sequences packed get the same centres
+    tok_mean = k_pts.mean(dim=(1, 2), dtype=torch.float64)  # [T, 3]
     if T == S * max_seqlen:  # every sequence max_seqlen long
         tok_mean = tok_mean.view(S, max_seqlen, 3)
         if key_mask is None:
-            return tok_mean.mean(dim=1).contiguous()
-        w = key_mask.view(S, max_seqlen, 1).to(torch.float32)
-        return ((tok_mean * w).sum(dim=1) / w.sum(dim=1).clamp(min=1.0)).contiguous()
-    tok_mean = tok_mean.double()
+            return tok_mean.mean(dim=1).to(torch.float32)
+        w = key_mask.view(S, max_seqlen, 1).to(torch.float64)
+        return ((tok_mean * w).sum(dim=1) / w.sum(dim=1).clamp(min=1.0)).to(torch.float32)
     weight = torch.ones_like(tok_mean[:, :1]) if key_mask is None else key_mask[:, None].to(torch.float64)
     csum = torch.cat([tok_mean.new_zeros(1, 4), torch.cat([tok_mean * weight, weight], 1).cumsum(0)])  # [T+1, 4]
     cu = cu_seqlens.long()

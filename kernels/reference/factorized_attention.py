@@ -24,8 +24,10 @@ Backends of the attention core (`ipa_attention_core`):
          probabilities from the saved log-sum-exp (FlashAttention's algorithm, in PyTorch): memory
          O(L * tile) in forward and backward. The CPU fallback of the model and the float64 reference.
   sdpa   torch.nn.functional.scaled_dot_product_attention with q, k and v zero-padded to one head dim
-         and the pair-value factors copied once per head, the way flash_ipa calls FlashAttention-2.
-         The in-project baseline that kernel benchmarks report against.
+         and the pair-value factors copied once per head, as flash_ipa does. torch picks the kernel:
+         on the H200 (torch 2.11) cuDNN's Hopper attention, faster than the FlashAttention-2 kernel
+         that flash_ipa's own code forces. The in-project baseline that kernel benchmarks report
+         against (both kernels: `flashipa-bench --backends sdpa sdpa_fa2`).
   triton the FlashIPA Triton kernel (kernels.flash_ipa), when installed.
 
 Masks: a key mask removes padded keys; outputs of padded queries are zero.
