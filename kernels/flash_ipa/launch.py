@@ -132,7 +132,7 @@ def _tf32(x):
     return ((bits + 0x1000) & -0x2000).view(torch.float32)
 
 
-def _hi_lo(x, dtype, split, allow_tf32):
+def _hi_lo(x, dtype, split):
     """float32 x as dot operands hi + lo in `dtype` (lo is None without a split)."""
     if not split:
         return x.to(dtype), None
@@ -164,8 +164,8 @@ def operands(q, q_pts, k_pts, v_pts, bias_q, bias_k, point_weights, key_mask, ce
     kp = q.new_zeros(T, H, pbw, dtype=torch.float32)
     kp[..., :P3] = (k_pts.float() - c).flatten(2)
     kp[..., P3:P3 + RB] = bias_k.float()
-    qh, ql = _hi_lo(qp, dt, split, allow_tf32)
-    kh, kl = _hi_lo(kp, dt, split, allow_tf32)
+    qh, ql = _hi_lo(qp, dt, split)
+    kh, kl = _hi_lo(kp, dt, split)
     k_seen = kh.float() if kl is None else kh.float() + kl.float()  # the key points as the dots see them
     knorm = k_seen[..., :P3].square().sum(-1).t().contiguous()  # [H, T]
     kn = knorm * (-0.5 * log2e * pw)[:, None]  # [H, T]
