@@ -8,7 +8,7 @@ Given noisy frames (rots_t, trans_t) at time t it predicts the clean frames, psi
         s  = LayerNorm(s + IPA_b(s, frames, state))
         s  = SequenceTransformer_b(s)                     # optional (seq_transformer_layers > 0)
         s  = Transition_b(s)
-        frames = frames o BackboneUpdate_b(s)             # rotation gradient stopped between blocks
+        frames = frames o BackboneUpdate_b(s)             # gradient flows through every block's update
         state  = attention.after_block(b, s, state)       # dense: edge transition
     atoms = backbone_atoms_from_frames(frames, PsiHead(s))
 
@@ -112,9 +112,11 @@ class FlowModel(nn.Module):
         if self.seq_transformers:
             s = self.seq_transformers[b](s, res_mask)
         s = self.transitions[b](s) * res_mask[..., None].to(s.dtype)
+        # No stop of the rotation gradient between blocks: AlphaFold2 stops it only because every block
+        # also gets its own auxiliary FAPE loss; with the loss on the last frames alone, a stop leaves the
+        # rotation rows of blocks 0 .. N-2 with exactly zero gradient (their frames never learn to turn).
         rigids = self.backbone_updates[b](s, rigids, res_mask)
         if b < self.num_blocks - 1:
-            rigids = rigids.stop_rot_gradient()
             state = self.attention.after_block(b, s, res_mask, state)
         return s, rigids, state
 
