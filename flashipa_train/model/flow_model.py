@@ -3,6 +3,7 @@
 Given noisy frames (rots_t, trans_t) at time t it predicts the clean frames, psi and backbone atoms:
 
     s0     = NodeEmbedder(t, residue index, chain) + NeighbourFeatures(kNN / sequence window, O(L k))
+    (flash variants: + x_sc points in attention and sparse edge messages every block, attention_flash.py)
     state  = attention.prepare(s0, input frames)          # dense: pair rep z; flash: pair factors
     for each block b:
         s  = LayerNorm(s + IPA_b(s, frames, state))
@@ -42,6 +43,8 @@ ATTENTION_VARIANTS = {
     "inattention": InAttentionIPAAttention,
 }
 
+FLASH_GEOMETRY_OPTIONS = ("sc_points", "edge_messages", "edge_neighbours", "c_edge")
+
 
 def build_attention(attention: Mapping, c_s, c_z, c_hidden, num_blocks, num_heads, num_qk_points, num_v_points, pair_rank, c_pair_value):
     """The trunk attention module named by attention["name"] (backend from attention["backend"], default "auto")."""
@@ -54,7 +57,11 @@ def build_attention(attention: Mapping, c_s, c_z, c_hidden, num_blocks, num_head
     ipa_sizes = dict(c_s=c_s, c_hidden=c_hidden, num_heads=num_heads, num_qk_points=num_qk_points, num_v_points=num_v_points, num_blocks=num_blocks)
     if name == "dense_ipa":
         return DenseIPAAttention(**ipa_sizes, c_z=c_z)
-    return ATTENTION_VARIANTS[name](**ipa_sizes, pair_rank=pair_rank, c_pair_value=c_pair_value, backend=attention.get("backend", "auto"))
+    # the flash variants' geometry switches (sc_points, edge_messages, edge_neighbours, c_edge) when given
+    geometry = {key: attention[key] for key in FLASH_GEOMETRY_OPTIONS if key in attention}
+    return ATTENTION_VARIANTS[name](
+        **ipa_sizes, pair_rank=pair_rank, c_pair_value=c_pair_value, backend=attention.get("backend", "auto"), **geometry
+    )
 
 
 class FlowModel(nn.Module):
