@@ -6,16 +6,21 @@
 # The GPU image has no biotite: preprocess here and carry the cache, then score here:
 #   flashipa-preprocess data/ --out .device_cache/structures
 #   device `run` (carry [".devwt/<name>", ".whl"]): cd .devwt/<name> && cp -r ../../.whl . && bash scripts/device_sample_quality.sh
-#   python scripts/sample_quality_report.py <files_at>    (scores every samples.pt, writes docs/benchmarks/sample_quality.*)
+#   mkdir R && tar xzf <files_at>/results.tgz -C R && python scripts/sample_quality_report.py R
+#   (scores every samples.pt, writes docs/benchmarks/sample_quality.*)
 # Environment: TRAIN_SECONDS (default 330), VARIANTS (names below), MEMORISE (variants of the memorisation check),
 # LENGTHS, TRAINER (gpu), OVERRIDES (more Hydra overrides), OUT.
 # CPU dry run: TRAINER=cpu TRAIN_SECONDS=20 VARIANTS=flash_ipa MEMORISE= LENGTHS=[16] OVERRIDES="experiment=quickstart" bash scripts/device_sample_quality.sh
-# Writes under $OUT: <variant>/{samples.pt,train_metrics.csv,train.log}, memorise_<variant>/, rot_rate_<r>/samples.pt, stamp.txt
+# Writes $OUT/results.tgz (one file: a device call brings back only a few files) of <variant>/{samples.pt,
+# train_metrics.csv,train.log}, memorise_<variant>/, rot_rate_<r>/samples.pt, stamp.txt.
 set -o pipefail
 OUT=${OUT:-/tmp/sample_quality_out}
 WORK=${WORK:-/tmp/sample_quality_work}
-TRAIN_SECONDS=${TRAIN_SECONDS:-330}
+TRAIN_SECONDS=${TRAIN_SECONDS:-300}
 mkdir -p "$OUT" "$WORK"
+FINAL_OUT=$OUT
+OUT=$WORK/results
+mkdir -p "$OUT"
 # shellcheck source=scripts/device_env.sh
 source scripts/device_env.sh
 device_stamp > "$OUT/stamp.txt" 2>&1
@@ -62,3 +67,4 @@ wait
 for v in $VARIANTS; do grep -E "Epoch|val/loss|Error|error" "$OUT/$v/train.log" | tail -2; tail -2 "$WORK/sample_$v.log"; done
 tail -3 "$WORK"/memorise_*.log "$WORK/sweep.log"
 ls -R "$OUT" | head -60
+tar czf "$FINAL_OUT/results.tgz" -C "$OUT" .

@@ -23,20 +23,23 @@ from flashipa_train.metrics.sample_metrics import sample_metrics
 from flashipa_train.metrics.tm_score import pairwise_tm_diversity
 from flashipa_train.sampling.cli import load_saved_backbones
 
-COLUMNS = ("steps", "val_loss", "ca_ca_mean", "ca_ca_std", "clashes_per_100", "helix", "strand", "rg_ratio",
+COLUMNS = ("steps", "val_loss", "val_loss_step_499", "ca_ca_mean", "ca_ca_std", "clashes_per_100", "helix", "strand", "rg_ratio",
            "diversity", "novelty")
 
 
-def training_log(path: Path) -> dict:
-    """Last optimizer step and last validation loss of a Lightning CSV log."""
-    steps, val_loss = 0, math.nan
+def training_log(path: Path, equal_step: int = 499) -> dict:
+    """Last optimizer step, last validation loss and the validation loss at `equal_step` (the variants train
+    at different speeds for the same time) of a Lightning CSV log."""
+    steps, val_loss, at_step = 0, math.nan, math.nan
     if path.exists():
         with open(path) as f:
             for row in csv.DictReader(f):
                 steps = max(steps, int(row["step"]))
                 if row.get("val/loss"):
                     val_loss = float(row["val/loss"])
-    return {"steps": steps, "val_loss": val_loss}
+                    if int(row["step"]) == equal_step:
+                        at_step = val_loss
+    return {"steps": steps, "val_loss": val_loss, "val_loss_step_499": at_step}
 
 
 def score_samples(path: Path, training_set, novelty: bool) -> dict:
@@ -59,7 +62,7 @@ def score_samples(path: Path, training_set, novelty: bool) -> dict:
 def training_row(source) -> dict:
     """The training chains' row, computed like the samples' (no steps, loss, diversity or novelty)."""
     training = summarize(metrics_of_training_set(source))
-    return {"steps": math.nan, "val_loss": math.nan, "ca_ca_mean": training["ca_ca_mean"],
+    return {"steps": math.nan, "val_loss": math.nan, "val_loss_step_499": math.nan, "ca_ca_mean": training["ca_ca_mean"],
             "ca_ca_std": training["ca_ca_std"], "clashes_per_100": training["clashes_per_100"],
             "helix": training["helix_fraction"], "strand": training["strand_fraction"],
             "rg_ratio": training["rg_ratio"], "diversity": math.nan, "novelty": math.nan, "num_chains": training["count"]}
@@ -121,10 +124,10 @@ def main():
              "Written by `scripts/sample_quality_report.py` from `scripts/device_sample_quality.sh`'s output. "
              "Samples: lengths 64/100/200, n = 8 each, 100 Euler steps, EMA weights. diversity: mean pairwise "
              "TM-score within a length (lower = more diverse); novelty: mean max TM-score to the training set "
-             "(lower = more novel).", "", "```", stamp.strip(), "```", "",
+             "(lower = more novel). val_loss_step_499: validation loss (EMA weights) at the same step for all.", "", "```", stamp.strip(), "```", "",
              "| variant | " + " | ".join(COLUMNS) + " |", "|" + "---|" * (len(COLUMNS) + 1)]
     for name, row in rows.items():
-        lines.append(f"| {name} | " + " | ".join(fmt(row.get(c, math.nan), 0 if c == "steps" else 3 if c == "val_loss" else 2)
+        lines.append(f"| {name} | " + " | ".join(fmt(row.get(c, math.nan), 0 if c == "steps" else 3 if c.startswith("val_loss") else 2)
                                                   for c in COLUMNS) + " |")
     if sweep:
         lines += ["", "Sampler's exp rotation rate, flash_ipa model above, length 100, n = 8:", "",
