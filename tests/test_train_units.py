@@ -15,7 +15,7 @@ from flashipa_train.train.weights import load_model_weights
 def test_lr_rises_linearly_during_warmup_then_follows_cosine_to_the_floor():
     param = nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.AdamW([param], lr=2.0)
-    schedule = WarmupCosineLR(optimizer, total_steps=110, warmup_steps=10, min_lr_ratio=0.1)
+    schedule = WarmupCosineLR(optimizer, total_steps=110, warmup_steps=10, min_lr_ratio=0.1, max_warmup_fraction=1.0)
     lrs = []
     for _ in range(120):
         lrs.append(optimizer.param_groups[0]["lr"])
@@ -27,6 +27,20 @@ def test_lr_rises_linearly_during_warmup_then_follows_cosine_to_the_floor():
     assert lrs[midpoint] == pytest.approx(2.0 * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5))))
     assert lrs[110] == pytest.approx(0.2) and lrs[119] == pytest.approx(0.2)
     assert all(a >= b - 1e-12 for a, b in zip(lrs[9:], lrs[10:]))
+
+
+def test_warmup_is_capped_at_a_fraction_of_a_short_run():
+    optimizer = torch.optim.AdamW([nn.Parameter(torch.zeros(1))], lr=1.0)
+    assert WarmupCosineLR(optimizer, total_steps=2558, warmup_steps=1000).warmup_steps == 127
+    assert WarmupCosineLR(optimizer, total_steps=200_000, warmup_steps=1000).warmup_steps == 1000
+
+
+def test_ema_half_life_is_capped_at_a_fraction_of_max_steps():
+    ema = EMA(decay=0.999)
+    decay = ema.decay_for_run(2000)  # half-life at most 100 steps
+    assert decay == pytest.approx(0.5 ** (1 / 100)) and math.log(0.5) / math.log(decay) == pytest.approx(100)
+    assert ema.decay_for_run(1_000_000) == 0.999 and ema.decay_for_run(None) == 0.999
+    assert EMA(decay=0.999, max_half_life_fraction=None).decay_for_run(2000) == 0.999
 
 
 class _Holder(nn.Module):

@@ -38,7 +38,6 @@ class BackboneDataset(Dataset):
         window = slice(start, start + length)
         atoms = torch.from_numpy(example["atoms"][window])  # [L, 4, 3]
         atom_mask = torch.from_numpy(example["atom_mask"][window])  # [L, 4]
-        residue_index = torch.from_numpy(example["residue_index"][window].astype(np.int64))  # [L]
         atoms = centre_at_ca_mean(atoms, atom_mask)
         stop = start + atoms.shape[0]
         return {
@@ -46,7 +45,9 @@ class BackboneDataset(Dataset):
             "atom_mask": atom_mask,
             "res_mask": atom_mask[:, :3].all(dim=-1),  # [L] N, CA and C modelled
             "aatype": torch.from_numpy(example["aatype"][window].astype(np.int64)),  # [L]
-            "residue_index": residue_index - residue_index[0],  # [L] from 0, gaps kept
+            # [L] contiguous from 0, as the sampler's arange(L): the model is only ever conditioned on
+            # gap-free numbering (author numbering gaps, often not chain breaks, are not trained on)
+            "residue_index": torch.arange(atoms.shape[0], dtype=torch.int64),
             "chain_index": torch.zeros(atoms.shape[0], dtype=torch.int64),  # [L] one chain per example
             "b_factors": torch.from_numpy(example["b_factors"][window]),  # [L, 4]
             "source": f"{row['source']} chain {row['chain']} seg {row['segment']} residues {start}-{stop - 1}",

@@ -1,5 +1,6 @@
 """FlowMatcher: training loss and Euler sampler of SE(3) flow matching on residue frames (FrameFlow-style)."""
 
+import numpy as np
 import torch
 
 from flashipa_train.flow.interpolant import clean_frames, interpolate, mask_frames, rand, sample_prior
@@ -8,6 +9,7 @@ from flashipa_train.geometry import centre, so3_geodesic_interpolate
 from flashipa_train.model.precision import geometry_dtype, geometry_precision
 
 ROT_SCHEDULES = ("linear", "exp")
+_SELF_CONDITION_STREAM = 0x5C  # tags the self-conditioning coin's stream apart from the noise of the step
 
 
 class FlowMatcher:
@@ -123,9 +125,15 @@ class FlowMatcher:
 
     @staticmethod
     def _self_condition_coin(generator):
-        # Drawn on the CPU from the step's seed: a GPU draw would need a host sync on every training step.
-        cpu_generator = None if generator is None else torch.Generator().manual_seed(generator.initial_seed())
-        return torch.rand((), generator=cpu_generator).item()
+        """Uniform [0, 1) draw that decides self-conditioning, independent of the step's t and prior.
+
+        Drawn on the CPU (a GPU draw would need a host sync every step) from a stream of its own: numpy's
+        SeedSequence of (the step's seed, a stream tag). A torch CPU generator seeded with the step's own
+        seed would repeat the draw of t on CPU runs (then self-conditioning happened only for small t).
+        """
+        if generator is None:
+            return torch.rand(()).item()
+        return float(np.random.default_rng([generator.initial_seed(), _SELF_CONDITION_STREAM]).random())
 
     # Sampling
 

@@ -1,10 +1,28 @@
-"""flash_ipa: IPA with low-rank pair factors through `ipa_attention_core(..., backend)`; O(L) memory."""
+"""flash_ipa: IPA with low-rank pair factors through `ipa_attention_core(..., backend)`; O(L) memory.
 
+Geometry of the noisy and self-conditioned frames reaches the flash trunk in two ways besides IPA's own
+points (which follow the current frames block by block), each switchable for ablations:
+
+  sc_points      the self-conditioned CA positions x_sc (nm) times a learned per-head scale a_h, appended
+                 as one more query and key point of every head: the kernel's existing point term then adds
+                 -w_h a_h^2 / 2 |x_sc_i - x_sc_j|^2 to the logits, a per-head Gaussian of the x_sc
+                 distance, exact and without an L x L tensor (zeros without self-conditioning: no effect)
+  edge_messages  `EdgeMessages` on a sparse neighbour graph (sequence window + kNN): FrameFlow's edge
+                 features (distances of x_t, x_sc and the current frames, relative position and
+                 orientation) turned into an O(L k) message update of s in every block
+"""
+
+import math
+
+import torch
 import torch.nn as nn
 
 from flashipa_train.model.backend import check_backend, resolve_backend
+from flashipa_train.model.edge_messages import EdgeMessages, build_edge_graph
 from flashipa_train.model.ipa import FactorizedIPA
 from flashipa_train.model.pair_factors import PairFactorEmbedder
+
+ANGSTROM_TO_NM = 0.1
 
 
 class FlashIPAAttention(nn.Module):
@@ -12,19 +30,30 @@ class FlashIPAAttention(nn.Module):
 
     Args:
         c_s, c_hidden, num_heads, num_qk_points, num_v_points: IPA sizes
-        num_blocks:   trunk blocks
-        pair_rank:    rank of the learned pair-bias and pair-value factors
-        c_pair_value: channels of the pair values
-        backend:      "auto", "triton", "sdpa" or "torch"
+        num_blocks:     trunk blocks
+        pair_rank:      rank of the learned pair-bias and pair-value factors
+        c_pair_value:   channels of the pair values
+        backend:        "auto", "triton", "sdpa" or "torch"
+        sc_points:      add the self-conditioned positions as one point per head (module docstring)
+        edge_messages:  add a sparse edge-message update to every block (module docstring)
+        edge_neighbours: neighbours per residue of the edge graph: half sequence window, half kNN
+        c_edge:         channels of the edge messages
     """
 
-    def __init__(self, c_s, c_hidden, num_heads, num_qk_points, num_v_points, num_blocks, pair_rank, c_pair_value, backend="auto"):
+    def __init__(self, c_s, c_hidden, num_heads, num_qk_points, num_v_points, num_blocks, pair_rank, c_pair_value,
+                 backend="auto", sc_points=True, edge_messages=True, edge_neighbours=16, c_edge=64):
         super().__init__()
         self.backend = check_backend(backend)
         self.pair_factors = PairFactorEmbedder(c_s, num_heads, pair_rank, c_pair_value)
         self.ipa = nn.ModuleList(
             FactorizedIPA(c_s, c_pair_value, c_hidden, num_heads, num_qk_points, num_v_points) for _ in range(num_blocks)
         )
+        self.sc_points = sc_points
+        if sc_points:
+            # [H] per-head scales, geometric from 1 to 8 (Gaussian widths from ~2 nm down to a few Angstrom)
+            self.sc_point_scale = nn.Parameter(torch.logspace(0.0, math.log10(8.0), num_heads))
+        self.edge_neighbours = edge_neighbours
+        self.edges = nn.ModuleList(EdgeMessages(c_s, c_edge) for _ in range(num_blocks)) if edge_messages else None
 
     def prepare(self, s0, rigids_in, inputs):
         factors = self.pair_factors(s0, inputs["residue_index"], inputs["chain_index"], inputs["res_mask"])
@@ -34,10 +63,30 @@ class FlashIPAAttention(nn.Module):
         # forward (a host sync, and a graph break under torch.compile outside the block loop), never in
         # every block. The other backends take the mask on the device.
         all_real = backend == "sdpa" and _all_real(inputs)
-        return {"factors": factors, "backend": backend, "all_real": all_real}
+        state = {"factors": factors, "backend": backend, "all_real": all_real}
+        trans_sc = inputs.get("trans_sc")
+        if self.sc_points:
+            # [B, L, 3] nm, zeros without self-conditioning (then the extra point changes no logit)
+            x_sc = torch.zeros_like(inputs["trans_t"]) if trans_sc is None else trans_sc * ANGSTROM_TO_NM
+            # [B, L, H, 1, 3]
+            state["shared_points"] = x_sc[:, :, None, None, :] * self.sc_point_scale.to(x_sc.dtype)[:, None, None]
+        if self.edges is not None:
+            k_seq = self.edge_neighbours // 2
+            state["edge_graph"] = build_edge_graph(
+                inputs["trans_t"], trans_sc, inputs["residue_index"], inputs["chain_index"], inputs["res_mask"],
+                k_seq, self.edge_neighbours - k_seq,
+            )
+        return state
+
+    def _edge_update(self, block, s, rigids, res_mask, state):
+        if self.edges is None:
+            return 0.0
+        return self.edges[block](s, rigids, state["edge_graph"], res_mask)
 
     def forward(self, block, s, rigids, res_mask, state):
-        return self.ipa[block](s, rigids, state["factors"], res_mask, state["backend"], all_real=state["all_real"])
+        out = self.ipa[block](s, rigids, state["factors"], res_mask, state["backend"], all_real=state["all_real"],
+                              shared_points=state.get("shared_points"))
+        return out + self._edge_update(block, s, rigids, res_mask, state)
 
     def after_block(self, block, s, res_mask, state):
         return state

@@ -17,7 +17,8 @@ class InAttentionIPAAttention(FlashIPAAttention):
         return state
 
     def forward(self, block, s, rigids, res_mask, state):
-        return self.ipa[block](
+        out = self.ipa[block](
             s, rigids, state["factors"], res_mask, state["backend"], keys_values=state["keys_values"][block],
-            all_real=state["all_real"],
+            all_real=state["all_real"], shared_points=state.get("shared_points"),
         )
+        return out + self._edge_update(block, s, rigids, res_mask, state)

@@ -3,12 +3,13 @@
 Given noisy frames (rots_t, trans_t) at time t it predicts the clean frames, psi and backbone atoms:
 
     s0     = NodeEmbedder(t, residue index, chain) + NeighbourFeatures(kNN / sequence window, O(L k))
+    (flash variants: + x_sc points in attention and sparse edge messages every block, attention_flash.py)
     state  = attention.prepare(s0, input frames)          # dense: pair rep z; flash: pair factors
     for each block b:
         s  = LayerNorm(s + IPA_b(s, frames, state))
         s  = SequenceTransformer_b(s)                     # optional (seq_transformer_layers > 0)
         s  = Transition_b(s)
-        frames = frames o BackboneUpdate_b(s)             # rotation gradient stopped between blocks
+        frames = frames o BackboneUpdate_b(s)             # gradient flows through every block's update
         state  = attention.after_block(b, s, state)       # dense: edge transition
     atoms = backbone_atoms_from_frames(frames, PsiHead(s))
 
@@ -42,6 +43,8 @@ ATTENTION_VARIANTS = {
     "inattention": InAttentionIPAAttention,
 }
 
+FLASH_GEOMETRY_OPTIONS = ("sc_points", "edge_messages", "edge_neighbours", "c_edge")
+
 
 def build_attention(attention: Mapping, c_s, c_z, c_hidden, num_blocks, num_heads, num_qk_points, num_v_points, pair_rank, c_pair_value):
     """The trunk attention module named by attention["name"] (backend from attention["backend"], default "auto")."""
@@ -54,7 +57,11 @@ def build_attention(attention: Mapping, c_s, c_z, c_hidden, num_blocks, num_head
     ipa_sizes = dict(c_s=c_s, c_hidden=c_hidden, num_heads=num_heads, num_qk_points=num_qk_points, num_v_points=num_v_points, num_blocks=num_blocks)
     if name == "dense_ipa":
         return DenseIPAAttention(**ipa_sizes, c_z=c_z)
-    return ATTENTION_VARIANTS[name](**ipa_sizes, pair_rank=pair_rank, c_pair_value=c_pair_value, backend=attention.get("backend", "auto"))
+    # the flash variants' geometry switches (sc_points, edge_messages, edge_neighbours, c_edge) when given
+    geometry = {key: attention[key] for key in FLASH_GEOMETRY_OPTIONS if key in attention}
+    return ATTENTION_VARIANTS[name](
+        **ipa_sizes, pair_rank=pair_rank, c_pair_value=c_pair_value, backend=attention.get("backend", "auto"), **geometry
+    )
 
 
 class FlowModel(nn.Module):
@@ -112,9 +119,11 @@ class FlowModel(nn.Module):
         if self.seq_transformers:
             s = self.seq_transformers[b](s, res_mask)
         s = self.transitions[b](s) * res_mask[..., None].to(s.dtype)
+        # No stop of the rotation gradient between blocks: AlphaFold2 stops it only because every block
+        # also gets its own auxiliary FAPE loss; with the loss on the last frames alone, a stop leaves the
+        # rotation rows of blocks 0 .. N-2 with exactly zero gradient (their frames never learn to turn).
         rigids = self.backbone_updates[b](s, rigids, res_mask)
         if b < self.num_blocks - 1:
-            rigids = rigids.stop_rot_gradient()
             state = self.attention.after_block(b, s, res_mask, state)
         return s, rigids, state
 

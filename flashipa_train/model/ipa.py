@@ -112,7 +112,7 @@ class FactorizedIPA(IPAProjections):
     """IPA with the pair bias and pair values given as `PairFactors` (never L x L)."""
 
     def forward(self, s, rigids: Rigid, factors: PairFactors, res_mask, backend="torch", keys_values=None,
-                all_real=False):
+                all_real=False, shared_points=None):
         """
         Args:
             s:           [B, L, c_s] single representation (queries; keys too unless keys_values is given)
@@ -123,14 +123,21 @@ class FactorizedIPA(IPAProjections):
             keys_values: optional dict from `keys_values` computed elsewhere (InAttention)
             all_real:    the caller knows res_mask is all True: attention runs without a mask (the
                          sdpa backend would otherwise check on the host, a device sync per call)
+            shared_points: optional [B, L, H, P_e, 3] global-frame points appended to both the query and
+                         the key points: the point term then adds -w_h / 2 |p_i - p_j|^2 per head
         Returns:
             [B, L, c_s]
         """
         q, q_pts = self.queries(s, rigids)
         kv = self.keys_values(s, rigids) if keys_values is None else keys_values
+        k_pts = kv["k_pts"]
+        if shared_points is not None:
+            # [B, L, H, P_q + P_e, 3]
+            q_pts = torch.cat([q_pts, shared_points.to(q_pts.dtype)], dim=-2)
+            k_pts = torch.cat([k_pts, shared_points.to(k_pts.dtype)], dim=-2)
         # [B, L, H, C], [B, L, H, P_v, 3], [B, L, H, c_pair]
         o, o_pts, o_pair = factorized_ipa_attention(
-            q, kv["k"], kv["v"], q_pts, kv["k_pts"], kv["v_pts"],
+            q, kv["k"], kv["v"], q_pts, k_pts, kv["v_pts"],
             factors.bias_q, factors.bias_k, factors.pair_q, factors.pair_k,
             self.point_weights(), None if all_real else res_mask, backend,
         )

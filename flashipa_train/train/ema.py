@@ -13,20 +13,26 @@ class EMA(pl.Callback):
     """Keeps an fp32 shadow copy of every trainable parameter of `pl_module.model`, updated after each
     optimizer step as shadow <- shadow + (1 - d) * (param - shadow). The decay warms up as
     d = min(decay, (1 + n) / (10 + n)) after n updates, so early shadows are not dominated by the random
-    initial weights. Validation runs with the shadow weights swapped in; the shadow is stored in and
+    initial weights. The long-run decay is capped so that its half-life, ln 2 / -ln d steps, is at most
+    `max_half_life_fraction` of the run's `trainer.max_steps` (0.999, a half-life of 693 steps, would
+    average a 2500-step run over its first half). Validation runs with the shadow weights swapped in; the shadow is stored in and
     restored from checkpoints (Lightning saves a callback's `state_dict`).
 
     The update is a fused `torch._foreach_lerp_` on device tensors: no host synchronisation per step.
 
     Args:
         decay: the long-run decay (0.999 averages over about 1000 steps).
+        max_half_life_fraction: cap of the half-life as a fraction of trainer.max_steps (None: no cap).
         validate_with_ema: swap the shadow weights in for validation (and the sanity check).
     """
 
-    def __init__(self, decay: float = 0.999, validate_with_ema: bool = True):
+    def __init__(self, decay: float = 0.999, validate_with_ema: bool = True, max_half_life_fraction: float | None = 0.05):
         if not 0.0 <= decay < 1.0:
             raise ValueError(f"EMA: decay must lie in [0, 1), got {decay}.")
+        if max_half_life_fraction is not None and not 0.0 < max_half_life_fraction <= 1.0:
+            raise ValueError(f"EMA: max_half_life_fraction must lie in (0, 1] or be None, got {max_half_life_fraction}.")
         self.decay = float(decay)
+        self.max_half_life_fraction = max_half_life_fraction
         self.validate_with_ema = validate_with_ema
         self.num_updates = 0
         self.shadow: dict[str, torch.Tensor] | None = None
@@ -52,7 +58,15 @@ class EMA(pl.Callback):
             )
         self.shadow = {n: self.shadow[n].to(device=p.device, dtype=torch.float32) for n, p in params}
 
+    def decay_for_run(self, max_steps: int | None) -> float:
+        """The long-run decay, capped so its half-life is at most max_half_life_fraction * max_steps."""
+        if self.max_half_life_fraction is None or not max_steps or max_steps <= 0:
+            return self.decay
+        half_life = max(1.0, self.max_half_life_fraction * max_steps)
+        return min(self.decay, 0.5 ** (1.0 / half_life))
+
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.decay = self.decay_for_run(getattr(trainer, "max_steps", None))
         self._ensure_shadow(pl_module)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
