@@ -284,3 +284,34 @@ def test_stored_config_schema_accepts_the_project_model_only():
                 {"unknown_field": 1}):
         with pytest.raises(CheckpointError):
             checked_model_config({**good, **bad}, "x")
+
+
+# flashipa-sample
+
+
+def _sample_config(trained: Path, out: Path, *extra: str):
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(Path(__file__).resolve().parents[1] / "configs"), version_base="1.3"):
+        return compose("sample", [f"ckpt_path={trained}", f"out={out}", "n=1", "num_steps=2", "device=cpu",
+                                  "progress=false", "diversity=null", "formats=[pdb]", *extra])
+
+
+def test_sampling_refuses_a_non_empty_out_unless_overwrite_which_replaces_the_old_samples(trained, tmp_path):
+    from flashipa_train.sampling.cli import sample
+
+    out = tmp_path / "samples"
+    sample(_sample_config(trained, out, "lengths=[8]"))
+    with pytest.raises(ValueError, match=r"already holds .* entries .* or overwrite=true"):
+        sample(_sample_config(trained, out, "lengths=[9]"))
+    sample(_sample_config(trained, out, "lengths=[9]", "overwrite=true"))
+    assert sorted(p.name for p in out.glob("*.pdb")) == ["len9_0.pdb"]
+
+
+def test_long_chain_sampling_shows_a_progress_bar_per_euler_step(trained, capsys):
+    from flashipa_train.sampling import generate_backbones, load_sampler_from_checkpoint
+
+    sampler = load_sampler_from_checkpoint(trained)
+    with torch.no_grad():
+        generate_backbones(sampler.model, sampler.flow, [40], 1, num_steps=4, progress=True)
+    assert "5/5" in capsys.readouterr().err  # num_steps + 1 model calls, with tqdm's rate and time left

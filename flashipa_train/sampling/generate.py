@@ -65,7 +65,11 @@ def generate_backbones(
 
         # one tick per model call (num_steps + 1 per batch): long chains show their rate and time left
         bar = tqdm(total=len(batches) * (num_steps + 1), desc="sampling", unit="step")
-        hook = model.register_forward_hook(lambda *_: bar.update(1))
+
+        def tick(*_) -> None:  # a forward hook that returns something replaces the model's output
+            bar.update(1)
+
+        hook = model.register_forward_hook(tick)
     generated = []
     try:
         for length, start, count in batches:
