@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader
 
 from flashipa_train.data.backbone_dataset import BackboneDataset
 from flashipa_train.data.collate import pad_backbone_batch
-from flashipa_train.data.example_store import FORMAT_VERSION, METADATA_FILE, read_metadata
+from flashipa_train.data.example_store import FORMAT_VERSION, METADATA_FILE, PreprocessedDirError, read_metadata
 from flashipa_train.data.preprocess_config import PreprocessConfig
 from flashipa_train.data.resumable_loader import ResumableBatchLoader
 from flashipa_train.data.split import split_rows_by_entry
@@ -67,6 +67,10 @@ class BackboneDataModule(pl.LightningDataModule):
                 f"BackboneDataModule needs exactly one of data_dir (preprocessed) or pdb_dir (structure files); "
                 f"got data_dir={data_dir!r}, pdb_dir={pdb_dir!r}"
             )
+        if not isinstance(crop_length, int) or crop_length < 1:
+            raise ValueError(f"data.crop_length={crop_length}: give a whole number of residues >= 1 (e.g. 256).")
+        if max_batch_size is not None and (not isinstance(max_batch_size, int) or max_batch_size < 1):
+            raise ValueError(f"data.max_batch_size={max_batch_size}: give a whole number >= 1, or null for no cap.")
         if max_tokens_per_batch < crop_length:
             raise ValueError(
                 f"max_tokens_per_batch={max_tokens_per_batch} < crop_length={crop_length}: one cropped chain "
@@ -134,6 +138,12 @@ class BackboneDataModule(pl.LightningDataModule):
         train_rows, val_rows = split_rows_by_entry(
             rows, self.val_fraction, self.split_seed, self.group_identical_sequences
         )
+        if not val_rows and self.val_fraction > 0:
+            raise PreprocessedDirError(
+                f"data: the {len(rows)} accepted chains in {self.data_dir} come from a single entry (or one "
+                "sequence), so none can be held out for validation: no val/loss and no best checkpoint. Add "
+                "structures of at least one other entry, or set data.val_fraction=0 to train without validation."
+            )
         self.train_dataset = BackboneDataset(self.data_dir, train_rows)
         self.val_dataset = BackboneDataset(self.data_dir, val_rows)
 

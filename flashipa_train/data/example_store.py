@@ -5,6 +5,7 @@
     DIR/records/<sha256>.json  one record per finished input file: its accepted and rejected rows
     DIR/metadata.csv         accepted examples, rebuilt from the records at the end of every run
     DIR/rejected.csv         rejected files/chains with reasons, rebuilt likewise
+    DIR/inputs.json          the input files (path, sha256) the two tables were built from
 
 Free of biotite and torch: training only reads this.
 """
@@ -21,6 +22,7 @@ FORMAT_VERSION = 1
 FORMAT_FILE = "format.json"
 METADATA_FILE = "metadata.csv"
 REJECTED_FILE = "rejected.csv"
+INPUTS_FILE = "inputs.json"
 EXAMPLES_DIR = "examples"
 RECORDS_DIR = "records"
 

@@ -3,9 +3,16 @@
 Every input file ends up either with accepted examples in DIR/metadata.csv or with rows in
 DIR/rejected.csv saying why. A killed run restarted with the same DIR skips the files whose checksum
 already has a record, so no row is lost or duplicated.
+
+The tables follow the inputs of the latest run: they are rebuilt from the records of exactly the files
+given now (DIR/inputs.json lists them with their checksums), so a file edited since the last run
+replaces its examples, a renamed file keeps its examples under its new name, and a file no longer given
+is dropped from the tables and listed in the summary as removed. Records of earlier inputs stay on disk,
+so a file that comes back is not processed again.
 """
 
 import argparse
+import csv
 import glob
 import json
 import multiprocessing
@@ -22,6 +29,7 @@ from flashipa_train.data.example_store import (
     EXAMPLES_DIR,
     FORMAT_FILE,
     FORMAT_VERSION,
+    INPUTS_FILE,
     METADATA_COLUMNS,
     METADATA_FILE,
     RECORDS_DIR,
@@ -46,6 +54,8 @@ class PreprocessSummary:
     files_accepted: int = 0  # processed now, at least one example
     files_rejected: int = 0  # processed now, no example
     files_already_done: int = 0  # skipped: a record with the same checksum existed
+    files_changed: list = field(default_factory=list)  # paths whose content differs from the last run's
+    files_removed: list = field(default_factory=list)  # paths in the last run's tables but not given now
     chains_accepted: int = 0  # examples written now
     rejections_by_reason: Counter = field(default_factory=Counter)  # rows written now
     seconds: float = 0.0
@@ -65,14 +75,24 @@ class PreprocessSummary:
             f"chains accepted: {self.chains_accepted}; rejections by reason: {reasons}\n"
             f"{self.structures_per_second:.1f} structures/s ({self.files_accepted + self.files_rejected} files "
             f"in {self.seconds:.1f} s)\n"
+            f"{_listed('changed since the last run (examples replaced)', self.files_changed)}"
+            f"{_listed('removed since the last run (dropped from the tables)', self.files_removed)}"
             f"directory now holds {self.total_examples} examples and {self.total_rejected_rows} rejected rows"
         )
+
+
+def _listed(what: str, paths: list[str]) -> str:
+    if not paths:
+        return ""
+    shown = ", ".join(paths[:10]) + (f" ... ({len(paths)} in all)" if len(paths) > 10 else "")
+    return f"{len(paths)} files {what}: {shown}\n"
 
 
 def find_structure_files(inputs: list[str]) -> list[str]:
     """Files named by `inputs`: files as given, folders searched recursively, globs expanded.
 
-    Inside folders only structure names (.pdb .ent .cif .mmcif .bcif, optionally .gz) are taken.
+    Inside folders only structure names (.pdb .ent .cif .mmcif .bcif, optionally .gz) are taken; a folder
+    with such a name is returned too, so that it gets a rejected row instead of vanishing.
     Raises FileNotFoundError naming an input that matches nothing.
     """
     found: dict[str, str] = {}  # realpath -> path as found, keeps first occurrence order
@@ -85,7 +105,7 @@ def find_structure_files(inputs: list[str]) -> list[str]:
             if os.path.isdir(match):
                 for root, dirs, files in os.walk(match):
                     dirs.sort()
-                    for name in sorted(files):
+                    for name in sorted(files + [d for d in dirs if is_structure_file_name(d)]):
                         if is_structure_file_name(name) and not name.startswith("."):
                             path = os.path.normpath(os.path.join(root, name))
                             found.setdefault(os.path.realpath(path), path)
@@ -114,22 +134,37 @@ def prepare_output_dir(out_dir: str, config: PreprocessConfig) -> None:
         )
 
 
-def write_tables(out_dir: str) -> tuple[int, int]:
-    """Rebuild DIR/metadata.csv and DIR/rejected.csv from all records; returns their row counts."""
-    accepted, rejected = [], []
-    records_dir = os.path.join(out_dir, RECORDS_DIR)
-    for name in sorted(os.listdir(records_dir)):
-        if not name.endswith(".json") or name.startswith("."):
-            continue
-        with open(os.path.join(records_dir, name)) as f:
-            record = json.load(f)
-        accepted.extend(record["accepted"])
-        rejected.extend(record["rejected"])
+def write_tables(out_dir: str, records: list[tuple[str, dict]]) -> tuple[int, int]:
+    """Rebuild DIR/metadata.csv, DIR/rejected.csv and DIR/inputs.json from the records of this run's inputs
+    ((path, record) pairs); rows carry the path as given now. Returns the two tables' row counts."""
+    accepted, rejected, inputs, seen = [], [], [], set()
+    for path, record in sorted(records, key=lambda item: item[0]):
+        inputs.append({"path": path, "checksum": record["checksum"]})
+        if record["checksum"] in seen:
+            continue  # the same bytes under two names: train on them once
+        seen.add(record["checksum"])
+        accepted.extend({**row, "source": path} for row in record["accepted"])
+        rejected.extend({**row, "source": path} for row in record["rejected"])
     accepted.sort(key=lambda row: (row["source"], row["chain"], int(row["segment"])))
     rejected.sort(key=lambda row: (row["source"], row["chain"]))
     atomic_write_csv(os.path.join(out_dir, METADATA_FILE), METADATA_COLUMNS, accepted)
     atomic_write_csv(os.path.join(out_dir, REJECTED_FILE), REJECTED_COLUMNS, rejected)
+    atomic_write_bytes(os.path.join(out_dir, INPUTS_FILE), json.dumps({"inputs": inputs}, indent=1).encode())
     return len(accepted), len(rejected)
+
+
+def previous_inputs(out_dir: str) -> dict[str, str]:
+    """{path: checksum} of the inputs the tables of DIR were last built from (empty for a new DIR)."""
+    path = os.path.join(out_dir, INPUTS_FILE)
+    if os.path.exists(path):
+        with open(path) as f:
+            return {item["path"]: item["checksum"] for item in json.load(f)["inputs"]}
+    previous = {}  # a DIR written before inputs.json existed: its tables name the sources
+    for table in (METADATA_FILE, REJECTED_FILE):
+        if os.path.exists(os.path.join(out_dir, table)):
+            with open(os.path.join(out_dir, table), newline="") as f:
+                previous.update({row["source"]: row["checksum"] for row in csv.DictReader(f)})
+    return previous
 
 
 def preprocess(
@@ -138,27 +173,32 @@ def preprocess(
     """Preprocess `inputs` (files, folders, globs) into `out_dir`; resumable; returns the run's summary."""
     paths = find_structure_files(inputs)
     prepare_output_dir(out_dir, config)
+    before = previous_inputs(out_dir)
     summary = PreprocessSummary(files_in=len(paths))
     start = time.perf_counter()
     load_residue_dictionaries()
     work = partial(process_structure_file, config=config, out_dir=out_dir)
     bar = tqdm(total=len(paths), unit="file", desc="preprocess", disable=not progress, file=sys.stderr)
     if workers <= 1:
-        results = map(work, paths)
-        _collect(results, summary, bar)
+        records = _collect(zip(paths, map(work, paths)), summary, bar)
     else:
         # fork keeps start-up cheap; the parent holds no threads or GPU state at this point.
         method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
         with multiprocessing.get_context(method).Pool(workers) as pool:
-            _collect(pool.imap_unordered(work, paths, chunksize=1), summary, bar)
+            records = _collect(zip(paths, pool.imap(work, paths, chunksize=1)), summary, bar)
     bar.close()
     summary.seconds = time.perf_counter() - start
-    summary.total_examples, summary.total_rejected_rows = write_tables(out_dir)
+    summary.total_examples, summary.total_rejected_rows = write_tables(out_dir, records)
+    now = {path: record["checksum"] for path, record in records}
+    summary.files_changed = sorted(p for p in now if p in before and before[p] != now[p])
+    summary.files_removed = sorted(set(before) - set(now))
     return summary
 
 
-def _collect(results, summary: PreprocessSummary, bar) -> None:
-    for result in results:
+def _collect(results, summary: PreprocessSummary, bar) -> list[tuple[str, dict]]:
+    """Count the (path, result) pairs into `summary`; returns the (path, record) pairs."""
+    records = []
+    for path, result in results:
         record = result["record"]
         if result["status"] == "done":
             summary.files_already_done += 1
@@ -169,7 +209,9 @@ def _collect(results, summary: PreprocessSummary, bar) -> None:
         if result["status"] == "new":
             summary.chains_accepted += len(record["accepted"])
             summary.rejections_by_reason.update(row["reason"] for row in record["rejected"])
+        records.append((path, record))
         bar.update(1)
+    return records
 
 
 def _field_help() -> dict[str, str]:
@@ -211,10 +253,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    config = PreprocessConfig.from_dict({f.name: getattr(args, f.name) for f in fields(PreprocessConfig)})
     try:
+        config = PreprocessConfig.from_dict({f.name: getattr(args, f.name) for f in fields(PreprocessConfig)})
+        if os.path.exists(args.out) and not os.path.isdir(args.out):
+            raise ValueError(f"--out {args.out} is a file; pass a folder (created when missing).")
+        if args.workers < 1:
+            raise ValueError(f"--workers {args.workers}: give a number of processes >= 1.")
         summary = preprocess(args.inputs, args.out, config, workers=args.workers, progress=not args.no_progress)
-    except (FileNotFoundError, PreprocessedDirError) as error:
+    except (FileNotFoundError, PreprocessedDirError, ValueError) as error:
         print(f"flashipa-preprocess: error: {error}", file=sys.stderr)
         return 2
     print(summary.report())

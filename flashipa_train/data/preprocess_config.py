@@ -35,12 +35,13 @@ class PreprocessConfig:
 
     def __post_init__(self):
         if self.model < 1:
-            raise ValueError(f"PreprocessConfig.model={self.model}: model numbers start at 1")
+            raise ValueError(f"model={self.model} (--model): model numbers start at 1")
         if self.altloc not in ("occupancy", "first"):
-            raise ValueError(f"PreprocessConfig.altloc={self.altloc!r}: use 'occupancy' or 'first'")
+            raise ValueError(f"altloc={self.altloc!r} (--altloc): use 'occupancy' or 'first'")
         if not 1 <= self.min_length <= self.max_length:
             raise ValueError(
-                f"PreprocessConfig: need 1 <= min_length <= max_length, got {self.min_length}, {self.max_length}"
+                f"min_length={self.min_length}, max_length={self.max_length} (--min-length, --max-length, or "
+                f"data.preprocess.*): need 1 <= min_length <= max_length"
             )
 
     def to_dict(self) -> dict:

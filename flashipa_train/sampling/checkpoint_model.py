@@ -1,4 +1,5 @@
-"""Rebuild the model and flow objective of a flashipa-train checkpoint for sampling (weights only, safe loading)."""
+"""Rebuild the model and flow objective of a flashipa-train checkpoint for sampling: the stored configs are
+checked against the project's schema and built by code, the file is read with `weights_only=True`."""
 
 from __future__ import annotations
 
@@ -7,11 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from hydra.utils import instantiate
-from omegaconf import OmegaConf
 from torch import nn
 
-from flashipa_train.train.weights import load_model_weights
+from flashipa_train.train.stored_config import flow_from_stored_config, model_from_stored_config
+from flashipa_train.train.weights import load_model_weights, read_checkpoint, run_config_from_checkpoint
 
 
 @dataclass
@@ -24,27 +24,24 @@ class SamplerFromCheckpoint:
 
 
 def load_sampler_from_checkpoint(
-    ckpt_path: str | Path, device: torch.device | str = "cpu", prefer_ema: bool = True
+    ckpt_path: str | Path, device: torch.device | str = "cpu", prefer_ema: bool = True, allow_remote: bool = False
 ) -> SamplerFromCheckpoint:
     """Build the `FlowModel` and `FlowMatcher` from the run config stored in a flashipa-train checkpoint and load
-    its weights (the EMA shadow when `prefer_ema` and present), reading the file with `weights_only=True`.
+    its weights (the EMA shadow when `prefer_ema` and present).
 
     Raises:
-        FileNotFoundError when `ckpt_path` is not a file; ValueError when the checkpoint stores no run config
-        (a plain state dict or a checkpoint from another program).
+        CheckpointError (a ValueError) for a path or file that is not a local flashipa-train checkpoint;
+        ValueError when the checkpoint stores no run config or one that fails the schema (stored_config.py).
     """
-    path = Path(ckpt_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"ckpt_path: no checkpoint file at {path}; pass the .ckpt of a flashipa-train run.")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    run_config = checkpoint.get("run_config") if isinstance(checkpoint, dict) else None
-    if not isinstance(run_config, dict) or "model" not in run_config or "flow" not in run_config:
+    checkpoint = read_checkpoint(ckpt_path, "ckpt_path", allow_remote)
+    run_config = run_config_from_checkpoint(checkpoint)
+    if run_config is None or "model" not in run_config or "flow" not in run_config:
         raise ValueError(
-            f"ckpt_path {path}: the checkpoint stores no 'run_config' with 'model' and 'flow' sections; "
+            f"ckpt_path {ckpt_path}: the checkpoint stores no 'run_config' with 'model' and 'flow' sections; "
             "flashipa-sample needs a checkpoint written by flashipa-train (checkpoints/last.ckpt of a run)."
         )
     del checkpoint
-    model = instantiate(OmegaConf.create(run_config["model"]), _convert_="all")
-    load_model_weights(model, path, prefer_ema=prefer_ema)
-    flow = instantiate(OmegaConf.create(run_config["flow"]))
+    model = model_from_stored_config(run_config["model"], f"ckpt_path {ckpt_path}")
+    flow = flow_from_stored_config(run_config["flow"], f"ckpt_path {ckpt_path}")
+    load_model_weights(model, ckpt_path, prefer_ema=prefer_ema, field="ckpt_path", allow_remote=allow_remote)
     return SamplerFromCheckpoint(model=model.to(device).eval(), flow=flow, run_config=run_config)

@@ -31,6 +31,7 @@ def sample(cfg: DictConfig) -> dict:
     """Run one sampling job described by `cfg` (a composed `sample.yaml`). Returns {"out": folder,
     "files": written structure paths, "rows": per-sample metric rows, "summaries": per-length summaries}.
     With `from_samples` it samples nothing: the backbones come from an earlier run's samples.pt."""
+    _prepare_out_folder(Path(cfg.out), bool(cfg.get("overwrite", False)))
     if cfg.get("from_samples"):
         backbones = load_saved_backbones(cfg.from_samples)
         log.info("Backbones from %s: %d chains, no sampling", cfg.from_samples, len(backbones))
@@ -38,7 +39,8 @@ def sample(cfg: DictConfig) -> dict:
     lengths = [int(L) for L in cfg.lengths]
     device = pick_device(str(cfg.device))
     torch.manual_seed(int(cfg.seed))
-    sampler = load_sampler_from_checkpoint(cfg.ckpt_path, device=device, prefer_ema=bool(cfg.use_ema))
+    sampler = load_sampler_from_checkpoint(cfg.ckpt_path, device=device, prefer_ema=bool(cfg.use_ema),
+                                           allow_remote=bool(cfg.get("allow_remote_checkpoints", False)))
     log.info("Sampling %d x %s residues on %s from %s", cfg.n, lengths, device, cfg.ckpt_path)
     started = time.perf_counter()
     backbones = generate_backbones(
@@ -51,6 +53,29 @@ def sample(cfg: DictConfig) -> dict:
     how = (f"in {seconds:.1f} s on {device} ({cfg.num_steps} Euler steps, "
            f"{'EMA' if cfg.use_ema else 'raw'} weights)")
     return write_outputs(cfg, backbones, how)
+
+
+# what flashipa-sample writes into `out` (Hydra adds .hydra/ and its log there before the job starts)
+_OUTPUT_PATTERNS = ("*.pdb", "cif/*.cif", "metrics.csv", "summary.csv", "training_set_metrics.csv")
+_HYDRA_ENTRIES = (".hydra", "flashipa-sample.log")
+
+
+def _prepare_out_folder(out: Path, overwrite: bool) -> None:
+    """Refuse an `out` folder that already holds files (an earlier sample folder would mix old and new
+    structures and lose its metrics) unless `overwrite`; then the earlier outputs are removed first."""
+    if not out.is_dir():
+        if out.exists():
+            raise ValueError(f"out={out} is a file; pass a folder for the samples.")
+        return
+    earlier = [p for p in out.iterdir() if p.name not in _HYDRA_ENTRIES]
+    if earlier and not overwrite:
+        raise ValueError(
+            f"out={out} already holds {len(earlier)} entries (e.g. {earlier[0].name}); pass an empty or new folder, "
+            "or overwrite=true to replace its earlier samples."
+        )
+    for pattern in _OUTPUT_PATTERNS:
+        for path in out.glob(pattern):
+            path.unlink()
 
 
 def write_outputs(cfg: DictConfig, backbones: list[GeneratedBackbone], how: str) -> dict:

@@ -63,17 +63,25 @@ def generate_backbones(
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(lengths) * samples_per_length, desc="sampling", unit="backbone")
+        # one tick per model call (num_steps + 1 per batch): long chains show their rate and time left
+        bar = tqdm(total=len(batches) * (num_steps + 1), desc="sampling", unit="step")
+
+        def tick(*_) -> None:  # a forward hook that returns something replaces the model's output
+            bar.update(1)
+
+        hook = model.register_forward_hook(tick)
     generated = []
-    for length, start, count in batches:
-        generator = torch.Generator(device=device)
-        generator.manual_seed(seed * _LENGTH_STRIDE + length * _BATCH_STRIDE + start)
-        out = flow.sample(model, [length] * count, num_steps=num_steps, device=device, generator=generator)
-        atoms = out["atoms"].float().cpu().numpy()  # [count, L, 4, 3]
-        generated.extend(GeneratedBackbone(length, start + i, atoms[i]) for i in range(count))
+    try:
+        for length, start, count in batches:
+            generator = torch.Generator(device=device)
+            generator.manual_seed(seed * _LENGTH_STRIDE + length * _BATCH_STRIDE + start)
+            if bar is not None:
+                bar.set_postfix(length=length, backbones=f"{start}-{start + count - 1}")
+            out = flow.sample(model, [length] * count, num_steps=num_steps, device=device, generator=generator)
+            atoms = out["atoms"].float().cpu().numpy()  # [count, L, 4, 3]
+            generated.extend(GeneratedBackbone(length, start + i, atoms[i]) for i in range(count))
+    finally:
         if bar is not None:
-            bar.set_postfix(length=length)
-            bar.update(count)
-    if bar is not None:
-        bar.close()
+            hook.remove()
+            bar.close()
     return generated

@@ -12,6 +12,9 @@ from lightning_fabric.utilities.types import _PATH
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 
+TEMP_FILE_PATTERN = ".*.tmp-*"  # `.<name>.tmp-<pid>`: what a write killed before its rename leaves behind
+
+
 def atomic_torch_save(obj: Any, path: _PATH) -> None:
     """`torch.save(obj, path)` such that `path` holds either its old content or the complete new one."""
     path = Path(path)
@@ -26,6 +29,15 @@ def atomic_torch_save(obj: Any, path: _PATH) -> None:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def remove_temp_files(folder: _PATH) -> list[Path]:
+    """Delete the temporary files that writes killed before their rename left in `folder` (call it before
+    the run writes there); returns what was removed."""
+    leftovers = sorted(Path(folder).glob(TEMP_FILE_PATTERN)) if Path(folder).is_dir() else []
+    for leftover in leftovers:
+        leftover.unlink(missing_ok=True)
+    return leftovers
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -4,6 +4,8 @@ from `configs/train.yaml`, fits, then samples a few backbones with the EMA weigh
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +15,15 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from flashipa_train.data.example_store import PreprocessedDirError
 from flashipa_train.scaling.step_timer import StepTimer
 from flashipa_train.scaling.sweep_point import run_scaling_point
 from flashipa_train.train.checkpoint_io import AtomicCheckpointIO
 from flashipa_train.train.module import FlowModule
 from flashipa_train.train.samples import write_final_samples
-from flashipa_train.train.weights import load_model_weights, model_config_from_checkpoint
+from flashipa_train.train.config_checks import ConfigError, check_train_config
+from flashipa_train.train.stored_config import checked_model_config
+from flashipa_train.train.weights import CheckpointError, load_model_weights, read_checkpoint, run_config_from_checkpoint
 
 from flashipa_train.train.config import CONFIG_DIR
 
@@ -56,13 +61,29 @@ def _check_finetune_inputs(cfg: DictConfig) -> None:
 
 def _adopt_checkpoint_model_config(cfg: DictConfig) -> None:
     """Replace `cfg.model` by the model config stored in the `init_from` checkpoint, so fine-tuning builds
-    the architecture the weights were trained with (model.* overrides on the command line are then ignored)."""
-    stored = model_config_from_checkpoint(cfg.init_from)
+    the architecture the weights were trained with (model.* overrides on the command line are then ignored).
+    The stored config is data: it must pass the project's schema (stored_config.py) before it is used."""
+    checkpoint = read_checkpoint(cfg.init_from, "init_from", bool(cfg.get("allow_remote_checkpoints", False)))
+    stored = (run_config_from_checkpoint(checkpoint) or {}).get("model")
     if stored is None:
         log.warning("init_from %s stores no model config; building the model from this run's config", cfg.init_from)
         return
-    cfg.model = OmegaConf.create(stored)
+    cfg.model = OmegaConf.create(checked_model_config(stored, f"init_from={cfg.init_from}"))
     log.info("Using the model config stored in %s (set model_from_init=false to use this run's)", cfg.init_from)
+
+
+def _continue_in_checkpoint_folder(cfg: DictConfig) -> None:
+    """On resume, keep writing checkpoints into the folder of the checkpoint resumed from (when it is still
+    writable), so the best checkpoint and last.ckpt of the whole run stay in one place and Lightning restores
+    the best-checkpoint bookkeeping; logs go to the new run folder."""
+    checkpoint_cfg = (cfg.get("callbacks") or {}).get("model_checkpoint")
+    path = cfg.get("ckpt_path")
+    if not path or checkpoint_cfg is None or "://" in str(path):
+        return
+    folder = Path(path).resolve().parent
+    if os.access(folder, os.W_OK):
+        checkpoint_cfg.dirpath = str(folder)
+        log.info("Resuming: checkpoints continue in %s", folder)
 
 
 def _compile_model(model: torch.nn.Module, flow: Any, option: Any) -> None:
@@ -88,16 +109,19 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             f"ckpt_path={cfg.ckpt_path} (resume a run) and init_from={cfg.init_from} (fine-tune from weights) "
             "exclude each other: pass only one."
         )
+    if cfg.get("model_from_init"):
+        _check_finetune_inputs(cfg)
+    _continue_in_checkpoint_folder(cfg)
+    check_train_config(cfg)
     pl.seed_everything(cfg.seed, workers=True)
     _resolve_auto_precision(cfg.trainer)
 
     if cfg.get("model_from_init"):
-        _check_finetune_inputs(cfg)
         _adopt_checkpoint_model_config(cfg)
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model, _convert_="all")
     if cfg.get("init_from"):
-        load_model_weights(model, cfg.init_from)
+        load_model_weights(model, cfg.init_from, allow_remote=bool(cfg.get("allow_remote_checkpoints", False)))
         log.info("Initialised the model weights from %s", cfg.init_from)
     flow = instantiate(cfg.flow)
     _compile_model(model, flow, cfg.get("compile"))
@@ -116,7 +140,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         logger=_instantiate_group(cfg.get("logger")) or False,
         plugins=[AtomicCheckpointIO()],
     )
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    # weights_only: a resumed checkpoint is data (tensors and plain containers), never code
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
 
     result: dict[str, Any] = {k: float(v) for k, v in trainer.callback_metrics.items()}
     timers = [c for c in trainer.callbacks if isinstance(c, StepTimer)]
@@ -162,7 +187,13 @@ def main(cfg: DictConfig) -> float | None:
     if cfg.get("scaling"):
         run_scaling_point(cfg, train)
         return None
-    result = train(cfg)
+    try:
+        result = train(cfg)
+    except (ConfigError, CheckpointError, PreprocessedDirError) as error:  # bad inputs: one line, no traceback
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(f"flashipa-train: error: {error}", file=sys.stderr)
+        sys.exit(2)
     return result.get("val/loss")
 
 
