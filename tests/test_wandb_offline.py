@@ -42,4 +42,4 @@ def test_offline_wandb_run_writes_structures_and_tables_without_network(tmp_path
     media = runs[0] / "files" / "media"
     assert len(list(media.rglob("*.pdb"))) == 4  # 2 lengths x 2 samples as wandb.Molecule
     tables = {p.name.split("_")[0] for p in media.glob("table/val_sample/*.table.json")}
-    assert tables == {"metrics", "vs"}
+    assert tables == {"metrics", "by", "vs"}

@@ -37,7 +37,9 @@ def results_dir_for(cfg: DictConfig) -> Path:
 
 
 def describe_point(cfg: DictConfig) -> dict[str, Any]:
-    """The row's identifying columns, taken from the config before anything runs."""
+    """The row's identifying columns, taken from the config before anything runs: variant, backend, label,
+    length, batch_size, precision, compile, checkpoint_blocks, device and the library versions. Every
+    training run logs them as its wandb config's top-level keys (runs are filtered and grouped by them)."""
     attention = cfg.model.attention
     backend = attention.get("backend", "auto") if attention.name != "dense_ipa" else "torch"
     data = cfg.data
@@ -60,9 +62,24 @@ def describe_point(cfg: DictConfig) -> dict[str, Any]:
         "compile": compile_option,
         "checkpoint_blocks": checkpoint_blocks,
         "device": device,
-        "torch": torch.__version__,
+        **library_versions(),
         "run_dir": str(cfg.paths.output_dir),
     }
+
+
+def library_versions() -> dict[str, str]:
+    """Installed versions of the libraries that set the speed ("none" where one is missing)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name, distribution in (("torch", "torch"), ("triton", "triton"), ("lightning", "pytorch-lightning"),
+                               ("flashipa_train", "flashipa_train")):
+        try:
+            found[name] = version(distribution)
+        except PackageNotFoundError:
+            found[name] = "none"
+    found["torch"] = torch.__version__  # the imported build (e.g. 2.13.0+cpu)
+    return found
 
 
 def compile_description(option: Any) -> str:
