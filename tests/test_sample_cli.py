@@ -136,3 +136,35 @@ def test_from_samples_turns_a_saved_tensor_file_into_structures_and_metrics(tmp_
     assert sorted(p.name for p in (tmp_path / "o").glob("*.pdb")) == ["len11_0.pdb", "len11_1.pdb"]
     assert [int(r["length"]) for r in result["rows"]] == [11, 11]
     assert set(result["summaries"]) == {"11", "all"}
+
+
+def test_without_arguments_flashipa_sample_says_what_to_pass_in_one_line_and_makes_no_folder(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    done = subprocess.run([sys.executable, "-m", "flashipa_train.sampling.cli"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.strip().count("\n") == 0 and "ckpt_path=CKPT" in done.stderr and "--help" in done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_flashipa_sample_help_lists_its_own_options_not_the_training_groups(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    done = subprocess.run([sys.executable, "-m", "flashipa_train.sampling.cli", "--help"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0
+    assert "flashipa-sample ckpt_path=CKPT" in done.stdout and "from_samples: null" in done.stdout
+    assert "model/attention" not in done.stdout and "Configuration groups" not in done.stdout
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_samples_pt_round_trips_and_other_files_are_refused_with_the_expected_format(tmp_path):
+    from flashipa_train.sampling.outputs import load_samples, save_samples
+
+    model, flow, _ = _tiny_parts()
+    backbones = generate_backbones(model, flow, [7, 9], samples_per_length=2, num_steps=2)
+    loaded = load_samples(save_samples(backbones, tmp_path / "samples.pt"))
+    assert [(b.length, b.index) for b in loaded] == [(7, 0), (7, 1), (9, 0), (9, 1)]
+    assert all((a.atoms == b.atoms).all() for a, b in zip(loaded, backbones))
+    torch.save({"atoms": torch.zeros(2, 9, 4, 3), "lengths": torch.tensor([9, 9])}, tmp_path / "old.pt")
+    with pytest.raises(ValueError, match="len<L>_<i>"):
+        load_samples(tmp_path / "old.pt")
