@@ -48,14 +48,15 @@ def _tiny_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     return ema
 
 
-def test_samples_of_a_random_model_are_written_as_pdb_and_mmcif_that_biotite_reads_back(tmp_path):
+def test_samples_of_a_random_model_are_written_as_pdb_mmcif_and_bcif_that_biotite_reads_back(tmp_path):
     model, flow, _ = _tiny_parts()
     backbones = generate_backbones(model, flow, [12, 20], samples_per_length=2, num_steps=3, batch_size=2)
     assert [(b.length, b.index) for b in backbones] == [(12, 0), (12, 1), (20, 0), (20, 1)]
-    paths = write_structure_files(backbones, tmp_path)
-    assert len(paths) == 8
+    paths = write_structure_files(backbones, tmp_path, formats=("pdb", "cif", "bcif"))
+    assert len(paths) == 12
     for backbone in backbones:
-        for path in (tmp_path / f"{backbone.name}.pdb", tmp_path / "cif" / f"{backbone.name}.cif"):
+        for path in (tmp_path / f"{backbone.name}.pdb", tmp_path / "cif" / f"{backbone.name}.cif",
+                     tmp_path / "bcif" / f"{backbone.name}.bcif"):
             array = structure_io.load_structure(str(path))
             assert (array.atom_name == "CA").sum() == backbone.length, path
             assert array.array_length() == 4 * backbone.length

@@ -25,12 +25,13 @@ SUMMARY_COLUMNS = (
 
 
 def write_structure_files(backbones: list[GeneratedBackbone], out_dir: str | Path, formats=("pdb", "cif")) -> list[Path]:
-    """`out_dir/<name>.pdb` and `out_dir/cif/<name>.cif` per backbone (`name` = len<L>_<i>); backbones with NaN
+    """`out_dir/<name>.pdb`, `out_dir/cif/<name>.cif` and `out_dir/bcif/<name>.bcif` (the `formats` asked for)
+    per backbone (`name` = len<L>_<i>); backbones with NaN
     or Inf coordinates (a diverged sampler) are skipped with a warning. Returns the written paths."""
     from flashipa_train.io.pdb_writer import write_backbone
 
     out_dir = Path(out_dir)
-    folders = {"pdb": out_dir, "cif": out_dir / "cif"}
+    folders = {"pdb": out_dir, "cif": out_dir / "cif", "bcif": out_dir / "bcif"}
     unknown = set(formats) - set(folders)
     if unknown:
         raise ValueError(f"formats: {sorted(unknown)} not supported; choose from {sorted(folders)}.")
