@@ -169,3 +169,22 @@ def test_samples_pt_round_trips_and_other_files_are_refused_with_the_expected_fo
     torch.save({"atoms": torch.zeros(2, 9, 4, 3), "lengths": torch.tensor([9, 9])}, tmp_path / "old.pt")
     with pytest.raises(ValueError, match="len<L>_<i>"):
         load_samples(tmp_path / "old.pt")
+
+
+def test_end_of_training_samples_pt_is_the_format_from_samples_reads(tmp_path, monkeypatch):
+    from contextlib import nullcontext
+    from types import SimpleNamespace
+
+    from flashipa_train.sampling.outputs import load_samples
+    from flashipa_train.train import samples
+
+    model, flow, _ = _tiny_parts()
+    module = SimpleNamespace(model=model, flow=flow, device=torch.device("cpu"))
+    monkeypatch.setattr(samples, "sampling_weights", lambda m: nullcontext())
+    real_find_spec = samples.importlib.util.find_spec
+    monkeypatch.setattr(samples.importlib.util, "find_spec",
+                        lambda name: None if name == "biotite" else real_find_spec(name))
+    (path,) = samples.write_final_samples(module, [9, 9, 12], num_steps=2, out_dir=tmp_path)
+    assert path.name == "samples.pt"
+    assert [(b.name, b.atoms.shape) for b in load_samples(path)] == [
+        ("len9_0", (9, 4, 3)), ("len9_1", (9, 4, 3)), ("len12_0", (12, 4, 3))]

@@ -46,9 +46,11 @@ def describe_point(cfg: DictConfig) -> dict[str, Any]:
     if "length" in data:  # synthetic chains
         length = data.length
         batch = batch_size_for(length, data.get("batch_size"), data.get("tokens_per_batch", length))
-    else:  # real chains cropped to crop_length, packed under the token budget
+    elif data.get("crop_length"):  # real chains cropped to crop_length, packed under the token budget
         length = data.crop_length
-        batch = max(1, int(data.max_tokens_per_batch) // int(length))
+        batch = max(1, int(data.get("max_tokens_per_batch") or length) // int(length))
+    else:  # a data config of another kind: no length to report
+        length, batch = 0, None
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu"
     compile_option = compile_description(cfg.get("compile"))
     checkpoint_blocks = int(cfg.model.get("checkpoint_blocks") or 0)
