@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("wandb")
+pytestmark = pytest.mark.slow  # a two-job multirun in a subprocess: about 35 s on 2 cores
 
 from wandb_records import run_info, table_rows  # noqa: E402
 
