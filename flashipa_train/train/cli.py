@@ -11,8 +11,8 @@ import hydra
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
-from pytorch_lightning.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import LearningRateMonitor
 
 from flashipa_train.scaling.step_timer import StepTimer
 from flashipa_train.scaling.sweep_point import describe_point, run_scaling_point
