@@ -20,6 +20,7 @@ import csv
 import sys
 from pathlib import Path
 
+import biotite.structure as struc
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -44,18 +45,13 @@ SAMPLE_COLOUR = "tab:orange"
 TRAINING_COLOUR = "tab:blue"
 
 
-def principal_axes_coordinates(ca: np.ndarray) -> np.ndarray:
-    """[M, 3] CA coordinates centred and rotated onto their principal axes (largest spread first)."""
-    centred = ca - ca.mean(axis=0)
-    _, _, vt = np.linalg.svd(centred, full_matrices=False)
-    return centred @ vt.T
-
-
 def draw_ca_trace(axis, backbone: Backbone, title: str) -> None:
     """CA trace on a 3D axis, segments coloured from blue (N-terminus) to red (C-terminus); breaks not bridged."""
     from mpl_toolkits.mplot3d.art3d import Line3DCollection
 
-    ca = principal_axes_coordinates(backbone.atoms[backbone.ca_mask, 1])  # [M, 3]
+    ca = backbone.atoms[backbone.ca_mask, 1]  # [M, 3]
+    # centred, largest spread along x (biotite needs three points)
+    ca = struc.orient_principal_components(ca) if len(ca) >= 3 else ca - ca.mean(axis=0)
     index = np.flatnonzero(backbone.ca_mask)
     bonded = (backbone.bonded_to_next() & backbone.ca_mask[1:] & backbone.ca_mask[:-1])[index[:-1]]  # [M-1]
     bonded &= np.diff(index) == 1

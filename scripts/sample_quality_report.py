@@ -21,7 +21,7 @@ import numpy as np
 from flashipa_train.metrics import as_backbone, iter_backbones, metrics_of_training_set, summarize
 from flashipa_train.metrics.sample_metrics import sample_metrics
 from flashipa_train.metrics.tm_score import pairwise_tm_diversity
-from flashipa_train.sampling.cli import load_saved_backbones
+from flashipa_train.sampling.outputs import load_samples
 
 COLUMNS = ("steps", "val_loss", "val_loss_step_499", "ca_ca_mean", "ca_ca_std", "clashes_per_100", "helix", "strand", "rg_ratio",
            "diversity", "novelty")
@@ -43,7 +43,7 @@ def training_log(path: Path, equal_step: int = 499) -> dict:
 
 
 def score_samples(path: Path, training_set, novelty: bool) -> dict:
-    backbones = load_saved_backbones(path)
+    backbones = load_samples(path)
     arrays = [as_backbone(b.atoms) for b in backbones]
     rows = sample_metrics(arrays, reference_set=iter_backbones(training_set) if novelty else None)
     summary = summarize(rows)

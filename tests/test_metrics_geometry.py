@@ -21,6 +21,7 @@ from flashipa_train.metrics import (
     metrics_of_training_set,
     rg_ratio,
     sse_fractions,
+    sse_labels,
     summarize,
 )
 
@@ -120,10 +121,19 @@ def test_radius_of_gyration_ratio_is_near_one_for_a_globular_chain_and_large_for
 
 def test_pseA_fractions_sum_to_one_and_find_the_helices(real_chains):
     for chain in real_chains:
-        fractions = sse_fractions(chain)
+        fractions = sse_fractions(sse_labels(chain))
         assert sum(fractions.values()) == pytest.approx(1.0)
     helical = next(c for c in real_chains if c.name.startswith("5eil"))  # a helix bundle
-    assert sse_fractions(helical)["helix_fraction"] > 0.5
+    assert sse_fractions(sse_labels(helical))["helix_fraction"] > 0.5
+
+
+def test_one_sse_fractions_for_preprocessing_and_metrics_nan_without_labels():
+    from flashipa_train.data import chain_features
+
+    assert chain_features.sse_fractions is sse_fractions
+    assert all(np.isnan(v) for v in sse_fractions(np.array(["", ""])).values())
+    assert sse_fractions(np.array(["a", "a", "c", ""])) == {"helix_fraction": 2 / 3, "strand_fraction": 0.0,
+                                                           "coil_fraction": 1 / 3}
 
 
 def test_inputs_may_be_torch_tensors_or_example_dicts(real_chains):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from flashipa_train.io.pdb_writer import write_backbone_pdb
+from flashipa_train.io.pdb_writer import write_backbone
 from flashipa_train.metrics import iter_backbones
 
 pytest.importorskip("matplotlib")
@@ -23,7 +23,7 @@ def load_script():
 def test_plot_samples_writes_traces_histograms_and_metrics(tmp_path):
     samples = tmp_path / "samples"
     for backbone in iter_backbones(str(ROOT / "data" / "5eil.pdb.gz"), 2):
-        write_backbone_pdb(backbone.atoms, samples / f"{backbone.name}.pdb")
+        write_backbone(backbone.atoms, samples / f"{backbone.name}.pdb")
     out = tmp_path / "plots"
     load_script().main([str(samples), "--training", str(ROOT / "data" / "2axd.bcif.gz"), "--out", str(out), "--per-sample"])
     for name in ("ca_traces.png", "metric_histograms.png", "traces/5eil_A.png", "traces/5eil_B.png"):

@@ -48,14 +48,15 @@ def _tiny_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     return ema
 
 
-def test_samples_of_a_random_model_are_written_as_pdb_and_mmcif_that_biotite_reads_back(tmp_path):
+def test_samples_of_a_random_model_are_written_as_pdb_mmcif_and_bcif_that_biotite_reads_back(tmp_path):
     model, flow, _ = _tiny_parts()
     backbones = generate_backbones(model, flow, [12, 20], samples_per_length=2, num_steps=3, batch_size=2)
     assert [(b.length, b.index) for b in backbones] == [(12, 0), (12, 1), (20, 0), (20, 1)]
-    paths = write_structure_files(backbones, tmp_path)
-    assert len(paths) == 8
+    paths = write_structure_files(backbones, tmp_path, formats=("pdb", "cif", "bcif"))
+    assert len(paths) == 12
     for backbone in backbones:
-        for path in (tmp_path / f"{backbone.name}.pdb", tmp_path / "cif" / f"{backbone.name}.cif"):
+        for path in (tmp_path / f"{backbone.name}.pdb", tmp_path / "cif" / f"{backbone.name}.cif",
+                     tmp_path / "bcif" / f"{backbone.name}.bcif"):
             array = structure_io.load_structure(str(path))
             assert (array.atom_name == "CA").sum() == backbone.length, path
             assert array.array_length() == 4 * backbone.length
@@ -136,3 +137,54 @@ def test_from_samples_turns_a_saved_tensor_file_into_structures_and_metrics(tmp_
     assert sorted(p.name for p in (tmp_path / "o").glob("*.pdb")) == ["len11_0.pdb", "len11_1.pdb"]
     assert [int(r["length"]) for r in result["rows"]] == [11, 11]
     assert set(result["summaries"]) == {"11", "all"}
+
+
+def test_without_arguments_flashipa_sample_says_what_to_pass_in_one_line_and_makes_no_folder(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    done = subprocess.run([sys.executable, "-m", "flashipa_train.sampling.cli"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.strip().count("\n") == 0 and "ckpt_path=CKPT" in done.stderr and "--help" in done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_flashipa_sample_help_lists_its_own_options_not_the_training_groups(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    done = subprocess.run([sys.executable, "-m", "flashipa_train.sampling.cli", "--help"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0
+    assert "flashipa-sample ckpt_path=CKPT" in done.stdout and "from_samples: null" in done.stdout
+    assert "model/attention" not in done.stdout and "Configuration groups" not in done.stdout
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_samples_pt_round_trips_and_other_files_are_refused_with_the_expected_format(tmp_path):
+    from flashipa_train.sampling.outputs import load_samples, save_samples
+
+    model, flow, _ = _tiny_parts()
+    backbones = generate_backbones(model, flow, [7, 9], samples_per_length=2, num_steps=2)
+    loaded = load_samples(save_samples(backbones, tmp_path / "samples.pt"))
+    assert [(b.length, b.index) for b in loaded] == [(7, 0), (7, 1), (9, 0), (9, 1)]
+    assert all((a.atoms == b.atoms).all() for a, b in zip(loaded, backbones))
+    torch.save({"atoms": torch.zeros(2, 9, 4, 3), "lengths": torch.tensor([9, 9])}, tmp_path / "old.pt")
+    with pytest.raises(ValueError, match="len<L>_<i>"):
+        load_samples(tmp_path / "old.pt")
+
+
+def test_end_of_training_samples_pt_is_the_format_from_samples_reads(tmp_path, monkeypatch):
+    from contextlib import nullcontext
+    from types import SimpleNamespace
+
+    from flashipa_train.sampling.outputs import load_samples
+    from flashipa_train.train import samples
+
+    model, flow, _ = _tiny_parts()
+    module = SimpleNamespace(model=model, flow=flow, device=torch.device("cpu"))
+    monkeypatch.setattr(samples, "sampling_weights", lambda m: nullcontext())
+    real_find_spec = samples.importlib.util.find_spec
+    monkeypatch.setattr(samples.importlib.util, "find_spec",
+                        lambda name: None if name == "biotite" else real_find_spec(name))
+    (path,) = samples.write_final_samples(module, [9, 9, 12], num_steps=2, out_dir=tmp_path)
+    assert path.name == "samples.pt"
+    assert [(b.name, b.atoms.shape) for b in load_samples(path)] == [
+        ("len9_0", (9, 4, 3)), ("len9_1", (9, 4, 3)), ("len12_0", (12, 4, 3))]

@@ -52,7 +52,7 @@ def test_quickstart_command_leaves_a_checkpoint_and_sampled_pdb_files(tmp_path, 
     samples = Path(re.search(r"sampled backbones \(PDB\): (\S+)", result.stdout).group(1))
     assert last.is_file() and last.parent.parent.parent.parent == tmp_path / "logs" / "quickstart"
     pdbs = sorted(samples.glob("*.pdb"))
-    assert [p.name for p in pdbs] == ["sample_0_len16.pdb", "sample_1_len24.pdb"]
+    assert [p.name for p in pdbs] == ["len16_0.pdb", "len24_0.pdb"]
     lengths = [PDBFile.read(str(p)).get_structure(model=1).array_length() for p in pdbs]
     assert lengths == [16 * 4, 24 * 4]
 

@@ -1,5 +1,6 @@
 """An offline wandb run (no account, no network) of a tiny fit with validation sampling writes its run files:
-the event log, the 3D structures (wandb.Molecule) and the metric tables."""
+the event log with the run's config, the learning rate and one series per sampled length, the 3D structures
+(wandb.Molecule) and the metric tables."""
 
 import shutil
 from pathlib import Path
@@ -12,6 +13,7 @@ pytest.importorskip("biotite")
 from flashipa_train.train.cli import train  # noqa: E402
 from flashipa_train.train.config import compose_train_config  # noqa: E402
 from test_validation_sampling import DATA, TINY  # noqa: E402
+from wandb_records import run_info, table_rows  # noqa: E402
 
 
 def test_offline_wandb_run_writes_structures_and_tables_without_network(tmp_path, monkeypatch):
@@ -42,4 +44,10 @@ def test_offline_wandb_run_writes_structures_and_tables_without_network(tmp_path
     media = runs[0] / "files" / "media"
     assert len(list(media.rglob("*.pdb"))) == 4  # 2 lengths x 2 samples as wandb.Molecule
     tables = {p.name.split("_")[0] for p in media.glob("table/val_sample/*.table.json")}
-    assert tables == {"metrics", "vs"}
+    assert tables == {"metrics", "by", "vs"}
+    info = run_info(runs[0])
+    assert info["config"]["variant"] == "flash_ipa" and info["config"]["model"]["attention"]["backend"] == "torch"
+    summary = info["summary"]
+    assert summary["train/lr"] > 0 and summary["trainer/global_step"] == 2  # LearningRateMonitor
+    assert summary["sample/L12/ca_ca_mean"] > 0 and summary["sample/L16/ca_ca_mean"] > 0  # one series per length
+    assert [row["length"] for row in table_rows(runs[0], "val_sample/by_length")] == [12, 16]

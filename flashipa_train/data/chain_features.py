@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import biotite.structure as struc
 import numpy as np
 
-from flashipa_train.data.residue_constants import BACKBONE_ATOMS, THREE_TO_ONE, aatype_from_residue_name
+from flashipa_train.data.residue_constants import BACKBONE_ATOMS, aatype_from_residue_name, standard_residue_names
 
 
 @dataclass
@@ -51,7 +51,7 @@ def protein_chain_atoms(atoms: struc.AtomArray) -> list[tuple[str, struc.AtomArr
     amino acids), but drops HETATM residues with a standard name: those are free amino-acid ligands.
     """
     is_amino_acid = struc.filter_amino_acids(atoms)
-    is_free_amino_acid = atoms.hetero & np.isin(atoms.res_name, list(THREE_TO_ONE))
+    is_free_amino_acid = atoms.hetero & np.isin(atoms.res_name, standard_residue_names())
     protein = atoms[is_amino_acid & ~is_free_amino_acid]
     chain_ids = list(dict.fromkeys(protein.chain_id.tolist()))
     return [(chain_id, protein[protein.chain_id == chain_id]) for chain_id in chain_ids]
@@ -120,17 +120,22 @@ def split_at_breaks(backbone: ChainBackbone, breaks: np.ndarray) -> list[ChainBa
     return [backbone.slice(start, stop, segment) for segment, (start, stop) in enumerate(zip(bounds[:-1], bounds[1:]))]
 
 
-def sse_fractions(sse: np.ndarray) -> tuple[float, float, float]:
-    """(helix, strand, coil) fractions over residues that P-SEA could label."""
+def sse_fractions(sse: np.ndarray) -> dict[str, float]:
+    """{"helix_fraction", "strand_fraction", "coil_fraction"} of P-SEA labels ('a', 'b', 'c'; '' = not
+    labelled) over the labelled residues (sum to 1); NaN for all three when no residue is labelled. The one
+    definition, used by preprocessing (metadata, coil filter) and by the sample metrics."""
     labelled = sse[sse != ""]
     if labelled.size == 0:
-        return 0.0, 0.0, 1.0
-    return tuple(float(np.mean(labelled == label)) for label in ("a", "b", "c"))
+        return {"helix_fraction": float("nan"), "strand_fraction": float("nan"), "coil_fraction": float("nan")}
+    return {f"{name}_fraction": float(np.mean(labelled == label))
+            for name, label in (("helix", "a"), ("strand", "b"), ("coil", "c"))}
 
 
 def ca_radius_of_gyration(backbone: ChainBackbone) -> float:
-    """Radius of gyration (Å) of the modelled CA atoms."""
+    """Radius of gyration (Å) of the modelled CA atoms (biotite's `gyration_radius`); NaN without any."""
     ca = backbone.atoms[backbone.atom_mask[:, 1], 1]  # [L_ca, 3]
     if ca.shape[0] == 0:
         return float("nan")
-    return float(np.sqrt(np.mean(np.sum((ca - ca.mean(axis=0)) ** 2, axis=-1))))
+    ca_atoms = struc.AtomArray(ca.shape[0])
+    ca_atoms.coord, ca_atoms.element = ca, np.full(ca.shape[0], "C")
+    return float(struc.gyration_radius(ca_atoms))

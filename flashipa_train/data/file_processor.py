@@ -143,8 +143,8 @@ def _chain_problem(backbone: ChainBackbone, config: PreprocessConfig) -> tuple[s
             f"missing backbone atom fraction {missing:.3f} > max_missing_backbone_fraction "
             f"{config.max_missing_backbone_fraction}"
         )
-    coil = sse_fractions(backbone.sse)[2]
-    if coil > config.max_coil_fraction:
+    coil = sse_fractions(backbone.sse)["coil_fraction"]
+    if not coil <= config.max_coil_fraction:  # NaN (no residue labelled) is rejected too
         return COIL_FRACTION, f"coil fraction {coil:.3f} > max_coil_fraction {config.max_coil_fraction}"
     return None
 
@@ -180,7 +180,7 @@ def _save_backbone(path: str, backbone: ChainBackbone) -> None:
 
 
 def _metadata_row(example, path, parsed, checksum, backbone: ChainBackbone, chain_breaks: int) -> dict:
-    helix, strand, coil = sse_fractions(backbone.sse)
+    fractions = sse_fractions(backbone.sse)
     return {
         "example": example,
         "source": path,
@@ -192,9 +192,7 @@ def _metadata_row(example, path, parsed, checksum, backbone: ChainBackbone, chai
         "modelled_fraction": round(float(backbone.atom_mask.mean()), 4),
         "method": parsed.method,
         "resolution": "" if math.isnan(parsed.resolution) else parsed.resolution,
-        "helix_fraction": round(helix, 4),
-        "strand_fraction": round(strand, 4),
-        "coil_fraction": round(coil, 4),
+        **{key: round(value, 4) for key, value in fractions.items()},
         "radius_of_gyration": round(ca_radius_of_gyration(backbone), 3),
         "chain_breaks": chain_breaks,
         "sequence": sequence_from_aatype(backbone.aatype),

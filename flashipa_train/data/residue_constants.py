@@ -1,7 +1,11 @@
 """Amino-acid alphabet and the mapping of residue names to it.
 
-Kept free of biotite and torch so training code can import it cheaply.
+One-letter codes come from the wwPDB Chemical Component Dictionary through biotite
+(`biotite.structure.info.one_letter_code`), which also maps modified residues to their parent amino acid
+(MSE -> M, SEP -> S, ...). biotite is imported on first use, so importing this module stays cheap.
 """
+
+from functools import lru_cache
 
 # Order follows AlphaFold/OpenFold `restypes`, so aatype integers mean the same thing as there.
 RESTYPES = "ARNDCQEGHILKMFPSTWYV"
@@ -9,46 +13,26 @@ UNKNOWN_RESTYPE = "X"
 RESTYPES_WITH_X = RESTYPES + UNKNOWN_RESTYPE
 UNKNOWN_AATYPE = len(RESTYPES)  # 20
 
-THREE_TO_ONE = {
-    "ALA": "A", "ARG": "R", "ASN": "N", "ASP": "D", "CYS": "C",
-    "GLN": "Q", "GLU": "E", "GLY": "G", "HIS": "H", "ILE": "I",
-    "LEU": "L", "LYS": "K", "MET": "M", "PHE": "F", "PRO": "P",
-    "SER": "S", "THR": "T", "TRP": "W", "TYR": "Y", "VAL": "V",
-}
-
-# Common chemically modified residues found in PDB entries, mapped to their parent amino acid.
-# The parent is the `mon_nstd_parent_comp_id` of the wwPDB Chemical Component Dictionary.
-MODIFIED_TO_PARENT = {
-    "MSE": "MET",  # selenomethionine
-    "MLY": "LYS", "M3L": "LYS", "MLZ": "LYS", "KCX": "LYS", "ALY": "LYS", "LLP": "LYS",
-    "SEP": "SER",
-    "TPO": "THR",
-    "PTR": "TYR", "TYS": "TYR",
-    "CSO": "CYS", "CSD": "CYS", "CME": "CYS", "CSS": "CYS", "OCS": "CYS", "CAS": "CYS",
-    "SMC": "CYS", "CSX": "CYS", "YCM": "CYS",
-    "HYP": "PRO",
-    "PCA": "GLN",  # pyroglutamate, a cyclised N-terminal Gln (or Glu)
-    "CGU": "GLU",
-    "HIC": "HIS", "NEP": "HIS", "HIP": "HIS",
-    "MEN": "ASN",
-    "SAC": "SER",
-    "NLE": "LEU",
-    "FME": "MET",
-    "DAL": "ALA",
-    "MVA": "VAL",
-    "AIB": "ALA",
-    "SEC": "CYS",  # selenocysteine
-    "PYL": "LYS",  # pyrrolysine
-}
-
 BACKBONE_ATOMS = ("N", "CA", "C", "O")
 
 
+@lru_cache(maxsize=None)
 def aatype_from_residue_name(residue_name: str) -> int:
-    """Return the aatype index (0..19, 20 = unknown 'X') of a three-letter residue name."""
-    name = MODIFIED_TO_PARENT.get(residue_name, residue_name)
-    one_letter = THREE_TO_ONE.get(name)
-    return UNKNOWN_AATYPE if one_letter is None else RESTYPES.index(one_letter)
+    """Return the aatype index (0..19, 20 = unknown 'X') of a three-letter residue name: the CCD one-letter
+    code of the residue (of its parent for a modified residue); 20 for names without one among RESTYPES
+    (unknown names, UNK, selenocysteine U, pyrrolysine O)."""
+    from biotite.structure.info import one_letter_code
+
+    letter = one_letter_code(residue_name)
+    return RESTYPES.index(letter) if letter and letter in RESTYPES else UNKNOWN_AATYPE
+
+
+@lru_cache(maxsize=1)
+def standard_residue_names() -> tuple[str, ...]:
+    """Three-letter names of the 20 standard amino acids, in RESTYPES order."""
+    from biotite.sequence import ProteinSequence
+
+    return tuple(ProteinSequence.convert_letter_1to3(letter) for letter in RESTYPES)
 
 
 def sequence_from_aatype(aatype) -> str:

@@ -8,8 +8,9 @@ collapsed ones.
 
 from __future__ import annotations
 
-import numpy as np
+import biotite.structure as struc
 
+from flashipa_train.metrics.atom_array import backbone_to_atom_array
 from flashipa_train.metrics.backbone_input import as_backbone
 
 RG_PREFACTOR = 2.2
@@ -17,12 +18,12 @@ RG_EXPONENT = 0.38
 
 
 def ca_radius_of_gyration(backbone) -> float:
-    """Radius of gyration (Angstrom) of the modelled CA atoms; NaN without any."""
+    """Radius of gyration (Angstrom) of the modelled CA atoms (biotite's `gyration_radius`); NaN without any."""
     backbone = as_backbone(backbone)
-    ca = backbone.atoms[backbone.ca_mask, 1]  # [M, 3]
-    if ca.shape[0] == 0:
+    if not backbone.ca_mask.any():
         return float("nan")
-    return float(np.sqrt(np.mean(np.sum((ca - ca.mean(axis=0)) ** 2, axis=-1))))
+    array = backbone_to_atom_array(backbone)
+    return float(struc.gyration_radius(array[array.atom_name == "CA"]))
 
 
 def expected_radius_of_gyration(length: int) -> float:

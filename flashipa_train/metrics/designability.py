@@ -5,7 +5,7 @@ The usual protocol (self-consistency, "scRMSD"): design 8 sequences per backbone
 predicted CA atoms on the sample's, and call the backbone designable when the best CA RMSD is below
 2 Angstrom. To plug it in, write a function with the signature of `designability` that runs those
 two models (e.g. the `ProteinMPNN` repository's `protein_mpnn_run.py` on PDB files written by
-`flashipa_train.io.pdb_writer.write_backbone_pdb`, then `esm.pretrained.esmfold_v1()`), and pass it
+`flashipa_train.io.pdb_writer.write_backbone`, then `esm.pretrained.esmfold_v1()`), and pass it
 where the metrics are collected; `aligned_tm_score` and a Kabsch RMSD on CA atoms score the refolds.
 """
 

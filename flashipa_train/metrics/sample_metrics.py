@@ -10,7 +10,7 @@ from flashipa_train.metrics.backbone_input import as_backbone
 from flashipa_train.metrics.clashes import clashes_per_100_residues
 from flashipa_train.metrics.compactness import ca_radius_of_gyration, rg_ratio
 from flashipa_train.metrics.local_geometry import bond_deviations, ca_ca_distance_stats
-from flashipa_train.metrics.secondary_structure import sse_fractions
+from flashipa_train.metrics.secondary_structure import sse_fractions, sse_labels
 from flashipa_train.metrics.tm_score import novelty, pairwise_tm_diversity
 
 
@@ -32,7 +32,7 @@ def backbone_metrics(backbone) -> dict:
         "clashes_per_100": clashes_per_100_residues(backbone),
         "radius_of_gyration": ca_radius_of_gyration(backbone),
         "rg_ratio": rg_ratio(backbone),
-        **sse_fractions(backbone),
+        **sse_fractions(sse_labels(backbone)),
     }
 
 

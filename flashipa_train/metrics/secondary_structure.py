@@ -5,6 +5,7 @@ from __future__ import annotations
 import biotite.structure as struc
 import numpy as np
 
+from flashipa_train.data.chain_features import sse_fractions  # noqa: F401 - the one definition, re-exported
 from flashipa_train.metrics.atom_array import backbone_to_atom_array
 from flashipa_train.metrics.backbone_input import as_backbone
 
@@ -21,16 +22,3 @@ def sse_labels(backbone) -> np.ndarray:
         labels[has_atom] = struc.annotate_sse(array).astype("<U1")
     labels[~backbone.ca_mask] = ""
     return labels
-
-
-def sse_fractions(backbone) -> dict[str, float]:
-    """{"helix_fraction", "strand_fraction", "coil_fraction"} over the residues P-SEA labelled (sum to 1)."""
-    labels = sse_labels(backbone)
-    labelled = labels[labels != ""]
-    if labelled.size == 0:
-        return {"helix_fraction": float("nan"), "strand_fraction": float("nan"), "coil_fraction": float("nan")}
-    return {
-        "helix_fraction": float(np.mean(labelled == "a")),
-        "strand_fraction": float(np.mean(labelled == "b")),
-        "coil_fraction": float(np.mean(labelled == "c")),
-    }

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import sys
 import time
 from pathlib import Path
 
@@ -16,9 +17,12 @@ from omegaconf import DictConfig
 from flashipa_train.sampling.checkpoint_model import load_sampler_from_checkpoint
 from flashipa_train.sampling.generate import GeneratedBackbone, generate_backbones, pick_device
 from flashipa_train.sampling.outputs import (
+    SAMPLES_FILE,
     format_summary_table,
+    load_samples,
     sample_metric_rows,
     summary_by_length,
+    save_samples,
     write_rows_csv,
     write_structure_files,
 )
@@ -26,14 +30,20 @@ from flashipa_train.train.config import CONFIG_DIR
 
 log = logging.getLogger(__name__)
 
+NEEDS_INPUT = ("flashipa-sample: pass ckpt_path=CKPT (a flashipa-train checkpoint, e.g. "
+               "logs/quickstart/runs/<date_time>/checkpoints/last.ckpt) or from_samples=samples.pt; "
+               "flashipa-sample --help lists the options")
+
 
 def sample(cfg: DictConfig) -> dict:
     """Run one sampling job described by `cfg` (a composed `sample.yaml`). Returns {"out": folder,
     "files": written structure paths, "rows": per-sample metric rows, "summaries": per-length summaries}.
     With `from_samples` it samples nothing: the backbones come from an earlier run's samples.pt."""
+    if not cfg.get("ckpt_path") and not cfg.get("from_samples"):
+        raise SystemExit(NEEDS_INPUT)
     _prepare_out_folder(Path(cfg.out), bool(cfg.get("overwrite", False)))
     if cfg.get("from_samples"):
-        backbones = load_saved_backbones(cfg.from_samples)
+        backbones = load_samples(cfg.from_samples)
         log.info("Backbones from %s: %d chains, no sampling", cfg.from_samples, len(backbones))
         return write_outputs(cfg, backbones, f"read from {cfg.from_samples}")
     lengths = [int(L) for L in cfg.lengths]
@@ -107,24 +117,10 @@ def write_outputs(cfg: DictConfig, backbones: list[GeneratedBackbone], how: str)
     return {"out": out, "files": files, "rows": rows, "summaries": summaries}
 
 
-def load_saved_backbones(path) -> list[GeneratedBackbone]:
-    """The backbones of a samples.pt written without biotite ({"len<L>_<i>": [L, 4, 3]})."""
-    saved = torch.load(path, weights_only=True)
-    backbones = []
-    for name, atoms in saved.items():
-        length, index = name.removeprefix("len").split("_")
-        if tuple(atoms.shape) != (int(length), 4, 3):
-            raise ValueError(f"{path}: sample {name!r} has shape {tuple(atoms.shape)}, expected ({length}, 4, 3)")
-        backbones.append(GeneratedBackbone(int(length), int(index), atoms.numpy()))
-    return backbones
-
-
 def _save_tensors_without_biotite(backbones, out: Path, seconds: float, device) -> dict:
     """Without biotite (e.g. a GPU image) keep the samples as `out/samples.pt` ({name: [L, 4, 3] tensor});
     structure files and metrics can be made from it later where biotite is installed."""
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "samples.pt"
-    torch.save({b.name: torch.from_numpy(b.atoms) for b in backbones}, path)
+    path = save_samples(backbones, out / SAMPLES_FILE)
     print(f"\nflashipa-sample: {len(backbones)} backbones in {seconds:.1f} s on {device} -> {path}\n"
           "  biotite is not installed: no PDB/mmCIF files and no metrics; where it is, make them with\n"
           f"  flashipa-sample from_samples={path} out=DIR [training_set=data]", flush=True)
@@ -132,9 +128,18 @@ def _save_tensors_without_biotite(backbones, out: Path, seconds: float, device) 
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="sample")
-def main(cfg: DictConfig) -> None:
-    """Console entry point `flashipa-sample`."""
+def _hydra_main(cfg: DictConfig) -> None:
     sample(cfg)
+
+
+def main() -> None:
+    """Console entry point `flashipa-sample` (`--help` lists its options). Without a checkpoint or a
+    samples.pt among the arguments it stops with one line saying what to pass, before Hydra makes a folder."""
+    arguments = sys.argv[1:]
+    names = {a.split("=", 1)[0].lstrip("+~") for a in arguments if "=" in a}
+    if not any(a.startswith("-") for a in arguments) and not names & {"ckpt_path", "from_samples"}:
+        sys.exit(NEEDS_INPUT)
+    _hydra_main()
 
 
 if __name__ == "__main__":

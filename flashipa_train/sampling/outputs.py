@@ -1,4 +1,6 @@
-"""What flashipa-sample leaves on disk: structure files, per-sample metrics.csv and a per-length summary."""
+"""What sampling leaves on disk: structure files, per-sample metrics.csv, a per-length summary, and (without
+biotite) `samples.pt`, the one tensor format that flashipa-sample and the end of flashipa-train write and
+`flashipa-sample from_samples=...` reads."""
 
 from __future__ import annotations
 
@@ -7,9 +9,13 @@ import logging
 import math
 from pathlib import Path
 
+import torch
+
 from flashipa_train.sampling.generate import GeneratedBackbone
 
 log = logging.getLogger(__name__)
+
+SAMPLES_FILE = "samples.pt"
 
 # columns of the printed summary table (the CSV files hold every metric)
 SUMMARY_COLUMNS = (
@@ -19,12 +25,13 @@ SUMMARY_COLUMNS = (
 
 
 def write_structure_files(backbones: list[GeneratedBackbone], out_dir: str | Path, formats=("pdb", "cif")) -> list[Path]:
-    """`out_dir/<name>.pdb` and `out_dir/cif/<name>.cif` per backbone (`name` = len<L>_<i>); backbones with NaN
+    """`out_dir/<name>.pdb`, `out_dir/cif/<name>.cif` and `out_dir/bcif/<name>.bcif` (the `formats` asked for)
+    per backbone (`name` = len<L>_<i>); backbones with NaN
     or Inf coordinates (a diverged sampler) are skipped with a warning. Returns the written paths."""
     from flashipa_train.io.pdb_writer import write_backbone
 
     out_dir = Path(out_dir)
-    folders = {"pdb": out_dir, "cif": out_dir / "cif"}
+    folders = {"pdb": out_dir, "cif": out_dir / "cif", "bcif": out_dir / "bcif"}
     unknown = set(formats) - set(folders)
     if unknown:
         raise ValueError(f"formats: {sorted(unknown)} not supported; choose from {sorted(folders)}.")
@@ -36,6 +43,29 @@ def write_structure_files(backbones: list[GeneratedBackbone], out_dir: str | Pat
         for fmt in formats:
             written.append(write_backbone(backbone.atoms, folders[fmt] / f"{backbone.name}.{fmt}"))
     return written
+
+
+def save_samples(backbones: list[GeneratedBackbone], path: str | Path) -> Path:
+    """`path` (a samples.pt): {"len<L>_<i>": [L, 4, 3] float32 tensor (N, CA, C, O, Angstrom)} per backbone."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({b.name: torch.from_numpy(b.atoms) for b in backbones}, path)
+    return path
+
+
+def load_samples(path: str | Path) -> list[GeneratedBackbone]:
+    """The backbones of a samples.pt written by `save_samples`, in file order."""
+    saved = torch.load(path, weights_only=True)
+    if not isinstance(saved, dict) or not all(isinstance(name, str) and name.startswith("len") for name in saved):
+        raise ValueError(f"{path}: not a samples.pt of flashipa-sample/flashipa-train (expected "
+                         f"{{'len<L>_<i>': [L, 4, 3] tensor}}, found keys {list(saved)[:4] if isinstance(saved, dict) else type(saved).__name__})")
+    backbones = []
+    for name, atoms in saved.items():
+        length, index = name.removeprefix("len").split("_")
+        if tuple(atoms.shape) != (int(length), 4, 3):
+            raise ValueError(f"{path}: sample {name!r} has shape {tuple(atoms.shape)}, expected ({length}, 4, 3)")
+        backbones.append(GeneratedBackbone(int(length), int(index), atoms.float().numpy()))
+    return backbones
 
 
 def sample_metric_rows(backbones: list[GeneratedBackbone], reference_set=None) -> list[dict]:

@@ -23,7 +23,7 @@ class StepTimer(pl.Callback):
     mean over the timed steps, read once at the end.
 
     After `on_train_end`, `summary` holds the figures (plain floats and ints); they also go to every logger
-    under `scaling/...`, and to wandb as run summary values with `scaling/length` as their x-axis.
+    under `scaling/...` at the last step (in wandb: the run's summary; one run per sweep point).
 
     Args:
         warmup_steps: untimed steps first (compilation, autotuning, allocator warm-up).
@@ -112,13 +112,6 @@ class StepTimer(pl.Callback):
         metrics = {METRIC_PREFIX + k: v for k, v in self.summary.items() if not math.isnan(float(v))}
         if length is not None:
             metrics[METRIC_PREFIX + "length"] = length
-        for logger in trainer.loggers:
-            if type(logger).__name__ == "WandbLogger":
-                run = logger.experiment
-                run.define_metric(METRIC_PREFIX + "length")
-                run.define_metric(METRIC_PREFIX + "*", step_metric=METRIC_PREFIX + "length")
-                run.log(metrics)
-                run.summary.update(metrics)
-            else:
-                logger.log_metrics(metrics, step=trainer.global_step)
+        for logger in trainer.loggers:  # wandb keeps the last logged values as the run's summary
+            logger.log_metrics(metrics, step=trainer.global_step)
             logger.save()

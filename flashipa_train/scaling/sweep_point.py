@@ -37,16 +37,20 @@ def results_dir_for(cfg: DictConfig) -> Path:
 
 
 def describe_point(cfg: DictConfig) -> dict[str, Any]:
-    """The row's identifying columns, taken from the config before anything runs."""
+    """The row's identifying columns, taken from the config before anything runs: variant, backend, label,
+    length, batch_size, precision, compile, checkpoint_blocks, device and the library versions. Every
+    training run logs them as its wandb config's top-level keys (runs are filtered and grouped by them)."""
     attention = cfg.model.attention
     backend = attention.get("backend", "auto") if attention.name != "dense_ipa" else "torch"
     data = cfg.data
     if "length" in data:  # synthetic chains
         length = data.length
         batch = batch_size_for(length, data.get("batch_size"), data.get("tokens_per_batch", length))
-    else:  # real chains cropped to crop_length, packed under the token budget
+    elif data.get("crop_length"):  # real chains cropped to crop_length, packed under the token budget
         length = data.crop_length
-        batch = max(1, int(data.max_tokens_per_batch) // int(length))
+        batch = max(1, int(data.get("max_tokens_per_batch") or length) // int(length))
+    else:  # a data config of another kind: no length to report
+        length, batch = 0, None
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu"
     compile_option = compile_description(cfg.get("compile"))
     checkpoint_blocks = int(cfg.model.get("checkpoint_blocks") or 0)
@@ -60,9 +64,24 @@ def describe_point(cfg: DictConfig) -> dict[str, Any]:
         "compile": compile_option,
         "checkpoint_blocks": checkpoint_blocks,
         "device": device,
-        "torch": torch.__version__,
+        **library_versions(),
         "run_dir": str(cfg.paths.output_dir),
     }
+
+
+def library_versions() -> dict[str, str]:
+    """Installed versions of the libraries that set the speed ("none" where one is missing)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name, distribution in (("torch", "torch"), ("triton", "triton"), ("lightning", "pytorch-lightning"),
+                               ("flashipa_train", "flashipa_train")):
+        try:
+            found[name] = version(distribution)
+        except PackageNotFoundError:
+            found[name] = "none"
+    found["torch"] = torch.__version__  # the imported build (e.g. 2.13.0+cpu)
+    return found
 
 
 def compile_description(option: Any) -> str:

@@ -14,15 +14,17 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import LearningRateMonitor
 
 from flashipa_train.data.example_store import PreprocessedDirError
 from flashipa_train.scaling.step_timer import StepTimer
-from flashipa_train.scaling.sweep_point import run_scaling_point
+from flashipa_train.scaling.sweep_point import describe_point, run_scaling_point
 from flashipa_train.train.checkpoint_io import AtomicCheckpointIO
 from flashipa_train.train.module import FlowModule
 from flashipa_train.train.samples import write_final_samples
 from flashipa_train.train.config_checks import ConfigError, check_train_config
 from flashipa_train.train.stored_config import checked_model_config
+from flashipa_train.train.wandb_logger import finish_wandb_run, log_run_config
 from flashipa_train.train.weights import CheckpointError, load_model_weights, read_checkpoint, run_config_from_checkpoint
 
 from flashipa_train.train.config import CONFIG_DIR
@@ -125,6 +127,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         log.info("Initialised the model weights from %s", cfg.init_from)
     flow = instantiate(cfg.flow)
     _compile_model(model, flow, cfg.get("compile"))
+    run_config = OmegaConf.to_container(cfg, resolve=True)
     module = FlowModule(
         model=model,
         flow=flow,
@@ -132,14 +135,15 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         scheduler=instantiate(cfg.scheduler),
         seed=cfg.seed,
         val_noise_draws=cfg.get("val_noise_draws", 4),
-        run_config=OmegaConf.to_container(cfg, resolve=True),
+        run_config=run_config,
     )
+    loggers = _instantiate_group(cfg.get("logger"))
+    callbacks = [c for c in _instantiate_group(cfg.get("callbacks"))
+                 if loggers or not isinstance(c, LearningRateMonitor)]  # it refuses to run without a logger
     trainer: pl.Trainer = instantiate(
-        cfg.trainer,
-        callbacks=_instantiate_group(cfg.get("callbacks")),
-        logger=_instantiate_group(cfg.get("logger")) or False,
-        plugins=[AtomicCheckpointIO()],
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()]
     )
+    log_run_config(trainer.loggers, describe_point(cfg), run_config)
     # weights_only: a resumed checkpoint is data (tensors and plain containers), never code
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
 
@@ -183,18 +187,25 @@ def main(cfg: DictConfig) -> float | None:
     """Console entry point `flashipa-train`; returns val/loss so Hydra sweepers can optimise it.
 
     With a `scaling` section (experiment=scaling) each run is one sweep point: its outcome, a failure
-    included, becomes a row of the sweep's results table and the command returns normally."""
-    if cfg.get("scaling"):
-        run_scaling_point(cfg, train)
-        return None
+    included, becomes a row of the sweep's results table and the command returns normally.
+    Each job's wandb run is finished when the job ends, so every job of a multirun is its own run."""
     try:
-        result = train(cfg)
-    except (ConfigError, CheckpointError, PreprocessedDirError) as error:  # bad inputs: one line, no traceback
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        print(f"flashipa-train: error: {error}", file=sys.stderr)
-        sys.exit(2)
-    return result.get("val/loss")
+        if cfg.get("scaling"):
+            row = run_scaling_point(cfg, train)
+            finish_wandb_run({"scaling/status": row["status"], "scaling/wall_s": row["wall_s"]},
+                             failed=row["status"] != "ok")
+            return None
+        try:
+            result = train(cfg)
+        except (ConfigError, CheckpointError, PreprocessedDirError) as error:  # bad inputs: one line, no traceback
+            if os.environ.get("HYDRA_FULL_ERROR") == "1":
+                raise
+            print(f"flashipa-train: error: {error}", file=sys.stderr)
+            sys.exit(2)
+        finish_wandb_run()
+        return result.get("val/loss")
+    finally:
+        finish_wandb_run(failed=True)  # still open only when the job raised
 
 
 if __name__ == "__main__":

@@ -83,8 +83,6 @@ class FlowModule(pl.LightningModule):
         self.last_loss = losses["loss"]
         self.last_sources = batch.get("source")
         metrics = {f"train/{name}": value.detach() for name, value in losses.items()}
-        if self.global_step % self.trainer.log_every_n_steps == 0:  # a host float, copied only when logged
-            metrics["train/lr"] = self.trainer.optimizers[0].param_groups[0]["lr"]
         self.log_dict(metrics, on_step=True, on_epoch=False, batch_size=self._batch_size(batch))
         self.log("train/loss_bar", losses["loss"].detach(), on_step=True, prog_bar=True, logger=False,
                  batch_size=self._batch_size(batch))
@@ -131,7 +129,8 @@ class FlowModule(pl.LightningModule):
     def configure_optimizers(self) -> dict:
         optimizer = self.optimizer_factory(params=[p for p in self.model.parameters() if p.requires_grad])
         scheduler = self.scheduler_factory(optimizer, total_steps=self.total_training_steps())
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1,
+                                                        "name": "train/lr"}}  # LearningRateMonitor's key
 
     # Checkpoint extras: global RNG states (as tensors and ints, readable with weights_only=True) and config.
 

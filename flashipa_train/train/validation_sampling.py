@@ -27,10 +27,12 @@ class ValidationSampling(pl.Callback):
     """After every `every_n_validations`-th validation run (sanity check excluded), integrate
     `samples_per_length` backbones of each length with the EMA weights (the model's own without an EMA callback),
     compute `flashipa_train.metrics` on them and log, to every logger at the current global step:
-        sample/length, sample/<metric>   per length (wandb plots these against sample/length)
+        sample/L<length>/<metric>        per length: one series per length against the training step
         val_sample/<metric>              mean over all samples
         train_set/<metric>               the same metric on training examples (computed once, cached)
-    With a wandb logger it also logs the structures (wandb.Molecule) and the metric rows (wandb.Table).
+    With a wandb logger it also logs the structures (wandb.Molecule) and, as wandb.Tables, the metric rows,
+    the per-length summary (`val_sample/by_length`: metrics against L at this validation) and the
+    comparison with the training set.
     The samples are written to `out_dir/step_<global_step>/` as PDB files. Without biotite (e.g. a GPU
     image) the callback warns once and does nothing. Runs on global rank 0 only.
 
@@ -70,16 +72,6 @@ class ValidationSampling(pl.Callback):
         self._training_summary: dict | None = None
         self._warned_no_biotite = False
 
-    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        from pytorch_lightning.loggers import WandbLogger
-
-        from flashipa_train.train.wandb_logger import define_sample_metrics
-
-        if trainer.is_global_zero:
-            for logger in trainer.loggers:
-                if isinstance(logger, WandbLogger):
-                    define_sample_metrics(logger.experiment)
-
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking:
             return
@@ -106,11 +98,12 @@ class ValidationSampling(pl.Callback):
         summaries = summary_by_length(rows, backbones, self.diversity)
         training = self._training_set_summary(trainer)
 
-        for length in self.lengths:
-            self._log(trainer, {"sample/length": float(length), **_prefixed("sample/", summaries[str(length)])}, step)
+        per_length = {key: value for length in self.lengths
+                      for key, value in _prefixed(f"sample/L{length}/", summaries[str(length)]).items()}
         scalars = {**_prefixed("val_sample/", summaries["all"]), **_prefixed("train_set/", training)}
-        self._log(trainer, scalars, step)
-        self._log_wandb_media(trainer, pdb_paths, rows, summaries["all"], training, step)
+        self._log(trainer, {**per_length, **scalars}, step)
+        by_length = [{"step": step, "length": length, **_prefixed("", summaries[str(length)])} for length in self.lengths]
+        self._log_wandb_media(trainer, pdb_paths, rows, by_length, summaries["all"], training, step)
         log.info("ValidationSampling at step %d: %d backbones sampled and scored in %.1f s (ca_ca_mean %.2f, "
                  "training set %.2f)", step, len(backbones), time.perf_counter() - started,
                  scalars.get("val_sample/ca_ca_mean", float("nan")), scalars.get("train_set/ca_ca_mean", float("nan")))
@@ -141,7 +134,7 @@ class ValidationSampling(pl.Callback):
             logger.log_metrics(metrics, step=step)
 
     @staticmethod
-    def _log_wandb_media(trainer, pdb_paths, rows, sample_summary, training, step) -> None:
+    def _log_wandb_media(trainer, pdb_paths, rows, by_length, sample_summary, training, step) -> None:
         from pytorch_lightning.loggers import WandbLogger
 
         from flashipa_train.train.wandb_logger import log_samples_to_wandb
@@ -150,7 +143,7 @@ class ValidationSampling(pl.Callback):
                       for key in LOGGED_METRICS if key in sample_summary]
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
-                log_samples_to_wandb(logger.experiment, pdb_paths, rows, comparison, step)
+                log_samples_to_wandb(logger.experiment, pdb_paths, rows, by_length, comparison, step)
 
     def state_dict(self) -> dict:
         return {"validations": self.validations}

@@ -1,9 +1,17 @@
-"""Weights & Biases logger that goes offline by itself when no credentials are present."""
+"""Weights & Biases: the logger (offline by itself without credentials), the run's config, the sample tables,
+and the end of a run. wandb is imported only where a wandb run is in use.
+
+One `flashipa-train` job is one wandb run: `finish_wandb_run` closes it when the job ends, so the jobs of a
+Hydra multirun (a scaling sweep) become separate runs instead of sharing the first one. Every metric is
+plotted against Lightning's `trainer/global_step` (its `*` rule); no other axis is defined, so no two
+`define_metric` rules can claim one key.
+"""
 
 from __future__ import annotations
 
 import netrc
 import os
+import sys
 from pathlib import Path
 
 
@@ -18,6 +26,13 @@ def wandb_credentials_present() -> bool:
         return False
 
 
+def wandb_offline(offline: bool | None = None) -> bool:
+    """`offline=None`: offline when WANDB_MODE says so or there are no credentials (never a login prompt)."""
+    if offline is not None:
+        return offline
+    return os.environ.get("WANDB_MODE") in ("offline", "dryrun", "disabled") or not wandb_credentials_present()
+
+
 def make_wandb_logger(
     project: str,
     group: str | None = None,
@@ -30,41 +45,58 @@ def make_wandb_logger(
     (or WANDB_MODE=offline), so runs never block on a login prompt. Sync later with `wandb sync DIR`."""
     from pytorch_lightning.loggers import WandbLogger
 
-    if offline is None:
-        offline = os.environ.get("WANDB_MODE") in ("offline", "disabled") or not wandb_credentials_present()
     Path(save_dir).mkdir(parents=True, exist_ok=True)
-    return WandbLogger(project=project, group=group, name=name, save_dir=save_dir, offline=offline, **kwargs)
+    return WandbLogger(project=project, group=group, name=name, save_dir=save_dir, offline=wandb_offline(offline),
+                       **kwargs)
 
 
-# Keys of the sample metrics (see validation_sampling.py): per-length values are plotted against the chain
-# length, the summaries and the training set's reference values against the training step.
-LENGTH_KEY = "sample/length"
+def log_run_config(loggers: list, run_facts: dict, resolved_config: dict) -> None:
+    """Put the run's facts (variant, backend, length, batch, precision, compile, device, versions: top-level
+    keys to filter and group runs by) and the whole resolved Hydra config (data, model, trainer, ... sections)
+    into every logger's hyperparameters: wandb's run.config, the CSV logger's hparams.yaml."""
+    params = {**resolved_config, **run_facts}
+    for logger in loggers:
+        logger.log_hyperparams(params)
 
 
-def define_sample_metrics(experiment) -> None:
-    """Tell wandb to plot `sample/<metric>` against `sample/length` and `val_sample/*`, `train_set/*` against
-    `trainer/global_step`."""
-    experiment.define_metric(LENGTH_KEY)
-    experiment.define_metric("sample/*", step_metric=LENGTH_KEY)
-    experiment.define_metric("trainer/global_step")
-    for prefix in ("val_sample/*", "train_set/*"):
-        experiment.define_metric(prefix, step_metric="trainer/global_step")
+def active_wandb_run():
+    """The wandb run of this process, or None (wandb is never imported here: a GPU image may lack it)."""
+    wandb = sys.modules.get("wandb")
+    return getattr(wandb, "run", None) if wandb is not None else None
 
 
-def log_samples_to_wandb(experiment, pdb_paths: list, rows: list[dict], comparison: list[dict], step: int) -> None:
-    """Log sampled structures as 3D `wandb.Molecule`s (from PDB files), the per-sample metric rows and the
-    samples-vs-training-set comparison as `wandb.Table`s, all at `trainer/global_step` = step."""
+def finish_wandb_run(summary: dict | None = None, failed: bool = False) -> None:
+    """Add `summary` to the active wandb run's summary and finish it (exit code 1 when `failed`); no-op
+    without one. Called at the end of every flashipa-train job."""
+    run = active_wandb_run()
+    if run is None:
+        return
+    if summary:
+        run.summary.update(summary)
+    run.finish(exit_code=1 if failed else 0)
+
+
+def log_samples_to_wandb(experiment, pdb_paths: list, rows: list[dict], by_length: list[dict],
+                         comparison: list[dict], step: int) -> None:
+    """Log at `trainer/global_step` = step: the sampled structures as 3D `wandb.Molecule`s, and as
+    `wandb.Table`s the per-sample metric rows, the per-length summary (one row per length: this
+    validation's metrics against L) and the samples-vs-training-set comparison."""
     import wandb
 
     payload = {"trainer/global_step": step}
     if pdb_paths:
-        payload["val_sample/structures"] = [wandb.Molecule(str(p), caption=_stem(p)) for p in pdb_paths]
-    for key, table_rows in (("val_sample/metrics_table", rows), ("val_sample/vs_training_set", comparison)):
+        payload["val_sample/structures"] = [wandb.Molecule(str(p), caption=Path(p).stem) for p in pdb_paths]
+    tables = (("val_sample/metrics_table", rows), ("val_sample/by_length", by_length),
+              ("val_sample/vs_training_set", comparison))
+    for key, table_rows in tables:
         if table_rows:
-            columns = list(dict.fromkeys(k for row in table_rows for k in row))
-            payload[key] = wandb.Table(columns=columns, data=[[row.get(c) for c in columns] for row in table_rows])
+            payload[key] = rows_to_table(table_rows)
     experiment.log(payload)
 
 
-def _stem(path) -> str:
-    return Path(path).stem
+def rows_to_table(rows: list[dict]):
+    """A `wandb.Table` of dict rows, the union of their keys as columns (first-seen order)."""
+    import wandb
+
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    return wandb.Table(columns=columns, data=[[row.get(c) for c in columns] for row in rows])
