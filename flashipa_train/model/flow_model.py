@@ -26,6 +26,7 @@ from torch.utils.checkpoint import checkpoint
 
 from flashipa_train.geometry import Rigid, backbone_atoms_from_frames
 from flashipa_train.model.attention_dense import DenseIPAAttention
+from flashipa_train.model.attention_entmax import EntmaxIPAAttention
 from flashipa_train.model.attention_flash import FlashIPAAttention
 from flashipa_train.model.attention_inattention import InAttentionIPAAttention
 from flashipa_train.model.embeddings import NodeEmbedder
@@ -40,6 +41,7 @@ ATTENTION_VARIANTS = {
     "dense_ipa": DenseIPAAttention,
     "flash_ipa": FlashIPAAttention,
     "inattention": InAttentionIPAAttention,
+    "entmax_ipa": EntmaxIPAAttention,
 }
 
 
@@ -54,7 +56,8 @@ def build_attention(attention: Mapping, c_s, c_z, c_hidden, num_blocks, num_head
     ipa_sizes = dict(c_s=c_s, c_hidden=c_hidden, num_heads=num_heads, num_qk_points=num_qk_points, num_v_points=num_v_points, num_blocks=num_blocks)
     if name == "dense_ipa":
         return DenseIPAAttention(**ipa_sizes, c_z=c_z)
-    return ATTENTION_VARIANTS[name](**ipa_sizes, pair_rank=pair_rank, c_pair_value=c_pair_value, backend=attention.get("backend", "auto"))
+    own = {key: value for key, value in attention.items() if key not in ("name", "backend")}  # e.g. entmax_ipa's alpha
+    return ATTENTION_VARIANTS[name](**ipa_sizes, pair_rank=pair_rank, c_pair_value=c_pair_value, backend=attention.get("backend", "auto"), **own)
 
 
 class FlowModel(nn.Module):
