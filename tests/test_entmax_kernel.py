@@ -69,6 +69,7 @@ def test_bf16_matches_float64_reference_on_a_chain_with_skipped_blocks():
     assert max(errors.values()) <= 1e-2, errors
 
 
+@pytest.mark.slow
 def test_skipped_blocks_leave_fp32_results_exact():
     torch.manual_seed(3)
     inputs = _chain_inputs(64, ODD_DIMS, torch.float32, seed=1)

@@ -17,31 +17,30 @@ class _EntmaxIPAFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_weights, alpha,
                 key_mask, cu_seqlens, max_seqlen, allow_tf32):
-        store_g = any(ctx.needs_input_grad)
-        o, o_pts, o_pair, g_means, tau, s0, block_mask, centres = launch.forward(
+        o, o_pts, o_pair, tau, s0, block_mask, centres = launch.forward(
             q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_weights, alpha,
-            key_mask, cu_seqlens, max_seqlen, allow_tf32, store_g,
+            key_mask, cu_seqlens, max_seqlen, allow_tf32,
         )
         ctx.save_for_backward(q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_weights, alpha,
-                              key_mask, cu_seqlens, *g_means, tau, s0, block_mask, centres)
+                              key_mask, cu_seqlens, tau, s0, block_mask, centres)
         ctx.max_seqlen, ctx.allow_tf32 = max_seqlen, allow_tf32
         return o, o_pts, o_pair
 
     @staticmethod
     def backward(ctx, do, do_pts, do_pair):
         (q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_weights, alpha, key_mask, cu_seqlens,
-         g_v, g_pts, g_pair, tau, s0, block_mask, centres) = ctx.saved_tensors
+         tau, s0, block_mask, centres) = ctx.saved_tensors
         T, H = q.shape[:2]
         # an output that took no part in the loss arrives as None
         do = torch.zeros(T, H, v.shape[-1], dtype=v.dtype, device=q.device) if do is None else do.contiguous()
-        do_pts = torch.zeros(T, H, g_pts.shape[-1], dtype=v_pts.dtype, device=q.device) if do_pts is None \
+        do_pts = torch.zeros(T, H, 3 * v_pts.shape[-2], dtype=v_pts.dtype, device=q.device) if do_pts is None \
             else do_pts.contiguous()
-        do_pair = torch.zeros(T, H, g_pair.shape[-1], dtype=pair_k.dtype, device=q.device) if do_pair is None \
-            else do_pair.contiguous()
+        do_pair = torch.zeros(T, H, pair_k.shape[-2] * pair_k.shape[-1], dtype=pair_k.dtype, device=q.device) \
+            if do_pair is None else do_pair.contiguous()
         grads = launch.backward(
             do, do_pts, do_pair, q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_weights, alpha,
             key_mask, cu_seqlens, ctx.max_seqlen, ctx.allow_tf32, ctx.needs_input_grad[10],
-            (g_v, g_pts, g_pair), tau, s0, block_mask, centres,
+            tau, s0, block_mask, centres,
         )
         return (*grads, None, None, None, None)
 

@@ -64,16 +64,14 @@ def threshold(q, k, qpb, kpb, point_weights, alpha, key_mask, cu_seqlens, max_se
 
 
 def forward(q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_weights, alpha,
-            key_mask, cu_seqlens, max_seqlen, allow_tf32, store_g):
+            key_mask, cu_seqlens, max_seqlen, allow_tf32):
     """Threshold pass and forward kernel on token-major tensors.
 
-    Returns o [T, H, CV], o_pts [T, H, PV3], o_pair [T, H, RZ] and, for the backward, the g-weighted
-    value means (three float32 tensors like o, o_pts centred, o_pair; empty unless store_g), tau,
-    S0, the block mask and the sequence centres."""
+    Returns o [T, H, CV], o_pts [T, H, PV3], o_pair [T, H, RZ] and, for the backward, tau, S0, the
+    block mask and the sequence centres."""
     T, H = q.shape[:2]
     d = dims(q, v, q_pts, v_pts, bias_q, pair_k)
     _check_int32_offsets(T, H, d)
-    n_seq = cu_seqlens.shape[0] - 1
     k, v, pair_k = (x.to(q.dtype) for x in (k, v, pair_k))
     centres = sequence_centres(k_pts, key_mask, cu_seqlens)
     qpb, kpb, vpc = point_operands(q_pts, k_pts, v_pts, bias_q, bias_k, point_weights, centres, cu_seqlens, q.dtype)
@@ -83,17 +81,24 @@ def forward(q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_weights,
     o = torch.empty(T, H, d["CV"], dtype=v.dtype, device=dev)
     o_pts = torch.empty(T, H, d["PV3"], dtype=v_pts.dtype, device=dev)
     o_pair = torch.empty(T, H, d["RZ"], dtype=pair_k.dtype, device=dev)
-    g_means = tuple(torch.empty(x.shape if store_g else (0,), dtype=torch.float32, device=dev) for x in (o, o_pts, o_pair))
+    _weighted_values(False, q, k, v, qpb, kpb, vpc, pair_k, point_weights, alpha, centres, key_mask, cu_seqlens,
+                     tau, s0, block_mask, (o, o_pts, o_pair), allow_tf32, d)
+    return o, o_pts, o_pair, tau, s0, block_mask, centres
+
+
+def _weighted_values(g_means, q, k, v, qpb, kpb, vpc, pair_k, point_weights, alpha, centres, key_mask, cu_seqlens,
+                     tau, s0, block_mask, outs, allow_tf32, d):
+    """The forward kernel: p-weighted values into outs (g_means False) or g-weighted means (True)."""
+    H = q.shape[1]
     bm, bn, warps = BLOCKS
-    tk._entmax_fwd_kernel[(block_mask.shape[1], n_seq * H)](
+    nqb, nkb = block_mask.shape[1:]
+    tk._entmax_fwd_kernel[(nqb, block_mask.shape[0])](
         q, k, v, qpb, kpb, vpc, pair_k, point_weights, alpha, centres,
-        key_mask if key_mask is not None else cu_seqlens, cu_seqlens, tau, s0, block_mask,
-        o, o_pts, o_pair, *g_means,
-        H, T, block_mask.shape[1], block_mask.shape[2], W_L / math.sqrt(d["C"]),
-        STORE_G=store_g, **_flags(q.dtype, allow_tf32, key_mask), **_kernel_dims(d),
+        key_mask if key_mask is not None else cu_seqlens, cu_seqlens, tau, s0, block_mask, *outs,
+        H, q.shape[0], nqb, nkb, W_L / math.sqrt(d["C"]),
+        G_MEANS=g_means, **_flags(q.dtype, allow_tf32, key_mask), **_kernel_dims(d),
         BLOCK_M=bm, BLOCK_N=bn, num_warps=warps,
     )
-    return o, o_pts, o_pair, g_means, tau, s0, block_mask, centres
 
 
 def _kernel_dims(d):
@@ -101,8 +106,9 @@ def _kernel_dims(d):
 
 
 def backward(do, do_pts, do_pair, q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_weights, alpha,
-             key_mask, cu_seqlens, max_seqlen, allow_tf32, alpha_grad, g_means, tau, s0, block_mask, centres):
-    """dK/dV (twice) and dQ kernels; returns the gradients of the ten inputs and of alpha ([H] or None)."""
+             key_mask, cu_seqlens, max_seqlen, allow_tf32, alpha_grad, tau, s0, block_mask, centres):
+    """The g-weighted value means, then dK/dV (twice) and dQ kernels; returns the gradients of the ten
+    inputs and of alpha ([H] or None)."""
     T, H = q.shape[:2]
     d = dims(q, v, q_pts, v_pts, bias_q, pair_k)
     n_seq = cu_seqlens.shape[0] - 1
@@ -113,11 +119,14 @@ def backward(do, do_pts, do_pair, q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, 
     dpair_k_heads = torch.empty(T, H, d["RZ"], dtype=torch.float32, device=dev)  # summed over heads below
     dpw_q = torch.empty(H, T, dtype=torch.float32, device=dev)
     dalpha_q = torch.empty(H, T, dtype=torch.float32, device=dev) if alpha_grad else dpw_q
-    # Dg_i = dO_i . (sum_j g_ij V_j / sum_j g_ij), over all value features (points centred)
-    delta_g = sum((dx.float() * g).sum(-1) for dx, g in zip((do, do_pts, do_pair), g_means)).t().contiguous()
     pair_k_dtype = pair_k.dtype
     k, v, pair_k, do, do_pts, do_pair = (x.to(q.dtype) for x in (k, v, pair_k, do, do_pts, do_pair))
     qpb, kpb, vpc = point_operands(q_pts, k_pts, v_pts, bias_q, bias_k, point_weights, centres, cu_seqlens, q.dtype)
+    g_means = tuple(torch.empty(T, H, n, dtype=torch.float32, device=dev) for n in (d["CV"], d["PV3"], d["RZ"]))
+    _weighted_values(True, q, k, v, qpb, kpb, vpc, pair_k, point_weights, alpha, centres, key_mask, cu_seqlens,
+                     tau, s0, block_mask, g_means, allow_tf32, d)
+    # Dg_i = dO_i . (sum_j g_ij V_j / sum_j g_ij), over all value features (points centred)
+    delta_g = sum((dx.float() * g).sum(-1) for dx, g in zip((do, do_pts, do_pair), g_means)).t().contiguous()
     # dP's value-point part in the point dtype, from the same rounded vpc as the forward's Dg
     do_pts_p = do_pts.to(vpc.dtype)
     mask_arg = key_mask if key_mask is not None else cu_seqlens

@@ -19,8 +19,8 @@ combination of values). Reading order:
                              passes over the key tiles (threshold.py) until every row converged; the
                              last pass writes, per (query block, key block), whether any u > 0 there
                              (BLOCK_MASK, int8 [S * H, NQB, NKB]), and tau, S0 and passes per row.
-  _entmax_fwd_kernel         p @ V over the key blocks the mask keeps; with STORE_G also the
-                             g-weighted mean of the values (for Dg in the backward).
+  _entmax_fwd_kernel         p @ V over the key blocks the mask keeps; launched again by the
+                             backward for the g-weighted mean of the values (for Dg).
   _entmax_bwd_dkdv_kernel    per BLOCK_N keys, over the query blocks the mask keeps (twice: dk side,
                              dv side, as the softmax kernel).
   _entmax_bwd_dq_kernel      per BLOCK_M queries, over the kept key blocks; d point_weights and, with
@@ -199,17 +199,20 @@ def _entmax_threshold_kernel(
 @triton.jit
 def _entmax_fwd_kernel(
     Q, K, V, QPB, KPB, VPC, PK, PW, ALPHA, CENTRE, KEY_MASK, CU_SEQLENS, TAU, S0, BLOCK_MASK,
-    O, OP, OZ, OGV, OGP, OGZ,
+    O, OP, OZ,
     H, T, NQB, NKB, scalar_scale,
-    STORE_G: tl.constexpr, HAS_MASK: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
+    G_MEANS: tl.constexpr, HAS_MASK: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
     C: tl.constexpr, C_PAD: tl.constexpr, CV: tl.constexpr, CV_PAD: tl.constexpr,
     P3: tl.constexpr, PB: tl.constexpr, PB_PAD: tl.constexpr,
     PV3: tl.constexpr, PV3_PAD: tl.constexpr, RZ: tl.constexpr, RZ_PAD: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
-    """One program: BLOCK_M queries of one sequence and one head, p @ V over the kept key blocks.
+    """One program: BLOCK_M queries of one sequence and one head, over the kept key blocks.
 
-    With STORE_G also writes sum_j g_ij V_j / sum_j g_ij (float32; value points centred)."""
+    G_MEANS=False (the forward): o = sum_j p_ij V_j into O, OP (global frame), OZ.
+    G_MEANS=True (the backward's first launch): sum_j g_ij V_j / sum_j g_ij, float32, value points
+    centred, for Dg; g split hi + lo in 16-bit dots. One weighting per launch keeps three
+    accumulators in registers, as the softmax forward."""
     pid_m = tl.program_id(0)
     pid_sh = tl.program_id(1)
     seq = pid_sh // H
@@ -240,11 +243,7 @@ def _entmax_fwd_kernel(
     acc_v = tl.zeros([BLOCK_M, CV_PAD], tl.float32)
     acc_p = tl.zeros([BLOCK_M, PV3_PAD], tl.float32)
     acc_z = tl.zeros([BLOCK_M, RZ_PAD], tl.float32)
-    if STORE_G:
-        g_sum = tl.zeros([BLOCK_M], tl.float32)
-        accg_v = tl.zeros([BLOCK_M, CV_PAD], tl.float32)
-        accg_p = tl.zeros([BLOCK_M, PV3_PAD], tl.float32)
-        accg_z = tl.zeros([BLOCK_M, RZ_PAD], tl.float32)
+    w_sum = tl.zeros([BLOCK_M], tl.float32)
     for start_n in range(0, n, BLOCK_N):
         if tl.load(mask_row + start_n // BLOCK_N) != 0:
             offs_n = start_n + tl.arange(0, BLOCK_N)
@@ -255,22 +254,22 @@ def _entmax_fwd_kernel(
             kpb = _operand(_load_tile(KPB + h * PB, tok_n, row_n, H * PB, c_pb, PB), UPCAST)
             u = _scaled_logits(q, qpb, k, kpb, c_pb, pw, alpha - 1.0, scalar_scale, P3, PRECISION) - tau[:, None]
             log2_p, pos = _log2_weights(u, n_ok[None, :], r, log2_s0[:, None])
-            p = tl.where(pos, tl.exp2(log2_p), 0.0)  # [BM, BN]
             v = _operand(_load_tile(V + h * CV, tok_n, row_n, H * CV, c_v, CV), UPCAST)  # [BN, CV_PAD]
             vp = _operand(_load_tile(VPC + h * PV3, tok_n, row_n, H * PV3, c_pv, PV3), UPCAST)
             pk = _operand(_load_tile(PK, tok_n, row_n, RZ, c_z, RZ), UPCAST)  # [BN, RZ_PAD]
-            pd = _round(p, DT, UPCAST)
-            acc_v += tl.dot(pd, v, input_precision=PRECISION)
-            acc_p += tl.dot(_round(p, PDT, UPCAST), vp, input_precision=PRECISION)
-            acc_z += tl.dot(pd, pk, input_precision=PRECISION)
-            if STORE_G:
-                g = tl.where(pos, tl.exp2((2.0 - alpha) * log2_p), 0.0)
-                g_sum += tl.sum(g, axis=1)
-                accg_v += _split_dot(g, v, DT, UPCAST, PRECISION)
-                accg_p += _split_dot(g, vp, PDT, UPCAST, PRECISION)
-                accg_z += _split_dot(g, pk, DT, UPCAST, PRECISION)
+            if G_MEANS:
+                g = tl.where(pos, tl.exp2((2.0 - alpha) * log2_p), 0.0)  # [BM, BN]
+                w_sum += tl.sum(g, axis=1)
+                acc_v += _split_dot(g, v, DT, UPCAST, PRECISION)
+                acc_p += _split_dot(g, vp, PDT, UPCAST, PRECISION)
+                acc_z += _split_dot(g, pk, DT, UPCAST, PRECISION)
+            else:
+                p = tl.where(pos, tl.exp2(log2_p), 0.0)  # [BM, BN]
+                pd = _round(p, DT, UPCAST)
+                acc_v += tl.dot(pd, v, input_precision=PRECISION)
+                acc_p += tl.dot(_round(p, PDT, UPCAST), vp, input_precision=PRECISION)
+                acc_z += tl.dot(pd, pk, input_precision=PRECISION)
 
-    q_ok = tau < float("inf")
     rows = m_ok[:, None]
     v_off = h * CV + tok_m[:, None] * (H * CV) + c_v[None, :]
     pv_off = h * PV3 + tok_m[:, None] * (H * PV3) + c_pv[None, :]
@@ -278,16 +277,17 @@ def _entmax_fwd_kernel(
     v_mask = rows & (c_v[None, :] < CV)
     pv_mask = rows & (c_pv[None, :] < PV3)
     z_mask = rows & (c_z[None, :] < RZ)
-    tl.store(O + v_off, acc_v.to(O.dtype.element_ty), mask=v_mask)
-    c = tl.load(CENTRE + seq * 3 + c_pv % 3)  # the sequence centre for each xyz column
-    op = tl.where(q_ok[:, None], acc_p + c[None, :], 0.0)
-    tl.store(OP + pv_off, op.to(OP.dtype.element_ty), mask=pv_mask)
-    tl.store(OZ + z_off, acc_z.to(OZ.dtype.element_ty), mask=z_mask)
-    if STORE_G:
-        inv_g = tl.where(g_sum > 0.0, 1.0 / tl.where(g_sum > 0.0, g_sum, 1.0), 0.0)[:, None]
-        tl.store(OGV + v_off, accg_v * inv_g, mask=v_mask)
-        tl.store(OGP + pv_off, accg_p * inv_g, mask=pv_mask)
-        tl.store(OGZ + z_off, accg_z * inv_g, mask=z_mask)
+    if G_MEANS:
+        inv = tl.where(w_sum > 0.0, 1.0 / tl.where(w_sum > 0.0, w_sum, 1.0), 0.0)[:, None]
+        tl.store(O + v_off, acc_v * inv, mask=v_mask)
+        tl.store(OP + pv_off, acc_p * inv, mask=pv_mask)
+        tl.store(OZ + z_off, acc_z * inv, mask=z_mask)
+    else:
+        tl.store(O + v_off, acc_v.to(O.dtype.element_ty), mask=v_mask)
+        c = tl.load(CENTRE + seq * 3 + c_pv % 3)  # the sequence centre for each xyz column
+        op = tl.where((tau < float("inf"))[:, None], acc_p + c[None, :], 0.0)
+        tl.store(OP + pv_off, op.to(OP.dtype.element_ty), mask=pv_mask)
+        tl.store(OZ + z_off, acc_z.to(OZ.dtype.element_ty), mask=z_mask)
 
 
 @triton.jit
