@@ -27,6 +27,7 @@ from torch.utils.checkpoint import checkpoint
 
 from flashipa_train.geometry import Rigid, backbone_atoms_from_frames
 from flashipa_train.model.attention_dense import DenseIPAAttention
+from flashipa_train.model.attention_entmax import EntmaxIPAAttention
 from flashipa_train.model.attention_flash import FlashIPAAttention
 from flashipa_train.model.attention_inattention import InAttentionIPAAttention
 from flashipa_train.model.embeddings import NodeEmbedder
@@ -41,9 +42,8 @@ ATTENTION_VARIANTS = {
     "dense_ipa": DenseIPAAttention,
     "flash_ipa": FlashIPAAttention,
     "inattention": InAttentionIPAAttention,
+    "entmax_ipa": EntmaxIPAAttention,
 }
-
-FLASH_GEOMETRY_OPTIONS = ("sc_points", "edge_messages", "edge_neighbours", "c_edge")
 
 
 def build_attention(attention: Mapping, c_s, c_z, c_hidden, num_blocks, num_heads, num_qk_points, num_v_points, pair_rank, c_pair_value):
@@ -57,10 +57,10 @@ def build_attention(attention: Mapping, c_s, c_z, c_hidden, num_blocks, num_head
     ipa_sizes = dict(c_s=c_s, c_hidden=c_hidden, num_heads=num_heads, num_qk_points=num_qk_points, num_v_points=num_v_points, num_blocks=num_blocks)
     if name == "dense_ipa":
         return DenseIPAAttention(**ipa_sizes, c_z=c_z)
-    # the flash variants' geometry switches (sc_points, edge_messages, edge_neighbours, c_edge) when given
-    geometry = {key: attention[key] for key in FLASH_GEOMETRY_OPTIONS if key in attention}
+    # each variant's own fields from its YAML (flash_ipa's geometry switches, entmax_ipa's alpha, ...)
+    own = {key: value for key, value in attention.items() if key not in ("name", "backend")}
     return ATTENTION_VARIANTS[name](
-        **ipa_sizes, pair_rank=pair_rank, c_pair_value=c_pair_value, backend=attention.get("backend", "auto"), **geometry
+        **ipa_sizes, pair_rank=pair_rank, c_pair_value=c_pair_value, backend=attention.get("backend", "auto"), **own
     )
 
 

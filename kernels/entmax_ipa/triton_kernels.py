@@ -1,0 +1,509 @@
+"""alpha-entmax IPA Triton kernels: threshold pass, forward, dK/dV and dQ, with key-block skipping.
+
+Same token-major layout and point-bias operands as the softmax FlashIPA kernels (built by
+`kernels.flash_ipa.launch.point_operands`; see kernels/flash_ipa/triton_kernels.py): per token and head
+
+    q, k [T, H, C], v [T, H, CV], pair_k [T, RZ], qpb, kpb [T, H, PB], vpc [T, H, PV3]
+
+and the natural-unit logit s_ij = scalar_scale q_i.k_j + qpb_i.kpb_j - pw |kp_j - c|^2 / 2 (the
+query-only |q - c|^2 term is a per-row constant, which entmax ignores like softmax: it moves tau).
+With z = (alpha - 1) s, r = 1 / (alpha - 1) and u = z - tau:
+
+    p_ij = u_+^r / S0_i,   g_ij = p_ij^(2 - alpha),   dS_ij = g_ij (dP_ij - Dg_i),
+    Dg_i = sum_j g_ij dP_ij / sum_j g_ij = dO_i . (sum_j g_ij V_j / sum_j g_ij)
+
+(S0_i = sum_j u_+^r is 1 up to the solver's tolerance; dividing by it keeps every output a convex
+combination of values). Reading order:
+
+  _entmax_threshold_kernel   per BLOCK_M query rows: a pass for row maxima, then Halley-bisection
+                             passes over the key tiles (threshold.py) until every row converged; the
+                             last pass writes, per (query block, key block), whether any u > 0 there
+                             (BLOCK_MASK, int8 [S * H, NQB, NKB]), and tau, S0 and passes per row.
+  _entmax_fwd_kernel         p @ V over the key blocks the mask keeps; launched again by the
+                             backward for the g-weighted mean of the values (for Dg).
+  _entmax_bwd_dkdv_kernel    per BLOCK_N keys, over the query blocks the mask keeps (twice: dk side,
+                             dv side, as the softmax kernel).
+  _entmax_bwd_dq_kernel      per BLOCK_M queries, over the kept key blocks; d point_weights and, with
+                             ALPHA_GRAD, d alpha per row.
+
+The mask ties the block sizes: every kernel of one call runs with the same BLOCK_M and BLOCK_N.
+Queries that are padding or have no real key get tau = +inf: all their weights are zero.
+"""
+
+import triton
+import triton.language as tl
+
+LN2 = tl.constexpr(0.6931471805599453)
+
+
+@triton.jit
+def _operand(x, UPCAST: tl.constexpr):
+    """A loaded dot operand; with UPCAST (interpreter, 16-bit) held in float32 after its rounding."""
+    if UPCAST:
+        return x.to(tl.float32)
+    return x
+
+
+@triton.jit
+def _round(x, DT: tl.constexpr, UPCAST: tl.constexpr):
+    """A float32 register tile rounded to the dot dtype DT (see _operand for UPCAST)."""
+    if UPCAST:
+        return x.to(DT).to(tl.float32)
+    return x.to(DT)
+
+
+@triton.jit
+def _split_dot(a, b, DT: tl.constexpr, UPCAST: tl.constexpr, PRECISION: tl.constexpr):
+    """a @ b for a float32 register tile `a`; for 16-bit DT as two DT dots, hi + lo (about 16 of a's
+    mantissa bits): the g-weighted value means must agree with the backward's dP to that precision,
+    or dS = g (dP - Dg) keeps the difference (large for far points)."""
+    if DT == tl.float32:
+        return tl.dot(a, b, input_precision=PRECISION)
+    hi = _round(a, DT, UPCAST)
+    lo = _round(a - hi.to(tl.float32), DT, UPCAST)
+    return tl.dot(hi, b, input_precision=PRECISION) + tl.dot(lo, b, input_precision=PRECISION)
+
+
+@triton.jit
+def _load_tile(ptr, tok, row_ok, stride_tok, col, ncol):
+    """[ROWS, PAD] tile of a token-major tensor, zero outside rows `row_ok` and columns < ncol."""
+    mask = row_ok[:, None] & (col[None, :] < ncol)
+    return tl.load(ptr + tok[:, None] * stride_tok + col[None, :], mask=mask, other=0.0)
+
+
+@triton.jit
+def _point_norms(kpb, col, P3: tl.constexpr):
+    """|k_pts - c|^2 per row [ROWS] from a point-bias tile."""
+    x = kpb.to(tl.float32)
+    return tl.sum(tl.where(col[None, :] < P3, x * x, 0.0), axis=1)
+
+
+@triton.jit
+def _key_ok(KEY_MASK, tok, ok, HAS_MASK: tl.constexpr):
+    if HAS_MASK:
+        ok = ok & (tl.load(KEY_MASK + tok, mask=ok, other=0) != 0)
+    return ok
+
+
+@triton.jit
+def _scaled_logits(q, qpb, k, kpb, c_pb, pw, am1, scalar_scale, P3: tl.constexpr, PRECISION: tl.constexpr):
+    """z = (alpha - 1) s, [BM, BN] for query tiles (q, qpb) and key tiles (k, kpb)."""
+    knorm = _point_norms(kpb, c_pb, P3)
+    s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * scalar_scale
+    s += tl.dot(qpb, tl.trans(kpb), input_precision=PRECISION)
+    return (s - (0.5 * pw) * knorm[None, :]) * am1
+
+
+@triton.jit
+def _log2_weights(u, ok, r, log2_s0):
+    """log2 p = r log2 u - log2 S0 where ok & u > 0 (else 0), and that support."""
+    pos = ok & (u > 0.0)
+    return tl.where(pos, r * tl.log2(tl.where(pos, u, 1.0)) - log2_s0, 0.0), pos
+
+
+@triton.jit
+def _entmax_threshold_kernel(
+    Q, K, QPB, KPB, PW, ALPHA, KEY_MASK, CU_SEQLENS,
+    TAU, S0, PASSES, BLOCK_MASK,
+    H, T, NQB, NKB, scalar_scale, tol,
+    MAX_ITER: tl.constexpr, HAS_MASK: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
+    C: tl.constexpr, C_PAD: tl.constexpr, P3: tl.constexpr, PB: tl.constexpr, PB_PAD: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    """One program: BLOCK_M queries of one sequence and one head; tau by Halley-bisection."""
+    pid_m = tl.program_id(0)
+    pid_sh = tl.program_id(1)
+    seq = pid_sh // H
+    h = pid_sh % H
+    start = tl.load(CU_SEQLENS + seq)
+    n = tl.load(CU_SEQLENS + seq + 1) - start
+    if pid_m * BLOCK_M >= n:
+        return
+    pw = tl.load(PW + h).to(tl.float32)
+    am1 = tl.load(ALPHA + h).to(tl.float32) - 1.0
+    r = 1.0 / am1
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    m_ok = offs_m < n
+    tok_m = start + offs_m
+    c_qk = tl.arange(0, C_PAD)
+    c_pb = tl.arange(0, PB_PAD)
+    q = _operand(_load_tile(Q + h * C, tok_m, m_ok, H * C, c_qk, C), UPCAST)  # [BM, C_PAD]
+    qpb = _operand(_load_tile(QPB + h * PB, tok_m, m_ok, H * PB, c_pb, PB), UPCAST)  # [BM, PB_PAD]
+    mask_row = BLOCK_MASK + (pid_sh * NQB + pid_m) * NKB
+
+    # pass 0: row maxima of z and the number of real keys
+    z_max = tl.full([BLOCK_M], float("-inf"), tl.float32)
+    count = tl.zeros([BLOCK_N], tl.float32)
+    for start_n in range(0, n, BLOCK_N):
+        offs_n = start_n + tl.arange(0, BLOCK_N)
+        row_n = offs_n < n
+        tok_n = start + offs_n
+        n_ok = _key_ok(KEY_MASK, tok_n, row_n, HAS_MASK)
+        k = _operand(_load_tile(K + h * C, tok_n, row_n, H * C, c_qk, C), UPCAST)
+        kpb = _operand(_load_tile(KPB + h * PB, tok_n, row_n, H * PB, c_pb, PB), UPCAST)
+        z = _scaled_logits(q, qpb, k, kpb, c_pb, pw, am1, scalar_scale, P3, PRECISION)
+        z_max = tl.maximum(z_max, tl.max(tl.where(n_ok[None, :], z, float("-inf")), axis=1))
+        count += n_ok.to(tl.float32)
+    n_real = tl.sum(count, axis=0)
+    active = _key_ok(KEY_MASK, tok_m, m_ok & (tl.zeros([BLOCK_M], tl.float32) + n_real > 0.0), HAS_MASK)
+    z_max = tl.where(active, z_max, 0.0)
+    lo = z_max - 1.0
+    hi = z_max - tl.exp2(-am1 * tl.log2(tl.maximum(n_real, 1.0)))
+    tau = lo
+    tau_eval = lo
+    s0 = tl.full([BLOCK_M], 1.0, tl.float32)
+    done = tl.where(active, 0, 1)
+    passes = tl.zeros([BLOCK_M], tl.int32)
+    for _ in range(MAX_ITER):  # a fixed loop with a guard: rows converge at different passes
+        if tl.min(done, axis=0) == 0:
+            tau_eval = tau
+            s0_new = tl.zeros([BLOCK_M], tl.float32)
+            s1 = tl.zeros([BLOCK_M], tl.float32)
+            s2 = tl.zeros([BLOCK_M], tl.float32)
+            for start_n in range(0, n, BLOCK_N):
+                offs_n = start_n + tl.arange(0, BLOCK_N)
+                row_n = offs_n < n
+                tok_n = start + offs_n
+                n_ok = _key_ok(KEY_MASK, tok_n, row_n, HAS_MASK)
+                k = _operand(_load_tile(K + h * C, tok_n, row_n, H * C, c_qk, C), UPCAST)
+                kpb = _operand(_load_tile(KPB + h * PB, tok_n, row_n, H * PB, c_pb, PB), UPCAST)
+                u = _scaled_logits(q, qpb, k, kpb, c_pb, pw, am1, scalar_scale, P3, PRECISION) - tau[:, None]
+                pos = n_ok[None, :] & active[:, None] & (u > 0.0)
+                log2_u = tl.log2(tl.maximum(tl.where(pos, u, 1.0), 1e-18))
+                s0_new += tl.sum(tl.where(pos, tl.exp2(r * log2_u), 0.0), axis=1)
+                s1 += tl.sum(tl.where(pos, tl.exp2((r - 1.0) * log2_u), 0.0), axis=1)
+                s2 += tl.sum(tl.where(pos, tl.exp2((r - 2.0) * log2_u), 0.0), axis=1)
+                tl.store(mask_row + start_n // BLOCK_N, tl.max(tl.max(pos.to(tl.int8), axis=1), axis=0))
+            s0 = tl.where(done == 1, s0, s0_new)
+            passes += 1 - done
+            f = s0_new - 1.0
+            lo = tl.where(f > 0.0, tau, lo)
+            hi = tl.where(f < 0.0, tau, hi)
+            df = -r * s1
+            d2f = r * (r - 1.0) * s2
+            den = 2.0 * df * df - f * d2f
+            step = tau - 2.0 * f * df / tl.where(den != 0.0, den, 1.0)
+            nxt = tl.where((step > lo) & (step < hi), step, 0.5 * (lo + hi))
+            scale = tl.maximum(tl.abs(tau), 1.0)
+            # converged: |f| small, or the bracket or the Halley step within a few float32 ulps of tau (the
+            # rounding of z then dominates f: a step that small, or 0, would only bisect the bracket)
+            ulps = 4.8e-7 * scale
+            converged = (tl.abs(f) <= tol) | (hi - lo <= ulps) | (tl.abs(step - tau) <= ulps)
+            done = tl.where(converged, 1, done)
+            tau = tl.where(done == 1, tau, nxt)
+    tl.store(TAU + h * T + tok_m, tl.where(active, tau_eval, float("inf")), mask=m_ok)
+    tl.store(S0 + h * T + tok_m, tl.where(active, s0, 1.0), mask=m_ok)
+    tl.store(PASSES + h * T + tok_m, passes, mask=m_ok)
+
+
+@triton.jit
+def _entmax_fwd_kernel(
+    Q, K, V, QPB, KPB, VPC, PK, PW, ALPHA, CENTRE, KEY_MASK, CU_SEQLENS, TAU, S0, BLOCK_MASK,
+    O, OP, OZ,
+    H, T, NQB, NKB, scalar_scale,
+    G_MEANS: tl.constexpr, HAS_MASK: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
+    C: tl.constexpr, C_PAD: tl.constexpr, CV: tl.constexpr, CV_PAD: tl.constexpr,
+    P3: tl.constexpr, PB: tl.constexpr, PB_PAD: tl.constexpr,
+    PV3: tl.constexpr, PV3_PAD: tl.constexpr, RZ: tl.constexpr, RZ_PAD: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    """One program: BLOCK_M queries of one sequence and one head, over the kept key blocks.
+
+    G_MEANS=False (the forward): o = sum_j p_ij V_j into O, OP (global frame), OZ.
+    G_MEANS=True (the backward's first launch): sum_j g_ij V_j / sum_j g_ij, float32, value points
+    centred, for Dg; g split hi + lo in 16-bit dots. One weighting per launch keeps three
+    accumulators in registers, as the softmax forward."""
+    pid_m = tl.program_id(0)
+    pid_sh = tl.program_id(1)
+    seq = pid_sh // H
+    h = pid_sh % H
+    start = tl.load(CU_SEQLENS + seq)
+    n = tl.load(CU_SEQLENS + seq + 1) - start
+    if pid_m * BLOCK_M >= n:
+        return
+    DT = Q.dtype.element_ty
+    PDT = VPC.dtype.element_ty
+    pw = tl.load(PW + h).to(tl.float32)
+    alpha = tl.load(ALPHA + h).to(tl.float32)
+    r = 1.0 / (alpha - 1.0)
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    m_ok = offs_m < n
+    tok_m = start + offs_m
+    c_qk = tl.arange(0, C_PAD)
+    c_pb = tl.arange(0, PB_PAD)
+    c_v = tl.arange(0, CV_PAD)
+    c_pv = tl.arange(0, PV3_PAD)
+    c_z = tl.arange(0, RZ_PAD)
+    q = _operand(_load_tile(Q + h * C, tok_m, m_ok, H * C, c_qk, C), UPCAST)  # [BM, C_PAD]
+    qpb = _operand(_load_tile(QPB + h * PB, tok_m, m_ok, H * PB, c_pb, PB), UPCAST)  # [BM, PB_PAD]
+    tau = tl.load(TAU + h * T + tok_m, mask=m_ok, other=float("inf"))
+    log2_s0 = tl.log2(tl.load(S0 + h * T + tok_m, mask=m_ok, other=1.0))
+    mask_row = BLOCK_MASK + (pid_sh * NQB + pid_m) * NKB
+
+    acc_v = tl.zeros([BLOCK_M, CV_PAD], tl.float32)
+    acc_p = tl.zeros([BLOCK_M, PV3_PAD], tl.float32)
+    acc_z = tl.zeros([BLOCK_M, RZ_PAD], tl.float32)
+    w_sum = tl.zeros([BLOCK_M], tl.float32)
+    for start_n in range(0, n, BLOCK_N):
+        if tl.load(mask_row + start_n // BLOCK_N) != 0:
+            offs_n = start_n + tl.arange(0, BLOCK_N)
+            row_n = offs_n < n
+            tok_n = start + offs_n
+            n_ok = _key_ok(KEY_MASK, tok_n, row_n, HAS_MASK)
+            k = _operand(_load_tile(K + h * C, tok_n, row_n, H * C, c_qk, C), UPCAST)
+            kpb = _operand(_load_tile(KPB + h * PB, tok_n, row_n, H * PB, c_pb, PB), UPCAST)
+            u = _scaled_logits(q, qpb, k, kpb, c_pb, pw, alpha - 1.0, scalar_scale, P3, PRECISION) - tau[:, None]
+            log2_p, pos = _log2_weights(u, n_ok[None, :], r, log2_s0[:, None])
+            v = _operand(_load_tile(V + h * CV, tok_n, row_n, H * CV, c_v, CV), UPCAST)  # [BN, CV_PAD]
+            vp = _operand(_load_tile(VPC + h * PV3, tok_n, row_n, H * PV3, c_pv, PV3), UPCAST)
+            pk = _operand(_load_tile(PK, tok_n, row_n, RZ, c_z, RZ), UPCAST)  # [BN, RZ_PAD]
+            if G_MEANS:
+                g = tl.where(pos, tl.exp2((2.0 - alpha) * log2_p), 0.0)  # [BM, BN]
+                w_sum += tl.sum(g, axis=1)
+                acc_v += _split_dot(g, v, DT, UPCAST, PRECISION)
+                acc_p += _split_dot(g, vp, PDT, UPCAST, PRECISION)
+                acc_z += _split_dot(g, pk, DT, UPCAST, PRECISION)
+            else:
+                p = tl.where(pos, tl.exp2(log2_p), 0.0)  # [BM, BN]
+                pd = _round(p, DT, UPCAST)
+                acc_v += tl.dot(pd, v, input_precision=PRECISION)
+                acc_p += tl.dot(_round(p, PDT, UPCAST), vp, input_precision=PRECISION)
+                acc_z += tl.dot(pd, pk, input_precision=PRECISION)
+
+    rows = m_ok[:, None]
+    v_off = h * CV + tok_m[:, None] * (H * CV) + c_v[None, :]
+    pv_off = h * PV3 + tok_m[:, None] * (H * PV3) + c_pv[None, :]
+    z_off = h * RZ + tok_m[:, None] * (H * RZ) + c_z[None, :]
+    v_mask = rows & (c_v[None, :] < CV)
+    pv_mask = rows & (c_pv[None, :] < PV3)
+    z_mask = rows & (c_z[None, :] < RZ)
+    if G_MEANS:
+        inv = tl.where(w_sum > 0.0, 1.0 / tl.where(w_sum > 0.0, w_sum, 1.0), 0.0)[:, None]
+        tl.store(O + v_off, acc_v * inv, mask=v_mask)
+        tl.store(OP + pv_off, acc_p * inv, mask=pv_mask)
+        tl.store(OZ + z_off, acc_z * inv, mask=z_mask)
+    else:
+        tl.store(O + v_off, acc_v.to(O.dtype.element_ty), mask=v_mask)
+        c = tl.load(CENTRE + seq * 3 + c_pv % 3)  # the sequence centre for each xyz column
+        op = tl.where((tau < float("inf"))[:, None], acc_p + c[None, :], 0.0)
+        tl.store(OP + pv_off, op.to(OP.dtype.element_ty), mask=pv_mask)
+        tl.store(OZ + z_off, acc_z.to(OZ.dtype.element_ty), mask=z_mask)
+
+
+@triton.jit
+def _entmax_bwd_dkdv_kernel(
+    Q, K, V, QPB, KPB, VPC, PK, PW, ALPHA, KEY_MASK, CU_SEQLENS, TAU, S0, BLOCK_MASK,
+    DO, DOP, DOP_P, DOZ, DELTA_G,
+    DK, DV, DKP, DVP, DBK, DPK_H,
+    H, T, NQB, NKB, scalar_scale,
+    COMPUTE_DK: tl.constexpr, HAS_MASK: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
+    C: tl.constexpr, C_PAD: tl.constexpr, CV: tl.constexpr, CV_PAD: tl.constexpr,
+    P3: tl.constexpr, RB: tl.constexpr, PB: tl.constexpr, PB_PAD: tl.constexpr,
+    PV3: tl.constexpr, PV3_PAD: tl.constexpr, RZ: tl.constexpr, RZ_PAD: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    """One program: BLOCK_N keys of one sequence and one head, over the query blocks the mask keeps.
+
+    COMPUTE_DK=True: dk, d k_pts, d bias_k; False: dv, d v_pts and this head's d pair_k ([T, H, RZ])."""
+    pid_n = tl.program_id(0)
+    pid_sh = tl.program_id(1)
+    seq = pid_sh // H
+    h = pid_sh % H
+    start = tl.load(CU_SEQLENS + seq)
+    n = tl.load(CU_SEQLENS + seq + 1) - start
+    if pid_n * BLOCK_N >= n:
+        return
+    DT = Q.dtype.element_ty
+    PDT = KPB.dtype.element_ty
+    pw = tl.load(PW + h).to(tl.float32)
+    alpha = tl.load(ALPHA + h).to(tl.float32)
+    am1 = alpha - 1.0
+    r = 1.0 / am1
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    row_n = offs_n < n
+    tok_n = start + offs_n
+    n_ok = _key_ok(KEY_MASK, tok_n, row_n, HAS_MASK)
+    c_qk = tl.arange(0, C_PAD)
+    c_pb = tl.arange(0, PB_PAD)
+    c_v = tl.arange(0, CV_PAD)
+    c_pv = tl.arange(0, PV3_PAD)
+    c_z = tl.arange(0, RZ_PAD)
+    rows = row_n[:, None]
+    k = _operand(_load_tile(K + h * C, tok_n, row_n, H * C, c_qk, C), UPCAST)  # [BN, C_PAD]
+    kpb = _operand(_load_tile(KPB + h * PB, tok_n, row_n, H * PB, c_pb, PB), UPCAST)  # [BN, PB_PAD]
+    knorm = _point_norms(kpb, c_pb, P3)  # [BN]
+    if COMPUTE_DK:
+        v = _operand(_load_tile(V + h * CV, tok_n, row_n, H * CV, c_v, CV), UPCAST)  # [BN, CV_PAD]
+        vp = _operand(_load_tile(VPC + h * PV3, tok_n, row_n, H * PV3, c_pv, PV3), UPCAST)
+        pk = _operand(_load_tile(PK, tok_n, row_n, RZ, c_z, RZ), UPCAST)  # [BN, RZ_PAD]
+        dk = tl.zeros([BLOCK_N, C_PAD], tl.float32)
+        dkpb = tl.zeros([BLOCK_N, PB_PAD], tl.float32)
+        ds_sum = tl.zeros([BLOCK_N], tl.float32)
+    else:
+        dv = tl.zeros([BLOCK_N, CV_PAD], tl.float32)
+        dvp = tl.zeros([BLOCK_N, PV3_PAD], tl.float32)
+        dz = tl.zeros([BLOCK_N, RZ_PAD], tl.float32)
+    for start_m in range(0, n, BLOCK_M):
+        if tl.load(BLOCK_MASK + (pid_sh * NQB + start_m // BLOCK_M) * NKB + pid_n) != 0:
+            offs_m = start_m + tl.arange(0, BLOCK_M)
+            m_ok = offs_m < n
+            tok_m = start + offs_m
+            q = _operand(_load_tile(Q + h * C, tok_m, m_ok, H * C, c_qk, C), UPCAST)  # [BM, C_PAD]
+            qpb = _operand(_load_tile(QPB + h * PB, tok_m, m_ok, H * PB, c_pb, PB), UPCAST)  # [BM, PB_PAD]
+            tau = tl.load(TAU + h * T + tok_m, mask=m_ok, other=float("inf"))
+            log2_s0 = tl.log2(tl.load(S0 + h * T + tok_m, mask=m_ok, other=1.0))
+            s_t = tl.dot(k, tl.trans(q), input_precision=PRECISION) * scalar_scale
+            s_t += tl.dot(kpb, tl.trans(qpb), input_precision=PRECISION)
+            u_t = (s_t - (0.5 * pw) * knorm[:, None]) * am1 - tau[None, :]  # [BN, BM]
+            log2_p, pos = _log2_weights(u_t, n_ok[:, None], r, log2_s0[None, :])
+            do = _operand(_load_tile(DO + h * CV, tok_m, m_ok, H * CV, c_v, CV), UPCAST)  # [BM, CV_PAD]
+            doz = _operand(_load_tile(DOZ + h * RZ, tok_m, m_ok, H * RZ, c_z, RZ), UPCAST)
+            if COMPUTE_DK:
+                dop = _operand(_load_tile(DOP_P + h * PV3, tok_m, m_ok, H * PV3, c_pv, PV3), UPCAST)
+                g_t = tl.where(pos, tl.exp2((2.0 - alpha) * log2_p), 0.0)
+                delta_g = tl.load(DELTA_G + h * T + tok_m, mask=m_ok, other=0.0)
+                dp_t = tl.dot(v, tl.trans(do), input_precision=PRECISION)
+                dp_t += tl.dot(vp, tl.trans(dop), input_precision=PRECISION)
+                dp_t += tl.dot(pk, tl.trans(doz), input_precision=PRECISION)
+                ds_t = g_t * (dp_t - delta_g[None, :])  # [BN, BM], d loss / d logit
+                ds_sum += tl.sum(ds_t, axis=1)
+                dk += tl.dot(_round(ds_t, DT, UPCAST), q, input_precision=PRECISION)
+                dkpb += tl.dot(_round(ds_t, PDT, UPCAST), qpb, input_precision=PRECISION)
+            else:
+                dop = _operand(_load_tile(DOP + h * PV3, tok_m, m_ok, H * PV3, c_pv, PV3), UPCAST)
+                pd_t = _round(tl.where(pos, tl.exp2(log2_p), 0.0), DT, UPCAST)
+                dv += tl.dot(pd_t, do, input_precision=PRECISION)
+                dvp += tl.dot(pd_t, dop, input_precision=PRECISION)
+                dz += tl.dot(pd_t, doz, input_precision=PRECISION)
+
+    if COMPUTE_DK:
+        tl.store(DK + h * C + tok_n[:, None] * (H * C) + c_qk[None, :],
+                 (dk * scalar_scale).to(DK.dtype.element_ty), mask=rows & (c_qk[None, :] < C))
+        dkp = dkpb - pw * kpb.to(tl.float32) * ds_sum[:, None]  # the -|k - c|^2 / 2 term
+        tl.store(DKP + h * P3 + tok_n[:, None] * (H * P3) + c_pb[None, :], dkp.to(DKP.dtype.element_ty),
+                 mask=rows & (c_pb[None, :] < P3))
+        bias_col = tl.maximum(c_pb - P3, 0)
+        tl.store(DBK + h * RB + tok_n[:, None] * (H * RB) + bias_col[None, :], dkpb.to(DBK.dtype.element_ty),
+                 mask=rows & (c_pb[None, :] >= P3) & (c_pb[None, :] < PB))
+    else:
+        tl.store(DV + h * CV + tok_n[:, None] * (H * CV) + c_v[None, :], dv.to(DV.dtype.element_ty),
+                 mask=rows & (c_v[None, :] < CV))
+        tl.store(DVP + h * PV3 + tok_n[:, None] * (H * PV3) + c_pv[None, :], dvp.to(DVP.dtype.element_ty),
+                 mask=rows & (c_pv[None, :] < PV3))
+        tl.store(DPK_H + h * RZ + tok_n[:, None] * (H * RZ) + c_z[None, :], dz, mask=rows & (c_z[None, :] < RZ))
+
+
+@triton.jit
+def _entmax_bwd_dq_kernel(
+    Q, K, V, QPB, KPB, VPC, QP, PK, PW, ALPHA, CENTRE, KEY_MASK, CU_SEQLENS, TAU, S0, BLOCK_MASK,
+    DO, DOP_P, DOZ, DELTA_G,
+    DQ, DQP, DBQ, DPW_Q, DALPHA_Q,
+    H, T, NQB, NKB, scalar_scale, bias_scale,
+    ALPHA_GRAD: tl.constexpr, HAS_MASK: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
+    C: tl.constexpr, C_PAD: tl.constexpr, CV: tl.constexpr, CV_PAD: tl.constexpr,
+    P3: tl.constexpr, RB: tl.constexpr, PB: tl.constexpr, PB_PAD: tl.constexpr,
+    PV3: tl.constexpr, PV3_PAD: tl.constexpr, RZ: tl.constexpr, RZ_PAD: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    """One program: BLOCK_M queries of one sequence and one head, over the kept key blocks.
+
+    Writes dq, d q_pts, d bias_q, each query's share of d point_weights ([H, T]) and, with ALPHA_GRAD,
+    of d alpha: r^2 (sum p dP - Dg) - r (sum p ln p dP - Dg sum p ln p)."""
+    pid_m = tl.program_id(0)
+    pid_sh = tl.program_id(1)
+    seq = pid_sh // H
+    h = pid_sh % H
+    start = tl.load(CU_SEQLENS + seq)
+    n = tl.load(CU_SEQLENS + seq + 1) - start
+    if pid_m * BLOCK_M >= n:
+        return
+    DT = Q.dtype.element_ty
+    PDT = KPB.dtype.element_ty
+    pw = tl.load(PW + h).to(tl.float32)
+    alpha = tl.load(ALPHA + h).to(tl.float32)
+    r = 1.0 / (alpha - 1.0)
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    m_ok = offs_m < n
+    tok_m = start + offs_m
+    c_qk = tl.arange(0, C_PAD)
+    c_pb = tl.arange(0, PB_PAD)
+    c_v = tl.arange(0, CV_PAD)
+    c_pv = tl.arange(0, PV3_PAD)
+    c_z = tl.arange(0, RZ_PAD)
+    q = _operand(_load_tile(Q + h * C, tok_m, m_ok, H * C, c_qk, C), UPCAST)  # [BM, C_PAD]
+    qpb = _operand(_load_tile(QPB + h * PB, tok_m, m_ok, H * PB, c_pb, PB), UPCAST)  # [BM, PB_PAD]
+    tau = tl.load(TAU + h * T + tok_m, mask=m_ok, other=float("inf"))
+    log2_s0 = tl.log2(tl.load(S0 + h * T + tok_m, mask=m_ok, other=1.0))
+    delta_g = tl.load(DELTA_G + h * T + tok_m, mask=m_ok, other=0.0)
+    do = _operand(_load_tile(DO + h * CV, tok_m, m_ok, H * CV, c_v, CV), UPCAST)  # [BM, CV_PAD]
+    dop = _operand(_load_tile(DOP_P + h * PV3, tok_m, m_ok, H * PV3, c_pv, PV3), UPCAST)  # [BM, PV3_PAD]
+    doz = _operand(_load_tile(DOZ + h * RZ, tok_m, m_ok, H * RZ, c_z, RZ), UPCAST)  # [BM, RZ_PAD]
+    mask_row = BLOCK_MASK + (pid_sh * NQB + pid_m) * NKB
+
+    dq = tl.zeros([BLOCK_M, C_PAD], tl.float32)
+    dqpb = tl.zeros([BLOCK_M, PB_PAD], tl.float32)
+    ds_knorm = tl.zeros([BLOCK_M], tl.float32)  # sum_j ds_ij |k_j - c|^2
+    p_dp = tl.zeros([BLOCK_M], tl.float32)  # sum_j p dP, sum_j p ln p dP, sum_j p ln p (d alpha)
+    plogp_dp = tl.zeros([BLOCK_M], tl.float32)
+    plogp = tl.zeros([BLOCK_M], tl.float32)
+    # for re-centring ds per row (see the end): sum_j ds_ij, sum_j g_ij, sum_j g_ij kpb_j, sum_j g_ij |k_j - c|^2
+    ds_sum = tl.zeros([BLOCK_M], tl.float32)
+    g_sum = tl.zeros([BLOCK_M], tl.float32)
+    g_kpb = tl.zeros([BLOCK_M, PB_PAD], tl.float32)
+    g_knorm = tl.zeros([BLOCK_M], tl.float32)
+    for start_n in range(0, n, BLOCK_N):
+        if tl.load(mask_row + start_n // BLOCK_N) != 0:
+            offs_n = start_n + tl.arange(0, BLOCK_N)
+            row_n = offs_n < n
+            tok_n = start + offs_n
+            n_ok = _key_ok(KEY_MASK, tok_n, row_n, HAS_MASK)
+            k = _operand(_load_tile(K + h * C, tok_n, row_n, H * C, c_qk, C), UPCAST)  # [BN, C_PAD]
+            kpb = _operand(_load_tile(KPB + h * PB, tok_n, row_n, H * PB, c_pb, PB), UPCAST)  # [BN, PB_PAD]
+            knorm = _point_norms(kpb, c_pb, P3)
+            u = _scaled_logits(q, qpb, k, kpb, c_pb, pw, alpha - 1.0, scalar_scale, P3, PRECISION) - tau[:, None]
+            log2_p, pos = _log2_weights(u, n_ok[None, :], r, log2_s0[:, None])
+            g = tl.where(pos, tl.exp2((2.0 - alpha) * log2_p), 0.0)  # [BM, BN]
+            v = _operand(_load_tile(V + h * CV, tok_n, row_n, H * CV, c_v, CV), UPCAST)  # [BN, CV_PAD]
+            vp = _operand(_load_tile(VPC + h * PV3, tok_n, row_n, H * PV3, c_pv, PV3), UPCAST)
+            pk = _operand(_load_tile(PK, tok_n, row_n, RZ, c_z, RZ), UPCAST)  # [BN, RZ_PAD]
+            dp = tl.dot(do, tl.trans(v), input_precision=PRECISION)
+            dp += tl.dot(dop, tl.trans(vp), input_precision=PRECISION)
+            dp += tl.dot(doz, tl.trans(pk), input_precision=PRECISION)
+            ds = g * (dp - delta_g[:, None])  # [BM, BN], d loss / d logit
+            ds_knorm += tl.sum(ds * knorm[None, :], axis=1)
+            ds_sum += tl.sum(ds, axis=1)
+            g_sum += tl.sum(g, axis=1)
+            g_knorm += tl.sum(g * knorm[None, :], axis=1)
+            g_kpb += tl.dot(_round(g, PDT, UPCAST), kpb, input_precision=PRECISION)
+            dq += tl.dot(_round(ds, DT, UPCAST), k, input_precision=PRECISION)
+            dqpb += tl.dot(_round(ds, PDT, UPCAST), kpb, input_precision=PRECISION)
+            if ALPHA_GRAD:
+                p = tl.where(pos, tl.exp2(log2_p), 0.0)
+                p_ln_p = p * log2_p * LN2
+                p_dp += tl.sum(p * dp, axis=1)
+                plogp_dp += tl.sum(p_ln_p * dp, axis=1)
+                plogp += tl.sum(p_ln_p, axis=1)
+
+    # sum_j ds_ij is 0 in exact arithmetic, but Dg comes from the forward (rounded operands): the row
+    # sum is off by e_i, which reaches the point gradients as e_i sum_j gh_ij kpb_j, large for points
+    # far from the centre. Re-centring ds_ij to ds_ij - gh_ij e_i (gh = g / sum g) removes it.
+    e = ds_sum / tl.where(g_sum > 0.0, g_sum, 1.0)
+    dqpb -= e[:, None] * g_kpb
+    ds_knorm -= e * g_knorm
+    rows = m_ok[:, None]
+    tl.store(DQ + h * C + tok_m[:, None] * (H * C) + c_qk[None, :],
+             (dq * scalar_scale).to(DQ.dtype.element_ty), mask=rows & (c_qk[None, :] < C))
+    tl.store(DQP + h * P3 + tok_m[:, None] * (H * P3) + c_pb[None, :], (dqpb * pw).to(DQP.dtype.element_ty),
+             mask=rows & (c_pb[None, :] < P3))
+    bias_col = tl.maximum(c_pb - P3, 0)
+    tl.store(DBQ + h * RB + tok_m[:, None] * (H * RB) + bias_col[None, :],
+             (dqpb * bias_scale).to(DBQ.dtype.element_ty),
+             mask=rows & (c_pb[None, :] >= P3) & (c_pb[None, :] < PB))
+    # d point_weights per query: sum_j ds_ij ((q_i - c).(k_j - c) - |k_j - c|^2 / 2)
+    pt_ok = rows & (c_pb[None, :] < P3)
+    q_c = _load_tile(QP + h * P3, tok_m, m_ok, H * P3, c_pb, P3).to(tl.float32)
+    q_c = tl.where(pt_ok, q_c - tl.load(CENTRE + seq * 3 + c_pb % 3)[None, :], 0.0)
+    tl.store(DPW_Q + h * T + tok_m, tl.sum(q_c * dqpb, axis=1) - 0.5 * ds_knorm, mask=m_ok)
+    if ALPHA_GRAD:
+        d_alpha = r * r * (p_dp - delta_g) - r * (plogp_dp - delta_g * plogp)
+        tl.store(DALPHA_Q + h * T + tok_m, d_alpha, mask=m_ok)
