@@ -28,6 +28,7 @@ from flashipa_train.geometry import Rigid, backbone_atoms_from_frames
 from flashipa_train.model.attention_dense import DenseIPAAttention
 from flashipa_train.model.attention_flash import FlashIPAAttention
 from flashipa_train.model.attention_inattention import InAttentionIPAAttention
+from flashipa_train.model.attention_spatial import SpatialIPAAttention
 from flashipa_train.model.embeddings import NodeEmbedder
 from flashipa_train.model.neighbours import NeighbourFeatures
 from flashipa_train.model.precision import geometry_dtype, geometry_precision
@@ -40,6 +41,7 @@ ATTENTION_VARIANTS = {
     "dense_ipa": DenseIPAAttention,
     "flash_ipa": FlashIPAAttention,
     "inattention": InAttentionIPAAttention,
+    "spatial_ipa": SpatialIPAAttention,
 }
 
 
@@ -54,7 +56,10 @@ def build_attention(attention: Mapping, c_s, c_z, c_hidden, num_blocks, num_head
     ipa_sizes = dict(c_s=c_s, c_hidden=c_hidden, num_heads=num_heads, num_qk_points=num_qk_points, num_v_points=num_v_points, num_blocks=num_blocks)
     if name == "dense_ipa":
         return DenseIPAAttention(**ipa_sizes, c_z=c_z)
-    return ATTENTION_VARIANTS[name](**ipa_sizes, pair_rank=pair_rank, c_pair_value=c_pair_value, backend=attention.get("backend", "auto"))
+    options = {key: value for key, value in attention.items() if key not in ("name", "backend")}  # a variant's own fields
+    return ATTENTION_VARIANTS[name](
+        **ipa_sizes, pair_rank=pair_rank, c_pair_value=c_pair_value, backend=attention.get("backend", "auto"), **options
+    )
 
 
 class FlowModel(nn.Module):
