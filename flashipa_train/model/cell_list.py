@@ -8,7 +8,7 @@ they do not depend on where the grid lies (invariant to a global rigid motion).
 
 A cell with more than `max_per_cell` residues (the noise frames of early flow times, which are much
 denser than a protein) contributes an evenly strided subset of `max_per_cell` of them: the list is then
-the k nearest among a subsample, still local, and `complete` says which queries saw every candidate.
+the k nearest among a subsample, still local (and no longer invariant to a rigid motion of the grid).
 
 The list of residue i is [i, its k nearest (itself excluded), its sequence window i +- 1 .. i +- w in
 the same chain (`neighbours.window_indices`), minus what the kNN part already holds], as token indices
@@ -32,7 +32,7 @@ class NeighbourLists(NamedTuple):
 
     index: torch.Tensor  # [B * L, 1 + k + 2w] int32, -1 where empty
     knn_radius: torch.Tensor  # [B * L] distance of the farthest kNN entry (0 if none), units of pos
-    complete: torch.Tensor  # [B * L] bool: every residue within cell_size was a candidate (no cell capped)
+    outside_radius: torch.Tensor  # [B * L] every key not in the list lies at least this far (0: no guarantee)
 
 
 def cell_coordinates(pos, res_mask, cell_size):
@@ -135,4 +135,9 @@ def spatial_neighbour_lists(pos, res_mask, residue_index, chain_index, k, window
         w_tok = torch.where((w_valid & same_chain).reshape(T, -1), w_tok, -1)
         duplicate = (w_tok[:, :, None] == knn[:, None, :]).any(-1)  # [T, 2w]
         parts.append(w_tok.masked_fill(duplicate, -1))
-    return NeighbourLists(torch.cat(parts, dim=-1).to(torch.int32), knn_radius, complete)
+    # a full kNN part excludes only keys beyond its farthest entry, a short one every key within the
+    # radius; a capped cell (noise frames) may have hidden any key
+    full = (knn >= 0).sum(-1) == k
+    outside = torch.where(full, knn_radius, torch.full_like(knn_radius, cell_size))
+    outside = torch.where(complete & res_mask.reshape(T), outside, torch.zeros_like(outside))
+    return NeighbourLists(torch.cat(parts, dim=-1).to(torch.int32), knn_radius, outside)

@@ -21,17 +21,23 @@ from flashipa_train.model.cell_list import cell_coordinates
 QUERY_CHUNK = 2048
 
 
-def cell_aggregates(ks, kp, v, ca, res_mask, cell_size):
-    """Per-cell means: dict of n [C], ks [C, H, DS], kp [C, H, P3], var [C, H], v [C, H, DV], box_low,
-    box_high [C, 3] (CA box), batch [C], and cell [T] the cell of every token (-1 at padding)."""
+def cell_summary_index(ca, res_mask, cell_size):
+    """Cells of the real tokens: cell [T_real] in 0 .. C - 1, C, batch [C] of every cell, mask [T]."""
     B, L, _ = ca.shape
-    T = B * L
     cells, G = cell_coordinates(ca, res_mask, cell_size)
     batch = torch.arange(B, device=ca.device)[:, None].expand(B, L)
-    keys = (((batch * G + cells[..., 0]) * G + cells[..., 1]) * G + cells[..., 2]).reshape(T)
-    mask = res_mask.reshape(T)
+    keys = (((batch * G + cells[..., 0]) * G + cells[..., 1]) * G + cells[..., 2]).reshape(B * L)
+    mask = res_mask.reshape(B * L)
     uniq, cell = torch.unique(keys[mask], return_inverse=True)
-    C = uniq.shape[0]
+    return cell, uniq.shape[0], uniq // (G ** 3), mask
+
+
+def cell_aggregates(ks, kp, v, ca, res_mask, cell_size):
+    """Per-cell means: dict of n [C], ks [C, H, DS], kp [C, H, P3], var [C, H], v [C, H, DV], box_low,
+    box_high [C, 3] (CA box), batch [C]."""
+    B, L, _ = ca.shape
+    T = B * L
+    cell, C, batch, mask = cell_summary_index(ca, res_mask, cell_size)
     tok = torch.full((T,), -1, dtype=torch.long, device=ca.device)
     tok[mask] = cell
 
@@ -48,7 +54,7 @@ def cell_aggregates(ks, kp, v, ca, res_mask, cell_size):
     box_low = torch.full((C, 3), float("inf"), dtype=ca.dtype, device=ca.device).scatter_reduce(0, index, flat_ca, "amin")
     box_high = torch.full((C, 3), -float("inf"), dtype=ca.dtype, device=ca.device).scatter_reduce(0, index, flat_ca, "amax")
     return dict(n=n, ks=mean(ks), kp=kp_c, var=var, v=mean(v), box_low=box_low, box_high=box_high,
-                batch=uniq // (G ** 3), cell=tok)
+                batch=batch)
 
 
 def box_distance(x, low, high):
