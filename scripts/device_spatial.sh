@@ -18,12 +18,12 @@ timeout 120 python3 -m pytest -q -rs -p no:cacheprovider tests/test_spatial_ipa.
 echo "spatial tests on CUDA (rc $?): $(tail -1 "$LOGS/tests.log")" | tee -a "$SUMMARY"
 grep -E "^FAILED|Error" "$LOGS/tests.log" | head -5 | tee -a "$SUMMARY"
 
-timeout 300 python3 -m kernels.spatial_ipa.benchmark --dtype bf16 --lengths 4096 16384 65536 131072 262144 \
+timeout 300 python3 scripts/spatial_benchmark.py --dtype bf16 --lengths 4096 16384 65536 131072 262144 \
   --flash-max-length 65536 --error-max-length 16384 --train-step-length 262144 --out "$OUT" --name spatial \
   > "$LOGS/bench_bf16.log" 2>&1
 echo "bench bf16: rc $?" | tee -a "$SUMMARY"
 tail -16 "$LOGS/bench_bf16.log" | tee -a "$SUMMARY"
-timeout 120 python3 -m kernels.spatial_ipa.benchmark --dtype fp32 --lengths 4096 16384 65536 \
+timeout 120 python3 scripts/spatial_benchmark.py --dtype fp32 --lengths 4096 16384 65536 \
   --flash-max-length 16384 --error-max-length 16384 --out "$OUT" --name spatial_fp32 > "$LOGS/bench_fp32.log" 2>&1
 echo "bench fp32: rc $?" | tee -a "$SUMMARY"
 tail -10 "$LOGS/bench_fp32.log" | tee -a "$SUMMARY"

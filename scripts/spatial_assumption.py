@@ -182,6 +182,38 @@ def plot(rows, out_dir):
     plt.close(fig)
 
 
+@torch.no_grad()
+def synthetic_kernel_mass(model, domain, lengths, chunk=512):
+    """Block 0's point-kernel mass sum_ij K_ij per head on compact synthetic assemblies (chunked: no L x L)."""
+    out = []
+    for L in lengths:
+        chain = sc.compact_assembly(domain, L, torch.Generator().manual_seed(L))
+        rec = sc.block0_inputs(model, sc.model_inputs(chain, 1.0))
+        x, y = rec.q_pts[0].double(), rec.kv["k_pts"][0].double()  # [L, H, P, 3]
+        w = rec.point_weights.double()
+        total = torch.zeros(x.shape[1], dtype=torch.float64)
+        for s in range(0, L, chunk):
+            d2 = (x[s:s + chunk, None] - y[None]).square().sum((-1, -2))  # [c, L, H]
+            total += torch.exp(-0.5 * w * d2).sum((0, 1))
+        out.append(dict(chain=chain.name, L=L, kernel_mass=total.tolist()))
+        print(f"synthetic kernel mass L={L}: {[round(m / L, 1) for m in total.tolist()]} per row", flush=True)
+    return out
+
+
+def summarise(rows):
+    """The committed summary: per (model, t, block, term) the median over chains of every mass curve
+    ([H, n] per key), and per (model, t, chain) block 0's point-kernel mass (per head)."""
+    groups = {}
+    for r in rows:
+        groups.setdefault((r["model"], r["t"], r["block"]), []).append(r)
+    curves = [dict(model=m, t=t, block=b, chains=len(g),
+                   **{term: {key: _median(g, term, key).round(5).tolist() for key in g[0][term]} for term in TERMS})
+              for (m, t, b), g in groups.items()]
+    kernel = [dict(model=r["model"], t=r["t"], chain=r["chain"], L=r["L"], kernel_mass=r["kernel_mass"],
+                   point_weights=r["point_weights"]) for r in rows if r["block"] == 0]
+    return dict(curves=curves, kernel_mass=kernel)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ckpt", help="a flashipa-train checkpoint (trained weights); omitted: random only")
@@ -190,6 +222,10 @@ def main(argv=None):
     parser.add_argument("--fig-dir", default=os.path.join(sc.ROOT, "docs", "figures"))
     parser.add_argument("--no-anchor", action="store_true", help="skip the anchor-size random model")
     parser.add_argument("--limit", type=int, default=0, help="first N chains only (smoke runs)")
+    parser.add_argument("--synthetic-lengths", type=int, nargs="*", default=[1024, 4096, 16384],
+                        help="compact synthetic assemblies for the kernel mass vs L (anchor-size random model)")
+    parser.add_argument("--skip-folders", nargs="*", default=(), help="entries of these folders are left out")
+    parser.add_argument("--rows-json", help="also write every row (large) to this file")
     args = parser.parse_args(argv)
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
@@ -198,15 +234,20 @@ def main(argv=None):
         models["random (anchor sizes)"] = sc.anchor_model()
     if args.ckpt:
         models["trained (quickstart, 300 CPU steps)"] = sc.trained_model(args.ckpt)
-    chains = sc.all_chains()
+    chains = sc.all_chains(skip_folders=args.skip_folders)
     if args.limit:
         chains = chains[: args.limit]
     print(f"{len(chains)} chains/assemblies, L {min(c.length for c in chains)}..{max(c.length for c in chains)}")
     rows = run(models, chains, (1.0, 0.1), args.max_length)
     os.makedirs(os.path.dirname(args.out_json), exist_ok=True)
+    domain = max((c for c in chains if c.name.endswith("_A") and c.length < 300), key=lambda c: c.length)
+    synthetic = synthetic_kernel_mass(sc.anchor_model(), domain, args.synthetic_lengths)
+    meta = {"synthetic_kernel_mass_anchor_random": synthetic, "radii": RADII, "ks": KS, "window": WINDOW, "torch": torch.__version__, "device": "cpu", "ckpt": args.ckpt}
     with open(args.out_json, "w") as f:
-        json.dump({"radii": RADII, "ks": KS, "window": WINDOW, "torch": torch.__version__, "device": "cpu",
-                   "ckpt": args.ckpt, "rows": rows}, f)
+        json.dump({**meta, **summarise(rows)}, f)
+    if args.rows_json:
+        with open(args.rows_json, "w") as f:
+            json.dump({**meta, "rows": rows}, f)
     os.makedirs(args.fig_dir, exist_ok=True)
     plot(rows, args.fig_dir)
     print(f"wrote {args.out_json} and {args.fig_dir}/spatial_*.png")

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED_PDB = os.path.join(ROOT, "..", "shared", "pdb")
+# ../shared/pdb beside the project (a git worktree elsewhere may name the folder with FLASHIPA_SHARED_PDB)
+SHARED_PDB = os.environ.get("FLASHIPA_SHARED_PDB", os.path.join(ROOT, "..", "shared", "pdb"))
 
 
 @dataclass
@@ -80,8 +81,13 @@ def read_chains(path, min_length=20, assemblies=True):
     return chains
 
 
-def all_chains(min_length=20, assemblies=True):
-    return [c for path in structure_files() for c in read_chains(path, min_length, assemblies)]
+def all_chains(min_length=20, assemblies=True, skip_folders=()):
+    """Chains of data/ and ../shared/pdb, minus the entries found in `skip_folders` (already studied)."""
+    from flashipa_train.data.structure_reader import entry_id_from_file_name
+
+    skip = {entry_id_from_file_name(p) for p in structure_files(skip_folders)} if skip_folders else set()
+    files = [p for p in structure_files() if entry_id_from_file_name(p) not in skip]
+    return [c for path in files for c in read_chains(path, min_length, assemblies)]
 
 
 def compact_assembly(domain: Chain, length: int, generator: torch.Generator) -> Chain:

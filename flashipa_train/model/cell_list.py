@@ -20,6 +20,7 @@ from typing import NamedTuple
 import torch
 
 from flashipa_train.model.neighbours import window_indices
+from kernels.spatial_ipa.grid import cell_coordinates, cell_keys
 
 QUERY_CHUNK = 16384  # queries per chunk of the candidate search: chunk x 27 x max_per_cell candidates
 
@@ -33,22 +34,6 @@ class NeighbourLists(NamedTuple):
     index: torch.Tensor  # [B * L, 1 + k + 2w] int32, -1 where empty
     knn_radius: torch.Tensor  # [B * L] distance of the farthest kNN entry (0 if none), units of pos
     outside_radius: torch.Tensor  # [B * L] every key not in the list lies at least this far (0: no guarantee)
-
-
-def cell_coordinates(pos, res_mask, cell_size):
-    """Integer cell coordinates [B, L, 3] (long, >= 1 so that offset -1 stays >= 0) and the grid side G
-    (a host sync: one per neighbour search)."""
-    masked = pos.masked_fill(~res_mask[..., None], float("inf"))
-    low = masked.amin(dim=1, keepdim=True)  # [B, 1, 3]
-    low = torch.where(torch.isfinite(low), low, torch.zeros_like(low))
-    cells = ((pos - low) / cell_size).floor().long().clamp(min=0) + 1
-    cells = cells.masked_fill(~res_mask[..., None], 1)
-    return cells, int(cells.max()) + 2
-
-
-def _cell_keys(batch, cells, G):
-    # [*] one int64 per (batch, cell)
-    return ((batch * G + cells[..., 0]) * G + cells[..., 1]) * G + cells[..., 2]
 
 
 @torch.no_grad()
@@ -71,7 +56,7 @@ def knn_from_cell_list(pos, res_mask, k, cell_size, max_per_cell=64, chunk=QUERY
     cells, G = cell_coordinates(pos, res_mask, cell_size)
     batch = torch.arange(B, device=device)[:, None].expand(B, L)
     # padding gets a key no cell has, so it never fills a neighbourhood's slots
-    keys = _cell_keys(batch, cells, G).masked_fill(~res_mask, -1).reshape(T)  # [T]
+    keys = cell_keys(batch, cells, G).masked_fill(~res_mask, -1).reshape(T)  # [T]
     sorted_keys, order = keys.sort()
     flat_pos = pos.reshape(T, 3)
     flat_mask = res_mask.reshape(T)
@@ -85,7 +70,7 @@ def knn_from_cell_list(pos, res_mask, k, cell_size, max_per_cell=64, chunk=QUERY
     for qs in range(0, T, chunk):
         qe = min(qs + chunk, T)
         # [c, 27] keys of the neighbourhood cells
-        nkeys = _cell_keys(flat_batch[qs:qe, None], flat_cells[qs:qe, None] + offsets, G)
+        nkeys = cell_keys(flat_batch[qs:qe, None], flat_cells[qs:qe, None] + offsets, G)
         start = torch.searchsorted(sorted_keys, nkeys)
         count = torch.searchsorted(sorted_keys, nkeys, right=True) - start
         complete[qs:qe] = (count <= max_per_cell).all(-1)

@@ -1,6 +1,6 @@
 """Far field of spatially sparse IPA: each coarse cell of keys summarised by one aggregated key.
 
-Keys are hashed into cubic cells of edge `cell_size` (`cell_list.cell_coordinates`). For every
+Keys are hashed into cubic cells of edge `cell_size` (`grid.cell_coordinates`). For every
 (cell c, head h) the far field keeps n_c, the mean scalar+bias key ks_c, the mean key points kp_c, their
 spread var_c = mean_j |kp_j - kp_c|^2 and the mean value v_c. A query i sees cell c as one key with
 
@@ -16,7 +16,7 @@ studies, not the O(L) path.
 
 import torch
 
-from flashipa_train.model.cell_list import cell_coordinates
+from kernels.spatial_ipa.grid import cell_coordinates, cell_keys
 
 QUERY_CHUNK = 2048
 
@@ -26,7 +26,7 @@ def cell_summary_index(ca, res_mask, cell_size):
     B, L, _ = ca.shape
     cells, G = cell_coordinates(ca, res_mask, cell_size)
     batch = torch.arange(B, device=ca.device)[:, None].expand(B, L)
-    keys = (((batch * G + cells[..., 0]) * G + cells[..., 1]) * G + cells[..., 2]).reshape(B * L)
+    keys = cell_keys(batch, cells, G).reshape(B * L)
     mask = res_mask.reshape(B * L)
     uniq, cell = torch.unique(keys[mask], return_inverse=True)
     return cell, uniq.shape[0], uniq // (G ** 3), mask

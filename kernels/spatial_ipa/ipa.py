@@ -14,7 +14,6 @@ import math
 
 import torch
 
-from flashipa_train.model.cell_list import NeighbourLists
 from kernels.reference.factorized_attention import W_L, split_attention_output
 from kernels.spatial_ipa.far_field import cell_aggregates, far_field_attention, merge
 from kernels.spatial_ipa.reference import neighbour_attention_reference
@@ -38,11 +37,12 @@ def spatial_operands(q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point
 
 
 def spatial_ipa_attention(q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_weights, res_mask,
-                          neighbours: NeighbourLists, ca=None, backend="torch", far_cell_size=None):
+                          neighbours, ca=None, backend="torch", far_cell_size=None):
     """
     Args (shapes as in `ipa_attention_core`):
         res_mask:      [B, L] bool
-        neighbours:    key lists of every residue (`cell_list.spatial_neighbour_lists`)
+        neighbours:    key lists of every residue: `flashipa_train.model.cell_list.NeighbourLists` or any
+                       object with index [B * L, K] int32 (-1 empty) and knn_radius [B * L] (far field)
         ca:            [B, L, 3] frame translations (the far field's cells); needed with far_cell_size
         backend:       "triton" (kernels) or "torch" (gathered reference, O(L k H D) memory)
         far_cell_size: cell edge of the far field (units of ca); None: no far field

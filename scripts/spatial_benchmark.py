@@ -8,13 +8,14 @@ their CA + N(0, 0.3 nm)) with the anchor dims and random features, for each L:
   spatial_ms/_mib   spatially sparse attention forward+backward (Triton), lists given
   flash_ms/_mib     FlashIPA kernel forward+backward (exact attention), up to --flash-max-length
   rel_err           ||spatial - exact|| / ||exact|| on [o, o_pts - centre, o_pair], exact = FlashIPA
-                    with exact float32 dots, up to --error-max-length
+                    with exact float32 dots, up to --error-max-length (at the smallest L also with every
+                    key in every list: rel_err_full_lists, a check of the comparison, ~1e-6)
 
 and optionally one training step (forward+backward) of the anchor FlowModel with spatial_ipa at
 --train-step-length. Timing as METHOD.md: warm-up, CUDA events, median. Without CUDA it runs on the
 CPU (Triton interpreter) with host-clock times: a dry run of the script, not a measurement.
 
-    python -m kernels.spatial_ipa.benchmark --out docs/benchmarks --lengths 4096 16384 65536 262144
+    PYTHONPATH=$PWD python scripts/spatial_benchmark.py --out docs/benchmarks --lengths 4096 16384 65536 262144
 """
 
 import argparse
@@ -87,6 +88,7 @@ def time_ms(fn, warmup, repeat):
 
 def peak_mib(fn):
     if not torch.cuda.is_available():
+        fn()
         return float("nan")
     _sync()
     base = torch.cuda.memory_allocated()
@@ -147,6 +149,10 @@ def bench_length(L, dims, dtype, device, args, generator):
                 centre = f32[5].mean((1, 2, 3))[:, None, None, None]
                 e, a = _flat(exact, centre), _flat(approx, centre)
                 row["rel_err_fp32"] = float((a - e).norm() / e.norm())
+                if L == min(args.lengths):  # a check of the comparison itself: every key in every list
+                    full = spatial_neighbour_lists(ca, mask, ri, ch, L, 0, 1e4, L)
+                    a = _flat(spatial_ipa_attention(*f32, mask, full, backend="triton"), centre)
+                    row["rel_err_full_lists"] = float((a - e).norm() / e.norm())
     except torch.cuda.OutOfMemoryError:
         row["error"] = "OOM"
     except Exception as exc:  # a failure is a row, not a crash
@@ -223,6 +229,10 @@ def write_markdown(rows, st, path):
                      f"{_fmt(r.get('spatial_ms'), '.2f')} | {_fmt(r.get('spatial_mib'), '.0f')} | "
                      f"{_fmt(r.get('flash_ms'), '.2f')} | {_fmt(r.get('flash_mib'), '.0f')} | "
                      f"{_fmt(r.get('speedup'), '.1f')} | {_fmt(r.get('rel_err_fp32'), '.2e')} | {r.get('error', '')} |")
+    full = [r for r in rows if "rel_err_full_lists" in r]
+    if full:
+        lines += ["", f"Check: with every key in every list (L = {full[0]['L']}) the error vs FlashIPA is "
+                      f"{full[0]['rel_err_full_lists']:.1e}."]
     timed = [r for r in rows if "spatial_ms" in r and r["L"] >= 16384]
     if len(timed) >= 2:
         slope = math.log(timed[-1]["spatial_ms"] / timed[0]["spatial_ms"]) / math.log(timed[-1]["L"] / timed[0]["L"])
