@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from flashipa_train.geometry import uniform_so3
 from flashipa_train.model import FlowModel
 from test_model_forward import TINY, _random_rigid_motion, noisy_inputs
 from test_train_cli import TINY_MODEL, _flashipa_train, small_folder  # noqa: F401 (fixture)
@@ -90,3 +91,33 @@ def test_cli_trains_and_samples_with_spatial_ipa(tmp_path, small_folder):  # noq
     )
     samples = Path(re.search(r"sampled backbones \(PDB\): (\S+)", result.stdout).group(1))
     assert [p.name for p in samples.glob("*.pdb")] == ["sample_0_len16.pdb"]
+
+
+def _largest_tensor_of_a_training_step(L):
+    """A training step on a compact chain: CA on a cubic lattice of 5 A (protein-like density)."""
+    from flashipa_train.flow import FlowMatcher
+    from flashipa_train.geometry import Rigid, backbone_atoms_from_frames
+    from flashipa_train.largest_tensor import LargestTensor
+    from test_model_no_pair_tensor import MICRO
+
+    g = torch.Generator().manual_seed(0)
+    side = round(L ** (1 / 3))
+    grid = torch.stack(torch.meshgrid(*[torch.arange(side)] * 3, indexing="ij"), -1).reshape(-1, 3)[:L]
+    ca = 5.0 * grid.float() + 0.3 * torch.randn(L, 3, generator=g)
+    frames = Rigid(uniform_so3((1, L), generator=g), ca[None])
+    batch = {"atoms": backbone_atoms_from_frames(frames), "atom_mask": torch.ones(1, L, 4, dtype=torch.bool),
+             "res_mask": torch.ones(1, L, dtype=torch.bool), "residue_index": torch.arange(L)[None],
+             "chain_index": torch.zeros(1, L, dtype=torch.long)}
+    model = FlowModel({**SPATIAL, "backend": "torch", "max_per_cell": 16}, **{**MICRO, "seq_transformer_layers": 0})
+    flow = FlowMatcher(self_condition_prob=1.0, local_loss_t_threshold=0.0)
+    with LargestTensor() as record:
+        flow.training_loss(model, batch, generator=g)["loss"].backward()
+    return record
+
+
+def test_largest_tensor_of_a_training_step_is_the_capped_candidate_search():
+    """No L x L tensor: the largest is the candidate search's [L, 27 cells x max_per_cell, 3] (the noisy
+    frames of training fill cells up to the cap), then the gathered lists, O(L k)."""
+    L = 2744
+    record = _largest_tensor_of_a_training_step(L)
+    assert record.numel <= L * 27 * 16 * 3 < L * L // 2, f"{record.op} made a tensor of {record.numel} elements"

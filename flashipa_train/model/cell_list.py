@@ -61,6 +61,9 @@ def knn_from_cell_list(pos, res_mask, k, cell_size, max_per_cell=64, chunk=QUERY
     flat_pos = pos.reshape(T, 3)
     flat_mask = res_mask.reshape(T)
     offsets = _OFFSETS.to(device)
+    # slots per cell: the fullest cell's count when below the cap (a host sync; protein-like density
+    # fills ~15 per cell, so candidates stay ~27 x 15 per query)
+    max_per_cell = min(max_per_cell, int(torch.unique_consecutive(sorted_keys, return_counts=True)[1].max()))
     slots = torch.arange(max_per_cell, device=device)  # [M]
 
     idx_out = torch.full((T, k), -1, dtype=torch.long, device=device)
