@@ -30,6 +30,7 @@ from flashipa_train.model.attention_dense import DenseIPAAttention
 from flashipa_train.model.attention_entmax import EntmaxIPAAttention
 from flashipa_train.model.attention_flash import FlashIPAAttention
 from flashipa_train.model.attention_inattention import InAttentionIPAAttention
+from flashipa_train.model.attention_spatial import SpatialIPAAttention
 from flashipa_train.model.embeddings import NodeEmbedder
 from flashipa_train.model.neighbours import NeighbourFeatures
 from flashipa_train.model.precision import geometry_dtype, geometry_precision
@@ -43,6 +44,7 @@ ATTENTION_VARIANTS = {
     "flash_ipa": FlashIPAAttention,
     "inattention": InAttentionIPAAttention,
     "entmax_ipa": EntmaxIPAAttention,
+    "spatial_ipa": SpatialIPAAttention,
 }
 
 

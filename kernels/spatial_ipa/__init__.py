@@ -1,0 +1,1 @@
+"""Spatially sparse IPA: attention over cell-list neighbour lists (Triton kernels, torch reference)."""
