@@ -78,4 +78,4 @@ def test_hydra_cli_trains_entmax_ipa_and_samples(tmp_path, small_folder):  # noq
         tmp_path,
     )
     samples = Path(re.search(r"sampled backbones \(PDB\): (\S+)", result.stdout).group(1))
-    assert [p.name for p in samples.glob("*.pdb")] == ["sample_0_len16.pdb"]
+    assert [p.name for p in samples.glob("*.pdb")] == ["len16_0.pdb"]

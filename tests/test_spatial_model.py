@@ -90,7 +90,7 @@ def test_cli_trains_and_samples_with_spatial_ipa(tmp_path, small_folder):  # noq
         tmp_path,
     )
     samples = Path(re.search(r"sampled backbones \(PDB\): (\S+)", result.stdout).group(1))
-    assert [p.name for p in samples.glob("*.pdb")] == ["sample_0_len16.pdb"]
+    assert [p.name for p in samples.glob("*.pdb")] == ["len16_0.pdb"]
 
 
 def _largest_tensor_of_a_training_step(L):

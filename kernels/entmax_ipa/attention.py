@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from kernels.entmax_ipa import launch
-from kernels.flash_ipa.launch import dims, point_operands, sequence_centres
+from kernels.entmax_ipa.packing import dims, point_operands, sequence_centres
 
 SUPPORTED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 

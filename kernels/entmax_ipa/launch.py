@@ -11,7 +11,8 @@ import torch
 import triton
 
 from kernels.entmax_ipa import triton_kernels as tk
-from kernels.flash_ipa.launch import W_L, dims, point_operands, sequence_centres
+from kernels.entmax_ipa.packing import dims, point_operands, sequence_centres
+from kernels.flash_ipa.launch import W_L
 
 INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"
 # One (BLOCK_M, BLOCK_N, num_warps) for all kernels of a call: the block mask of the threshold pass is
