@@ -2,8 +2,8 @@
 rebuilt by code, never handed to `hydra.utils.instantiate`.
 
 A stored config may name only the project's FlowModel / FlowMatcher as `_target_`, only that class's own
-constructor arguments, plain scalar values (no interpolations), and `attention` as {"name", "backend"} with a
-known variant. Anything else (another `_target_`, a nested `_target_`, `_partial_`, unknown keys) is refused
+constructor arguments, plain scalar values (no interpolations), and `attention` as {"name", "backend"} of a
+known variant plus that variant's own constructor fields as plain scalars. Anything else (another `_target_`, a nested `_target_`, `_partial_`, unknown keys) is refused
 with a message naming the checkpoint and the field.
 """
 
@@ -64,11 +64,10 @@ def _checked_fields(stored: Any, targets: tuple[str, ...], cls: type, section: s
     return fields
 
 
-def _checked_attention(value: Any, where: str) -> dict[str, str]:
-    if not isinstance(value, Mapping) or set(value) - {"name", "backend"}:
-        raise CheckpointError(
-            f"{where}.attention must be {{name, backend}}, got {str(value)[:120]!r}; refusing this checkpoint."
-        )
+def _checked_attention(value: Any, where: str) -> dict[str, Any]:
+    """{name, backend} and the variant's own fields (its constructor arguments, plain scalars only)."""
+    if not isinstance(value, Mapping):
+        raise CheckpointError(f"{where}.attention must be a mapping, got {str(value)[:120]!r}; refusing this checkpoint.")
     if value.get("name") not in ATTENTION_VARIANTS:
         raise CheckpointError(
             f"{where}.attention.name={value.get('name')!r} is not one of {sorted(ATTENTION_VARIANTS)}; "
@@ -77,7 +76,18 @@ def _checked_attention(value: Any, where: str) -> dict[str, str]:
     backend = value.get("backend", "auto")
     if backend not in ATTENTION_BACKENDS:
         raise CheckpointError(f"{where}.attention.backend={backend!r} is not one of {ATTENTION_BACKENDS}.")
-    return {"name": value["name"], "backend": backend}
+    own = _constructor_fields(ATTENTION_VARIANTS[value["name"]]) - {"backend"}
+    fields = {"name": value["name"], "backend": backend}
+    for key, field in value.items():
+        if key in fields:
+            continue
+        if key not in own or not _plain_scalar(field):
+            raise CheckpointError(
+                f"{where}.attention.{key}={str(field)[:80]!r} is not a plain field of {value['name']}; "
+                "refusing this checkpoint."
+            )
+        fields[key] = field
+    return fields
 
 
 def checked_model_config(stored: Any, source: str) -> dict[str, Any]:
