@@ -192,6 +192,13 @@ def render_markdown(out):
         lines += ["## Time on the GPU", "", "Not measured yet: `bash scripts/device_entmax.sh` on the device.", ""]
     if cpu_path.exists():
         lines += ["## Threshold search and block sparsity (CPU)", ""] + _cpu_sections(json.loads(cpu_path.read_text()))
+    quality_path = out / "entmax_quickstart.json"
+    if quality_path.exists():  # hand-collected from the runs' csv/metrics.csv
+        quality = json.loads(quality_path.read_text())
+        cols = list(quality["rows"][0])
+        lines += ["", "## Quality: quickstart runs side by side", "", quality["note"], "",
+                  "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+        lines += ["| " + " | ".join(str(r[c]) for c in cols) + " |" for r in quality["rows"]]
     (out / "entmax.md").write_text("\n".join(lines) + "\n")
 
 
