@@ -129,10 +129,6 @@ class Rigid:
         """Like torch.Tensor.to, applied to rots and trans (e.g. `to(torch.float64)`, `to("cuda")`)."""
         return Rigid(self.rots.to(*args, **kwargs), self.trans.to(*args, **kwargs))
 
-    def stop_rot_gradient(self) -> Rigid:
-        """Same transform with rots detached (AlphaFold2 stops rotation gradients between IPA blocks)."""
-        return Rigid(self.rots.detach(), self.trans)
-
     def scale_translation(self, factor: float | torch.Tensor) -> Rigid:
         """Same rotations, translations times `factor` (a float, or a tensor broadcastable to [*, 3]).
 
