@@ -7,6 +7,7 @@ from torch import Tensor
 
 from kernels.entmax_ipa import launch
 from kernels.entmax_ipa.packing import dims, point_operands, sequence_centres
+from kernels.flash_ipa.attention import token_major
 
 SUPPORTED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
@@ -60,29 +61,6 @@ def _check_inputs(named):
             )
 
 
-def _token_major(q, mask, cu_seqlens, max_seqlen):
-    B, L = q.shape[:2]
-    T = B * L
-    if cu_seqlens is None:
-        cu_seqlens = torch.arange(0, T + 1, L, dtype=torch.int32, device=q.device)  # [B + 1]
-        max_seqlen = L
-    else:
-        if B != 1:
-            raise ValueError(
-                f"kernels/entmax_ipa/attention.py: cu_seqlens given with batch size {B}; pack the "
-                "sequences along L with batch size 1"
-            )
-        cu_seqlens = cu_seqlens.to(device=q.device, dtype=torch.int32).contiguous()
-        if max_seqlen is None:
-            max_seqlen = int((cu_seqlens[1:] - cu_seqlens[:-1]).max())
-    key_mask = None if mask is None else mask.reshape(T).to(torch.uint8).contiguous()  # [T]
-
-    def tokens(x):  # [B, L, ...] -> [B * L, ...], contiguous (a view when it already is)
-        return x.reshape(T, *x.shape[2:]).contiguous()
-
-    return tokens, key_mask, cu_seqlens, max_seqlen
-
-
 def _alpha_per_head(alpha, H, device):
     alpha = torch.as_tensor(alpha, device=device).to(torch.float32).expand(H).contiguous()  # [H]
     if not torch.compiler.is_compiling() and not bool(((alpha > 1.0) & (alpha <= 2.0)).all()):
@@ -112,7 +90,7 @@ def entmax_ipa_attention(
     B, L, H = q.shape[:3]
     P_v = v_pts.shape[-2]
     R, C_z = pair_k.shape[-2:]
-    tokens, key_mask, cu_seqlens, max_seqlen = _token_major(q, mask, cu_seqlens, max_seqlen)
+    tokens, key_mask, cu_seqlens, max_seqlen = token_major(q, mask, cu_seqlens, max_seqlen)
     o, o_pts, o_pair = _EntmaxIPAFunction.apply(
         tokens(q), tokens(k), tokens(v), tokens(q_pts), tokens(k_pts), tokens(v_pts),
         tokens(bias_q), tokens(bias_k), tokens(pair_k), point_weights.contiguous(),
@@ -133,7 +111,7 @@ def entmax_ipa_threshold_stats(q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pai
     Returns a dict: passes [H, T] int32 (evaluations of f per query row; 0 for padding), tau [H, T],
     block_mask int8 [S * H, NQB, NKB] and blocks (BLOCK_M, BLOCK_N)."""
     H = q.shape[2]
-    tokens, key_mask, cu_seqlens, max_seqlen = _token_major(q, mask, cu_seqlens, max_seqlen)
+    tokens, key_mask, cu_seqlens, max_seqlen = token_major(q, mask, cu_seqlens, max_seqlen)
     q, k, q_pts, k_pts, v_pts, bias_q, bias_k = (tokens(x) for x in (q, k, q_pts, k_pts, v_pts, bias_q, bias_k))
     d = dims(q, tokens(v), q_pts, v_pts, bias_q, tokens(pair_k))
     centres = sequence_centres(k_pts, key_mask, cu_seqlens)

@@ -17,12 +17,12 @@ measurements (entmax_cpu.json, scripts/entmax_report.py) into entmax.md (+ entma
 import argparse
 import json
 import platform
-import statistics
 import time
 from pathlib import Path
 
 import torch
 
+from kernels.flash_ipa.benchmark import time_ms
 from kernels.flash_ipa.testing import IPADims, random_ipa_inputs
 
 ANCHOR = IPADims(heads=8, c=128, c_v=128, p_q=8, p_v=12, r_bias=2, r_pair=2, c_z=32)  # flash_ipa's example dims
@@ -67,18 +67,7 @@ def _time_ms(fn, warmup, repeat):
         start = time.perf_counter()
         fn()
         return (time.perf_counter() - start) * 1e3
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(repeat):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return statistics.median(times)
+    return time_ms(fn, warmup, repeat)
 
 
 def _peak_mib(fn):

@@ -24,6 +24,32 @@ def _check_inputs(named):
             )
 
 
+def token_major(q, mask, cu_seqlens, max_seqlen):
+    """The kernels' token-major view of [B, L, ...] inputs: (tokens, key_mask [T] uint8 or None,
+    cu_seqlens [S + 1] int32, max_seqlen); `tokens(x)` flattens [B, L, ...] to [B * L, ...]. Without
+    cu_seqlens every batch row is one sequence; with it, the sequences are packed along L at batch size 1."""
+    B, L = q.shape[:2]
+    T = B * L
+    if cu_seqlens is None:
+        cu_seqlens = torch.arange(0, T + 1, L, dtype=torch.int32, device=q.device)  # [B + 1]
+        max_seqlen = L
+    else:
+        if B != 1:
+            raise ValueError(
+                f"IPA attention kernels: cu_seqlens given with batch size {B}; pack the sequences along L "
+                "with batch size 1"
+            )
+        cu_seqlens = cu_seqlens.to(device=q.device, dtype=torch.int32).contiguous()
+        if max_seqlen is None:
+            max_seqlen = int((cu_seqlens[1:] - cu_seqlens[:-1]).max())
+    key_mask = None if mask is None else mask.reshape(T).to(torch.uint8).contiguous()  # [T]
+
+    def tokens(x):  # [B, L, ...] -> [B * L, ...], contiguous (a view when it already is)
+        return x.reshape(T, *x.shape[2:]).contiguous()
+
+    return tokens, key_mask, cu_seqlens, max_seqlen
+
+
 def flash_ipa_attention(
     q: Tensor, k: Tensor, v: Tensor, q_pts: Tensor, k_pts: Tensor, v_pts: Tensor,
     bias_q: Tensor, bias_k: Tensor, pair_k: Tensor, point_weights: Tensor,
@@ -60,25 +86,9 @@ def flash_ipa_attention(
     _check_inputs(dict(q=q, k=k, v=v, q_pts=q_pts, k_pts=k_pts, v_pts=v_pts, bias_q=bias_q,
                        bias_k=bias_k, pair_k=pair_k, point_weights=point_weights))
     B, L, H = q.shape[:3]
-    T = B * L
     P_v = v_pts.shape[-2]
     R, C_z = pair_k.shape[-2:]
-    if cu_seqlens is None:
-        cu_seqlens = torch.arange(0, T + 1, L, dtype=torch.int32, device=q.device)  # [B + 1]
-        max_seqlen = L
-    else:
-        if B != 1:
-            raise ValueError(
-                f"kernels/flash_ipa/attention.py: cu_seqlens given with batch size {B}; pack the "
-                "sequences along L with batch size 1"
-            )
-        cu_seqlens = cu_seqlens.to(device=q.device, dtype=torch.int32).contiguous()
-        if max_seqlen is None:
-            max_seqlen = int((cu_seqlens[1:] - cu_seqlens[:-1]).max())
-    key_mask = None if mask is None else mask.reshape(T).to(torch.uint8).contiguous()  # [T]
-
-    def tokens(x):  # [B, L, ...] -> [B * L, ...], contiguous (a view when it already is)
-        return x.reshape(T, *x.shape[2:]).contiguous()
+    tokens, key_mask, cu_seqlens, max_seqlen = token_major(q, mask, cu_seqlens, max_seqlen)
 
     o, o_pts, o_pair, _, _, _ = op.attention_fwd(
         tokens(q), tokens(k), tokens(v), tokens(q_pts), tokens(k_pts), tokens(v_pts),

@@ -83,7 +83,7 @@ BACKENDS = {"dense": _dense, "sdpa": _sdpa, "sdpa_fa2": _sdpa_fa2, "flex": _flex
 BASELINES = ("sdpa", "sdpa_fa2", "flex")  # the ratio columns: flashipa's speed-up over each
 
 
-def _time_ms(fn, warmup, repeat):
+def time_ms(fn, warmup, repeat):
     """Median milliseconds of fn() over `repeat` CUDA-event-timed runs after `warmup` runs."""
     for _ in range(warmup):
         fn()
@@ -139,7 +139,7 @@ def bench_one(backend, B, L, dims, dtype, mode, warmup, repeat):
     try:
         inputs = random_ipa_inputs(B, L, dims, dtype, "cuda", point_scale=3.0)
         run = _runner(backend, inputs, mode)
-        row["ms"] = _time_ms(run, warmup, repeat)
+        row["ms"] = time_ms(run, warmup, repeat)
         row["peak_mib"] = _peak_mib(run)
         row["tflops"] = attention_flops(B, L, dims, mode) / (row["ms"] * 1e-3) / 1e12
     except torch.cuda.OutOfMemoryError:
