@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # FlashIPA kernel on the lent GPU in one call. Phases (PHASES, space-separated, in this order):
-#   tests      the GPU tests (kernel + gpu files, untuned configs, 8 workers)
+#   fp8        scripts/fp8_report.py: FP8 forward vs float64 reference (RMSE table) and vs our bf16 forward
+#   tests      the GPU tests (kernel, gpu and fp8 files, untuned configs, 8 workers)
 #   precision  scripts/point_term_precision.py on a crop saved on the CPU (CROP=path.pt; no biotite there)
 #   profile    per-kernel breakdown of fwd+bwd (torch.profiler) and host time, flashipa / sdpa / sdpa_fa2
 #   memcheck   compute-sanitizer over one fwd+bwd with every autotune config, then 30 backwards at 8192
 #   bench      flashipa-bench, one process per backend (flashipa, sdpa, sdpa_fa2, flex), merged
 # Each phase is its own process with its own time limit, so that a fault (sticky in CUDA) costs only
 # that phase. Usage (device `run`, repo root): PHASES="tests bench" bash scripts/device_kernel.sh
+# Time limits: TEST_SECONDS, FP8_SECONDS, BENCH_SECONDS (per backend) or BENCH_SECONDS_<backend>;
+# BENCH_AUTOTUNE=0 times the first autotune config (reuses the tests' compiled kernels: no tuning cost).
 # Writes under $OUT: summary.txt, logs.tar.gz and the phases' tables (8 files at most come back).
 set -o pipefail
 # shellcheck source=scripts/device_env.sh
@@ -14,7 +17,7 @@ source scripts/device_env.sh
 OUT=${OUT:-/tmp/flashipa_out}
 PHASES=${PHASES:-tests profile bench}
 LENGTHS=${LENGTHS:-2048 8192 16384 32768 65536}
-TESTS=${TESTS:-tests/test_flash_ipa_kernel.py tests/test_flash_ipa_gpu.py}
+TESTS=${TESTS:-tests/test_flash_ipa_kernel.py tests/test_flash_ipa_gpu.py tests/test_flash_ipa_fp8.py}
 BACKENDS=${BACKENDS:-flashipa sdpa sdpa_fa2 flex}
 PROFILE_BACKENDS=${PROFILE_BACKENDS:-flashipa sdpa sdpa_fa2}
 LOGS=$(mktemp -d)
@@ -22,6 +25,13 @@ mkdir -p "$OUT"
 SUMMARY="$OUT/summary.txt"
 device_stamp | tee "$SUMMARY"
 has() { [[ " $PHASES " == *" $1 "* ]]; }
+
+if has fp8; then
+  FLASHIPA_AUTOTUNE=0 timeout "${FP8_SECONDS:-120}" python3 scripts/fp8_report.py --out "$OUT" > "$LOGS/fp8.log" 2>&1
+  echo "fp8 (rc $?)" | tee -a "$SUMMARY"
+  grep -E "Error|error" "$LOGS/fp8.log" | head -5 | cut -c1-400 | tee -a "$SUMMARY"
+  cat "$OUT/attention_fp8.md" 2>/dev/null | grep "^|" | tee -a "$SUMMARY"
+fi
 
 if has tests; then
   # shellcheck disable=SC2086
@@ -63,8 +73,10 @@ fi
 if has bench; then
   # shellcheck disable=SC2086
   for b in $BACKENDS; do
-    timeout "${BENCH_SECONDS:-100}" python3 -m kernels.flash_ipa.benchmark --backends "$b" --lengths $LENGTHS \
-      --flex-lengths 8192 32768 --out "$LOGS" --name "attention_$b" > "$LOGS/attention_$b.log" 2>&1
+    seconds_var="BENCH_SECONDS_$b"
+    FLASHIPA_AUTOTUNE=${BENCH_AUTOTUNE:-1} timeout "${!seconds_var:-${BENCH_SECONDS:-100}}" \
+      python3 -m kernels.flash_ipa.benchmark --backends "$b" --lengths $LENGTHS \
+      --flex-lengths ${FLEX_LENGTHS:-8192 32768} --out "$LOGS" --name "attention_$b" > "$LOGS/attention_$b.log" 2>&1
     echo "bench $b: rc $?" | tee -a "$SUMMARY"
   done
   python3 - "$LOGS" "$OUT" <<'PY' 2>&1 | tee -a "$SUMMARY"

@@ -78,6 +78,13 @@ def test_checkpoint_loader_uses_the_ema_weights(tmp_path):
     assert not sampler.model.training
 
 
+def test_fp8_sampling_is_set_over_the_stored_attention_config(tmp_path):
+    _tiny_checkpoint(tmp_path / "tiny.ckpt")
+    assert not load_sampler_from_checkpoint(tmp_path / "tiny.ckpt").model.attention.fp8_sampling
+    sampler = load_sampler_from_checkpoint(tmp_path / "tiny.ckpt", attention_overrides={"fp8_sampling": True})
+    assert sampler.model.attention.fp8_sampling
+
+
 def test_checkpoint_without_run_config_is_refused_with_what_to_pass(tmp_path):
     model, _, _ = _tiny_parts()
     torch.save(model.state_dict(), tmp_path / "plain.pt")
@@ -90,7 +97,8 @@ def test_flashipa_sample_command_writes_structures_metrics_and_summary(tmp_path)
     out = tmp_path / "samples"
     command = [sys.executable, "-m", "flashipa_train.sampling.cli", f"ckpt_path={tmp_path / 'tiny.ckpt'}",
                "lengths=[10,14]", "n=2", f"out={out}", "num_steps=3", "device=cpu", "diversity=aligned",
-               "progress=false", f"training_set={ROOT / 'data' / '1qys.pdb.gz'}"]
+               "progress=false", f"training_set={ROOT / 'data' / '1qys.pdb.gz'}",
+               "model.attention.fp8_sampling=true"]  # accepted; FP8 runs on CUDA only (no effect here)
     env = dict(os.environ, PYTHONPATH=str(ROOT), HYDRA_FULL_ERROR="1")
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -38,12 +38,15 @@ class FlashIPAAttention(nn.Module):
         edge_messages:  add a sparse edge-message update to every block (module docstring)
         edge_neighbours: neighbours per residue of the edge graph: half sequence window, half kNN
         c_edge:         channels of the edge messages
+        fp8_sampling:   on CUDA and without gradients (sampling), attention runs the FP8 (e4m3) forward
+                        kernel ("triton_fp8", kernels/flash_ipa/fp8.py) whatever `backend` says
     """
 
     def __init__(self, c_s, c_hidden, num_heads, num_qk_points, num_v_points, num_blocks, pair_rank, c_pair_value,
-                 backend="auto", sc_points=True, edge_messages=True, edge_neighbours=16, c_edge=64):
+                 backend="auto", sc_points=True, edge_messages=True, edge_neighbours=16, c_edge=64, fp8_sampling=False):
         super().__init__()
         self.backend = check_backend(backend)
+        self.fp8_sampling = fp8_sampling
         self.pair_factors = PairFactorEmbedder(c_s, num_heads, pair_rank, c_pair_value)
         self.ipa = nn.ModuleList(
             FactorizedIPA(c_s, c_pair_value, c_hidden, num_heads, num_qk_points, num_v_points) for _ in range(num_blocks)
@@ -58,6 +61,8 @@ class FlashIPAAttention(nn.Module):
     def prepare(self, s0, rigids_in, inputs):
         factors = self.pair_factors(s0, inputs["residue_index"], inputs["chain_index"], inputs["res_mask"])
         backend = resolve_backend(self.backend, s0.device)
+        if self.fp8_sampling and s0.is_cuda and not torch.is_grad_enabled():
+            backend = "triton_fp8"
         # SDPA keeps its flash kernel only without a mask: whether the batch is padded comes with the
         # inputs (`all_real`, read off the batch while it is still on the CPU) or is read here, once per
         # forward (a host sync, and a graph break under torch.compile outside the block loop), never in

@@ -24,10 +24,12 @@ class SamplerFromCheckpoint:
 
 
 def load_sampler_from_checkpoint(
-    ckpt_path: str | Path, device: torch.device | str = "cpu", prefer_ema: bool = True, allow_remote: bool = False
+    ckpt_path: str | Path, device: torch.device | str = "cpu", prefer_ema: bool = True, allow_remote: bool = False,
+    attention_overrides: dict | None = None,
 ) -> SamplerFromCheckpoint:
     """Build the `FlowModel` and `FlowMatcher` from the run config stored in a flashipa-train checkpoint and load
-    its weights (the EMA shadow when `prefer_ema` and present).
+    its weights (the EMA shadow when `prefer_ema` and present). `attention_overrides` (e.g. {"fp8_sampling":
+    True}) are set over the stored model.attention before the schema check.
 
     Raises:
         CheckpointError (a ValueError) for a path or file that is not a local flashipa-train checkpoint;
@@ -41,7 +43,10 @@ def load_sampler_from_checkpoint(
             "flashipa-sample needs a checkpoint written by flashipa-train (checkpoints/last.ckpt of a run)."
         )
     del checkpoint
-    model = model_from_stored_config(run_config["model"], f"ckpt_path {ckpt_path}")
+    stored_model = run_config["model"]
+    if attention_overrides:
+        stored_model = {**stored_model, "attention": {**stored_model["attention"], **attention_overrides}}
+    model = model_from_stored_config(stored_model, f"ckpt_path {ckpt_path}")
     flow = flow_from_stored_config(run_config["flow"], f"ckpt_path {ckpt_path}")
     load_model_weights(model, ckpt_path, prefer_ema=prefer_ema, field="ckpt_path", allow_remote=allow_remote)
     return SamplerFromCheckpoint(model=model.to(device).eval(), flow=flow, run_config=run_config)

@@ -49,8 +49,10 @@ def sample(cfg: DictConfig) -> dict:
     lengths = [int(L) for L in cfg.lengths]
     device = pick_device(str(cfg.device))
     torch.manual_seed(int(cfg.seed))
+    fp8 = bool(cfg.get("model", {}).get("attention", {}).get("fp8_sampling", False))
     sampler = load_sampler_from_checkpoint(cfg.ckpt_path, device=device, prefer_ema=bool(cfg.use_ema),
-                                           allow_remote=bool(cfg.get("allow_remote_checkpoints", False)))
+                                           allow_remote=bool(cfg.get("allow_remote_checkpoints", False)),
+                                           attention_overrides={"fp8_sampling": True} if fp8 else None)
     log.info("Sampling %d x %s residues on %s from %s", cfg.n, lengths, device, cfg.ckpt_path)
     started = time.perf_counter()
     backbones = generate_backbones(

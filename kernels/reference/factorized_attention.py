@@ -180,7 +180,7 @@ def ipa_attention_core(
 
     Args:
         mask: [B, L] bool, True for real residues (None: all real).
-        backend: "torch", "sdpa" or "triton".
+        backend: "torch", "sdpa", "triton" or "triton_fp8" (forward only, no gradients).
         tile: query and key tile length of the "torch" backend (ignored by the others).
     Returns:
         o:      [B, L, H, C_v]       sum_j a_hij v_hj
@@ -192,6 +192,12 @@ def ipa_attention_core(
         from kernels.flash_ipa import flash_ipa_attention
 
         return flash_ipa_attention(
+            q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_weights, mask=mask
+        )
+    if backend == "triton_fp8":  # forward only (sampling): e4m3 dots, kernels/flash_ipa/fp8.py
+        from kernels.flash_ipa.fp8 import flash_ipa_attention_fp8
+
+        return flash_ipa_attention_fp8(
             q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_weights, mask=mask
         )
     sdpa_mask = None if mask is None else mask.bool()
