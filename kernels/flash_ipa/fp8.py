@@ -76,8 +76,10 @@ def operands_fp8(q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_wei
     dot16 = q if q.dtype in (torch.bfloat16, torch.float16) else q.to(torch.bfloat16)  # points' dot dtype
     base = launch.operands(dot16, q_pts, k_pts, v_pts, bias_q, bias_k, point_weights, key_mask, centres,
                            cu_seqlens, max_seqlen, True)
-    qf = F.pad(q.float(), (0, d["C_PAD"] - C))  # [T, H, C_PAD]
-    kf = F.pad(k.float(), (0, d["C_PAD"] - C))
+    # padded tokens zeroed: their contents must not set any scale
+    real = torch.ones(T, 1, 1, device=q.device) if key_mask is None else key_mask.view(T, 1, 1).float()
+    qf = F.pad(q.float() * real, (0, d["C_PAD"] - C))  # [T, H, C_PAD]
+    kf = F.pad(k.float() * real, (0, d["C_PAD"] - C))
     blocked = mode == "block_hadamard"
     if blocked:
         rot = hadamard(d["C_PAD"], seed, q.device)
@@ -89,7 +91,7 @@ def operands_fp8(q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_wei
         F.pad(v.float(), (0, d["CV_PAD"] - d["CV"])),
         F.pad((v_pts.float() - c).flatten(2), (0, d["PVW"] - d["PV3"])),
         F.pad(pair_k.float().flatten(1), (0, d["RZ_PAD"] - d["RZ"]))[:, None, :].expand(T, H, d["RZ_PAD"]),
-    ], dim=-1)
+    ], dim=-1) * real
     values = F.pad(values, (0, triton.next_power_of_2(values.shape[-1]) - values.shape[-1]))  # [T, H, DV]
     cv, pvw = d["CV_PAD"], d["PVW"]
     segments = None if blocked else ((0, cv), (cv, cv + pvw), (cv + pvw, values.shape[-1]))
