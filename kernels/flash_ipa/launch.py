@@ -10,6 +10,7 @@ import os
 import torch
 import triton
 
+from kernels.flash_ipa import prep_kernel
 from kernels.flash_ipa import triton_kernels as tk
 
 W_L = math.sqrt(1.0 / 3.0)  # AlphaFold2's weight for the three logit terms
@@ -126,57 +127,38 @@ def token_centres(centres, cu_seqlens, T, max_seqlen):
     return centres[seq]
 
 
-def _tf32(x):
-    """float32 x rounded to tf32 (10 mantissa bits, round half away), exact in a tf32 dot."""
-    bits = x.view(torch.int32)
-    return ((bits + 0x1000) & -0x2000).view(torch.float32)
-
-
-def _hi_lo(x, dtype, split):
-    """float32 x as dot operands hi + lo in `dtype` (lo is None without a split)."""
-    if not split:
-        return x.to(dtype), None
-    hi = _tf32(x) if dtype == torch.float32 else x.to(dtype)
-    return hi, (x - hi.float()).to(dtype)
-
-
 def operands(q, q_pts, k_pts, v_pts, bias_q, bias_k, point_weights, key_mask, centres, cu_seqlens,
              max_seqlen, allow_tf32):
     """The kernels' operands that are not inputs as they are (layout in triton_kernels.py), written
-    once per call (O(L)). Dots run in q's dtype; the point-bias operands are split hi + lo except for
-    exact float32 dots.
+    once per call (O(L)) by one kernel (prep_kernel.py). Dots run in q's dtype; the point-bias operands
+    are split hi + lo except for exact float32 dots.
 
     Args: token-major q [T, H, C], q_pts, k_pts [T, H, P_q, 3], v_pts [T, H, P_v, 3], bias_q, bias_k
     [T, H, R_b], point_weights [H], key_mask [T] or None, centres [S, 3] float32.
     Returns dict QS, QH, QL, KH, KL, KN, KNORM, VPC and SPLIT (QL, KL are QH, KH without a split).
     """
     T, H, C = q.shape
-    dt = q.dtype
+    dt, dev = q.dtype, q.device
     split = dt != torch.float32 or allow_tf32
+    P3, RB, PV3 = 3 * q_pts.shape[-2], bias_q.shape[-1], 3 * v_pts.shape[-2]
+    pbw, pvw = _pad(P3 + RB), _pad(PV3)
+    n_seq = cu_seqlens.shape[0] - 1
+    qs = torch.empty(T, H, C, dtype=dt, device=dev)
+    qh, kh = torch.empty(T, H, pbw, dtype=dt, device=dev), torch.empty(T, H, pbw, dtype=dt, device=dev)
+    ql, kl = (torch.empty_like(qh), torch.empty_like(kh)) if split else (qh, kh)
+    kn, knorm = torch.empty(H, T, dtype=torch.float32, device=dev), torch.empty(H, T, dtype=torch.float32, device=dev)
+    vpc = torch.empty(T, H, pvw, dtype=dt, device=dev)
+    block = 32 if INTERPRETED else 64
     log2e = 1.0 / math.log(2.0)
-    P3, RB = 3 * q_pts.shape[-2], bias_q.shape[-1]
-    pbw, pvw = _pad(P3 + RB), _pad(3 * v_pts.shape[-2])
-    c = token_centres(centres, cu_seqlens, T, max_seqlen)[:, None, None, :]  # [T, 1, 1, 3]
-    pw = point_weights.float()  # [H]
-    qp = q.new_zeros(T, H, pbw, dtype=torch.float32)  # [T, H, PBW]
-    qp[..., :P3] = (q_pts.float() - c).flatten(2) * (pw * log2e)[:, None]
-    qp[..., P3:P3 + RB] = bias_q.float() * (W_L * log2e)
-    kp = q.new_zeros(T, H, pbw, dtype=torch.float32)
-    kp[..., :P3] = (k_pts.float() - c).flatten(2)
-    kp[..., P3:P3 + RB] = bias_k.float()
-    qh, ql = _hi_lo(qp, dt, split)
-    kh, kl = _hi_lo(kp, dt, split)
-    k_seen = kh.float() if kl is None else kh.float() + kl.float()  # the key points as the dots see them
-    knorm = k_seen[..., :P3].square().sum(-1).t().contiguous()  # [H, T]
-    kn = knorm * (-0.5 * log2e * pw)[:, None]  # [H, T]
-    if key_mask is not None:
-        kn = kn.masked_fill(key_mask[None, :] == 0, float("-inf"))
-    vpc = q.new_zeros(T, H, pvw)  # [T, H, PVW]
-    vpc[..., :3 * v_pts.shape[-2]] = (v_pts.float() - c).flatten(2)
-    return dict(
-        QS=(q.float() * (W_L / math.sqrt(C) * log2e)).to(dt), QH=qh, QL=qh if ql is None else ql,
-        KH=kh, KL=kh if kl is None else kl, KN=kn, KNORM=knorm, VPC=vpc, SPLIT=split,
+    prep_kernel._ipa_prep_kernel[(triton.cdiv(T, block), H)](
+        q, q_pts, k_pts, v_pts, bias_q, bias_k, point_weights, centres, cu_seqlens,
+        cu_seqlens if key_mask is None else key_mask,
+        qs, qh, ql, kh, kl, kn, knorm, vpc, T, H, max_seqlen, n_seq, W_L / math.sqrt(C) * log2e, W_L * log2e,
+        HAS_MASK=key_mask is not None, SPLIT=split, UNIFORM=T == n_seq * max_seqlen,
+        SEARCH_STEPS=max(1, (n_seq - 1).bit_length()), RNE_BITS=INTERPRETED and dt == torch.bfloat16, C=C, C_PAD=_pad(C), P3=P3, RB=RB, PBW=pbw,
+        PV3=PV3, PVW=pvw, BLOCK_T=block,
     )
+    return dict(QS=qs, QH=qh, QL=ql, KH=kh, KL=kl, KN=kn, KNORM=knorm, VPC=vpc, SPLIT=split)
 
 
 def _check_int32_offsets(T, H, d):
