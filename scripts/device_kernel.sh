@@ -8,7 +8,8 @@
 #   bench      flashipa-bench, one process per backend (flashipa, sdpa, sdpa_fa2, flex), merged
 # Each phase is its own process with its own time limit, so that a fault (sticky in CUDA) costs only
 # that phase. Usage (device `run`, repo root): PHASES="tests bench" bash scripts/device_kernel.sh
-# Time limits: TEST_SECONDS, FP8_SECONDS, BENCH_SECONDS (per backend) or BENCH_SECONDS_<backend>;
+# Time limits: TEST_SECONDS, FP8_SECONDS, PROFILE_SECONDS, BENCH_SECONDS (per backend) or
+# BENCH_SECONDS_<backend>, all cut to end the script by DEADLINE_SECONDS (when set);
 # BENCH_AUTOTUNE=0 times the first autotune config (reuses the tests' compiled kernels: no tuning cost).
 # Writes under $OUT: summary.txt, logs.tar.gz and the phases' tables (8 files at most come back).
 set -o pipefail
@@ -25,9 +26,13 @@ mkdir -p "$OUT"
 SUMMARY="$OUT/summary.txt"
 device_stamp | tee "$SUMMARY"
 has() { [[ " $PHASES " == *" $1 "* ]]; }
+# DEADLINE_SECONDS (0: none): every phase's limit is cut so that the whole script ends by then
+STARTED=$SECONDS
+limit() { local left=$(( ${DEADLINE_SECONDS:-0} > 0 ? STARTED + DEADLINE_SECONDS - SECONDS - 10 : $1 ))
+  (( left < 1 )) && left=1; echo $(( $1 < left ? $1 : left )); }
 
 if has fp8; then
-  FLASHIPA_AUTOTUNE=0 timeout "${FP8_SECONDS:-120}" python3 scripts/fp8_report.py --out "$OUT" > "$LOGS/fp8.log" 2>&1
+  FLASHIPA_AUTOTUNE=0 timeout "$(limit "${FP8_SECONDS:-120}")" python3 scripts/fp8_report.py --out "$OUT" > "$LOGS/fp8.log" 2>&1
   echo "fp8 (rc $?)" | tee -a "$SUMMARY"
   grep -E "Error|error" "$LOGS/fp8.log" | head -5 | cut -c1-400 | tee -a "$SUMMARY"
   cat "$OUT/attention_fp8.md" 2>/dev/null | grep "^|" | tee -a "$SUMMARY"
@@ -35,7 +40,7 @@ fi
 
 if has tests; then
   # shellcheck disable=SC2086
-  FLASHIPA_AUTOTUNE=0 timeout "${TEST_SECONDS:-240}" python3 -m pytest -n 8 -q -rs -p no:cacheprovider -s \
+  FLASHIPA_AUTOTUNE=0 timeout "$(limit "${TEST_SECONDS:-240}")" python3 -m pytest -n 8 -q -rs -p no:cacheprovider -s \
     $TESTS > "$LOGS/gpu_tests.log" 2>&1
   echo "gpu tests (rc $?): $(tail -1 "$LOGS/gpu_tests.log")" | tee -a "$SUMMARY"
   grep -E "^FAILED|Error|relative errors|^\{'o'" "$LOGS/gpu_tests.log" | head -12 | cut -c1-600 | tee -a "$SUMMARY"
@@ -50,7 +55,8 @@ fi
 
 if has profile; then
   for b in $PROFILE_BACKENDS; do
-    timeout 120 python3 -m kernels.flash_ipa.benchmark --backends "$b" --lengths 8192 --modes fwd \
+    FLASHIPA_AUTOTUNE=${BENCH_AUTOTUNE:-1} timeout "$(limit "${PROFILE_SECONDS:-120}")" \
+      python3 -m kernels.flash_ipa.benchmark --backends "$b" --lengths 8192 --modes fwd \
       --repeat 3 --profile 8192 32768 --out "$LOGS" --name "profile_$b" > "$LOGS/profile_$b.log" 2>&1
     echo "profile $b (rc $?)" | tee -a "$SUMMARY"
     cat "$LOGS/profile_${b}_kernels.md" 2>/dev/null | grep "^- " | tee -a "$SUMMARY"
@@ -74,7 +80,7 @@ if has bench; then
   # shellcheck disable=SC2086
   for b in $BACKENDS; do
     seconds_var="BENCH_SECONDS_$b"
-    FLASHIPA_AUTOTUNE=${BENCH_AUTOTUNE:-1} timeout "${!seconds_var:-${BENCH_SECONDS:-100}}" \
+    FLASHIPA_AUTOTUNE=${BENCH_AUTOTUNE:-1} timeout "$(limit "${!seconds_var:-${BENCH_SECONDS:-100}}")" \
       python3 -m kernels.flash_ipa.benchmark --backends "$b" --lengths $LENGTHS \
       --flex-lengths ${FLEX_LENGTHS:-8192 32768} --out "$LOGS" --name "attention_$b" > "$LOGS/attention_$b.log" 2>&1
     echo "bench $b: rc $?" | tee -a "$SUMMARY"
