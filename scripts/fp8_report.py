@@ -7,6 +7,7 @@ Writes DIR/attention_fp8.{json,md}.
 
 import argparse
 import json
+import statistics
 import time
 from pathlib import Path
 
@@ -70,13 +71,25 @@ def kernel_only(inputs, mode):
     return lambda: fp8.forward(ops, d, cu, max_seqlen, B * L, H, dtypes, q.device)
 
 
-def _timed(row, make_fn):
+def _timed(row, make_fn, timer=lambda fn: time_ms(fn, 3, 10)):
     try:
-        row["ms"] = time_ms(make_fn(), 3, 10)
+        row["ms"] = timer(make_fn())
     except Exception as exc:
         row["error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
     print(json.dumps(row), flush=True)
     return row
+
+
+def host_ms(fn, repeat=20):
+    """Median CPU time of one call that returns before the GPU is done (Python, dispatch, launches)."""
+    times = []
+    for _ in range(repeat):
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    torch.cuda.synchronize()
+    return statistics.median(times)
 
 
 def speed(lengths):
@@ -88,6 +101,9 @@ def speed(lengths):
                 rows.append(_timed(dict(L=L, kernel=name, what="call"), lambda: lambda: fn(inputs)))
             for mode in fp8.MODES:
                 rows.append(_timed(dict(L=L, kernel=f"fp8_{mode}", what="kernel"), lambda: kernel_only(inputs, mode)))
+            for name in ("bf16", "fp8_block_hadamard"):
+                rows.append(_timed(dict(L=L, kernel=name, what="host"), lambda: lambda: KERNELS[name](inputs),
+                                   host_ms))
         torch.cuda.empty_cache()
     return rows
 
@@ -120,6 +136,8 @@ def write_markdown(acc, spd, stamp, L_acc, path):
         bf, ft, fb = ms[("bf16", "call")], ms[("fp8_tensor", "call")], ms[("fp8_block_hadamard", "call")]
         fk = ms[("fp8_block_hadamard", "kernel")]
         lines.append(f"| {L} | {bf:.3g} | {ft:.3g} | {fb:.3g} | {fk:.3g} | {bf / fb:.2f}x | {bf / fk:.2f}x |")
+    host = [f"L = {r['L']} {r['kernel']} {r['ms']:.3g} ms" for r in spd if r["what"] == "host" and "ms" in r]
+    lines += ["", "Host time per forward call (CPU, median of 20, not waiting for the GPU): " + "; ".join(host)]
     failures = [r for r in acc + spd if "error" in r]
     if failures:
         lines += ["", "Failures:"] + [f"- {r}" for r in failures]
