@@ -50,18 +50,30 @@ def quantise_rows(x, block):
     return (x / scale.t()[:, :, None]).to(FP8), scale.contiguous()
 
 
-def quantise_columns(x, segments):
-    """x [T, H, DV] float32 -> (xt [H, DV, TP] e4m3, tokens contiguous, TP = T rounded up to 16;
-    scale [H, DV] float32): one scale per head and column, or with `segments` (column bounds) one per
-    segment of columns (per tensor)."""
+def value_columns(cu_seqlens, T, max_seqlen):
+    """Where each token's values sit along VT's token axis: every sequence starts at a multiple of 16
+    (the kernel's key tiles then load 16-byte aligned rows of e4m3, as asynchronous copies).
+    Returns vstart [S] int32 (each sequence's first column), vcol [T] long, and TP (VT's length)."""
+    S = cu_seqlens.shape[0] - 1
+    cu = cu_seqlens.long()
+    lengths = cu[1:] - cu[:-1]
+    vstart = torch.cat([cu.new_zeros(1), ((lengths + 15) // 16 * 16).cumsum(0)[:-1]])  # [S]
+    tok = torch.arange(T, device=cu.device)
+    seq = tok // max_seqlen if T == S * max_seqlen else torch.searchsorted(cu[1:], tok, right=True)
+    return vstart.to(torch.int32), tok - cu[seq] + vstart[seq], triton.cdiv(T, 16) * 16 + 16 * S
+
+
+def quantise_columns(x, segments, vcol, tp):
+    """x [T, H, DV] float32 -> (xt [H, DV, tp] e4m3, tokens contiguous at columns vcol [T]; scale [H, DV]
+    float32): one scale per head and column, or with `segments` (column bounds) one per segment of
+    columns (per tensor)."""
     T, H, DV = x.shape
     amax = x.abs().amax(dim=0)  # [H, DV]
     if segments is not None:
         amax = torch.cat([x[:, :, a:b].abs().amax().expand(H, b - a) for a, b in segments], dim=1)
     scale = amax.clamp_min(1e-30) / E4M3_MAX
-    tp = triton.cdiv(T, 16) * 16
     xt = torch.zeros(H, DV, tp, dtype=FP8, device=x.device)
-    xt[:, :, :T] = (x / scale).to(FP8).permute(1, 2, 0)
+    xt[:, :, vcol] = (x / scale).to(FP8).permute(1, 2, 0)
     return xt, scale.contiguous()
 
 
@@ -95,19 +107,23 @@ def operands_fp8(q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_wei
     values = F.pad(values, (0, triton.next_power_of_2(values.shape[-1]) - values.shape[-1]))  # [T, H, DV]
     cv, pvw = d["CV_PAD"], d["PVW"]
     segments = None if blocked else ((0, cv), (cv, cv + pvw), (cv + pvw, values.shape[-1]))
-    vt, sv = quantise_columns(values, segments)
+    vstart, vcol, tp = value_columns(cu_seqlens, T, max_seqlen)
+    vt, sv = quantise_columns(values, segments, vcol, tp)
     sq = sq * (launch.W_L / math.sqrt(C) / math.log(2.0))
     ops = dict(Q8=q8, SQ=sq.contiguous(), K8=k8, SK=sk, QH=base["QH"], QL=base["QL"], KH=base["KH"],
-               KL=base["KL"], KN=base["KN"], VT=vt, SV=sv, CENTRE=centres, SPLIT=base["SPLIT"])
+               KL=base["KL"], KN=base["KN"], VT=vt, SV=sv, VSTART=vstart, VCOL=vcol, CENTRE=centres,
+               SPLIT=base["SPLIT"])
     return ops, d
 
 
 def _configs():
-    """128 queries x 64 or 128 keys, 8 warps (the 16-bit forward's rule, launch._configs); both tried
-    even with FLASHIPA_AUTOTUNE=0 (two compiles)."""
+    """128 queries x 64 keys, 8 warps (the 16-bit forward's rule, launch._configs), 3 or 2 stages; both
+    tried even with FLASHIPA_AUTOTUNE=0. ptxas for sm_90 (Triton 3.6, anchor dims): no spill in the key
+    loop (136 B of stack in the peeled tile and the epilogue); 128 x 128 spills 1472 B, 64 x 64 on
+    4 warps 592 B."""
     if launch.INTERPRETED:
         return [triton.Config({"BLOCK_M": 32, "BLOCK_N": 32}, num_warps=4, num_stages=1)]
-    return [triton.Config({"BLOCK_M": 128, "BLOCK_N": bn}, num_warps=8, num_stages=s) for bn, s in ((64, 3), (128, 2))]
+    return [triton.Config({"BLOCK_M": 128, "BLOCK_N": 64}, num_warps=8, num_stages=s) for s in (3, 2)]
 
 
 _kernel = None
@@ -133,7 +149,7 @@ def forward(ops, d, cu_seqlens, max_seqlen, T, H, out_dtypes, device):
     grid = lambda meta: (triton.cdiv(max_seqlen, meta["BLOCK_M"]), n_seq * H)  # noqa: E731
     _fwd_kernel()[grid](
         ops["Q8"], ops["SQ"], ops["K8"], ops["SK"], ops["QH"], ops["QL"], ops["KH"], ops["KL"], ops["KN"],
-        ops["VT"], ops["SV"], ops["CENTRE"], cu_seqlens, o, o_pts, o_pair,
+        ops["VT"], ops["SV"], ops["VSTART"], ops["CENTRE"], cu_seqlens, o, o_pts, o_pair,
         H, T, ops["VT"].shape[2], max(1024, triton.next_power_of_2(max_seqlen)),
         SPLIT=ops["SPLIT"], UPCAST=launch.INTERPRETED, C_PAD=d["C_PAD"], CV=d["CV"], CV_PAD=d["CV_PAD"],
         PBW=d["PBW"], PV3=d["PV3"], PVW=d["PVW"], RZ=d["RZ"], DV=dv,
@@ -175,7 +191,7 @@ def emulate(ops, d, T, H, round_p=True):
     l_sum = p.sum(-1, keepdim=True)
     if round_p:
         p = p.to(FP8).to(f)
-    vt = ops["VT"][:, :, :T].to(f) * ops["SV"].to(f)[:, :, None]  # [H, DV, T]
+    vt = ops["VT"][:, :, ops["VCOL"]].to(f) * ops["SV"].to(f)[:, :, None]  # [H, DV, T]
     out = (p @ vt.transpose(1, 2) / l_sum).permute(1, 0, 2)  # [T, H, DV]
     cv, pvw = d["CV_PAD"], d["PVW"]
     o_pts = out[..., cv:cv + d["PV3"]] + ops["CENTRE"].to(f)[0].repeat(d["PV3"] // 3)

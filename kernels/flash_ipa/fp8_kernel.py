@@ -10,7 +10,9 @@ Per token and head the kernel reads (layout as in `triton_kernels.py`, plus):
                                  the point term cancels large squared distances, 3 mantissa bits would
                                  lose it
     VT      [H, DV, TP] e4m3     value columns [v | v_pts - c | pair_k], transposed (tokens contiguous:
-                                 wgmma takes fp8 operands K-major), each column divided by its scale SV
+                                 wgmma takes fp8 operands K-major), each column divided by its scale SV;
+                                 sequence s from column VSTART[s], a multiple of 16 (16-byte aligned
+                                 rows: the key tiles' loads become asynchronous copies)
     SV      [H, DV] fp32
 
 Probabilities enter the value dot as e4m3 scaled by 2^8 (exp2 of s - m + 8): e4m3's subnormals start
@@ -51,7 +53,7 @@ def _to_e4m3(x, UPCAST: tl.constexpr):
 
 @triton.jit
 def _fp8_step(
-    acc, m_i, l_i, q8, sq, qh, ql, K8, SK, KH, KL, KN, VT, h, H, T, TP, start, n, start_n,
+    acc, m_i, l_i, q8, sq, qh, ql, K8, SK, KH, KL, KN, VT, h, H, T, TP, start, vstart, n, start_n,
     MASKED: tl.constexpr, SPLIT: tl.constexpr, UPCAST: tl.constexpr,
     C_PAD: tl.constexpr, PBW: tl.constexpr, DV: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
@@ -78,7 +80,7 @@ def _fp8_step(
     alpha = tl.exp2(m_i - m_safe)
     l_i = l_i * alpha + tl.sum(p, axis=1)
     c_dv = tl.arange(0, DV)
-    vt_ptrs = VT + h * DV * TP + c_dv[:, None] * TP + tok_n[None, :]
+    vt_ptrs = VT + h * DV * TP + c_dv[:, None] * TP + (vstart + offs_n)[None, :]
     if MASKED:
         vt = tl.load(vt_ptrs, mask=row_n[None, :], other=0.0)
     else:
@@ -89,7 +91,7 @@ def _fp8_step(
 
 @triton.jit
 def _ipa_fwd_fp8_kernel(
-    Q8, SQ, K8, SK, QH, QL, KH, KL, KN, VT, SV, CENTRE, CU_SEQLENS,
+    Q8, SQ, K8, SK, QH, QL, KH, KL, KN, VT, SV, VSTART, CENTRE, CU_SEQLENS,
     O, OP, OZ,
     H, T, TP, L_BUCKET,
     SPLIT: tl.constexpr, UPCAST: tl.constexpr,
@@ -106,6 +108,7 @@ def _ipa_fwd_fp8_kernel(
     start, n = _sequence_bounds(CU_SEQLENS, seq)
     if pid_m * BLOCK_M >= n:
         return
+    vstart = tl.multiple_of(tl.load(VSTART + seq), 16)
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     m_ok = offs_m < n
     tok_m = start + offs_m
@@ -124,10 +127,10 @@ def _ipa_fwd_fp8_kernel(
     n_full = (n // BLOCK_N) * BLOCK_N
     for start_n in range(0, n_full, BLOCK_N):
         acc, m_i, l_i = _fp8_step(acc, m_i, l_i, q8, sq, qh, ql, K8, SK, KH, KL, KN, VT, h, H, T, TP,
-                                  start, n, start_n, False, SPLIT, UPCAST, C_PAD, PBW, DV, BLOCK_N)
+                                  start, vstart, n, start_n, False, SPLIT, UPCAST, C_PAD, PBW, DV, BLOCK_N)
     if n_full < n:
         acc, m_i, l_i = _fp8_step(acc, m_i, l_i, q8, sq, qh, ql, K8, SK, KH, KL, KN, VT, h, H, T, TP,
-                                  start, n, n_full, True, SPLIT, UPCAST, C_PAD, PBW, DV, BLOCK_N)
+                                  start, vstart, n, n_full, True, SPLIT, UPCAST, C_PAD, PBW, DV, BLOCK_N)
 
     # a real query (its own KN is finite) with at least one real key
     q_ok = m_ok & (tl.load(KN + h * T + tok_m, mask=m_ok, other=float("-inf")) > float("-inf")) & (l_i > 0.0)
