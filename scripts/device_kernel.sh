@@ -40,10 +40,13 @@ fi
 
 if has tests; then
   # shellcheck disable=SC2086
-  FLASHIPA_AUTOTUNE=0 timeout "$(limit "${TEST_SECONDS:-240}")" python3 -m pytest -n 8 -q -rs -p no:cacheprovider -s \
+  FLASHIPA_AUTOTUNE=0 timeout "$(limit "${TEST_SECONDS:-240}")" python3 -m pytest -n 8 -v -rs -p no:cacheprovider -s \
     $TESTS > "$LOGS/gpu_tests.log" 2>&1
-  echo "gpu tests (rc $?): $(tail -1 "$LOGS/gpu_tests.log")" | tee -a "$SUMMARY"
-  grep -E "^FAILED|Error|relative errors|^\{'o'" "$LOGS/gpu_tests.log" | head -12 | cut -c1-600 | tee -a "$SUMMARY"
+  # -v names each test as it ends (xdist: "[gwN] [ x%] FAILED path::test"): a run cut by the time
+  # limit still names its failures
+  echo "gpu tests (rc $?): $(grep -c " PASSED " "$LOGS/gpu_tests.log") passed; $(tail -1 "$LOGS/gpu_tests.log")" \
+    | tee -a "$SUMMARY"
+  grep -E " FAILED | ERROR |Error|relative errors|^\{'o'" "$LOGS/gpu_tests.log" | head -16 | cut -c1-600 | tee -a "$SUMMARY"
 fi
 
 if has precision; then
@@ -98,8 +101,10 @@ for b in ("flashipa", "sdpa", "sdpa_fa2", "flex"):
         rows += data["rows"]
         stamp = data["stamp"]
     elif (logs / f"attention_{b}.log").exists():  # a process that died: take the rows it printed
-        rows += [json.loads(line) for line in (logs / f"attention_{b}.log").read_text().splitlines()
-                 if line.startswith("{")]
+        printed = [json.loads(line) for line in (logs / f"attention_{b}.log").read_text().splitlines()
+                   if line.startswith("{")]
+        rows += [r for r in printed if "backend" in r]
+        stamp = stamp or next((r["stamp"] for r in printed if "stamp" in r), None)
 if stamp is None:
     sys.exit("no stamp: every benchmark process died")
 (out / "attention.json").write_text(json.dumps(dict(stamp=stamp, rows=rows), indent=1))

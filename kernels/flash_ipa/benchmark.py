@@ -310,6 +310,7 @@ def main(argv=None):
 
     dims, dtype = DIMS[args.dims], DTYPES[args.dtype]
     stamp = _stamp(args.dims, dims, args.dtype)
+    print(json.dumps(dict(stamp=stamp)), flush=True)  # first line: a process cut short still has its stamp
     rows = []
     for L in args.lengths:
         batches = [1] + ([args.token_budget // L] if args.token_budget // L > 1 else [])
