@@ -9,6 +9,7 @@ import torch
 from flashipa_train.geometry import Rigid, uniform_so3
 from flashipa_train.model import DenseIPA, FactorizedIPA, PairFactorEmbedder, PairFactors
 from flashipa_train.model.neighbours import knn_indices, window_indices
+from flashipa_train.model.relpos_bias import ContentRelposBias
 from kernels.reference import pair_bias_from_factors, pair_values_from_factors
 
 B, L, C_S, H, R, C_PV = 2, 13, 24, 3, 2, 5
@@ -79,6 +80,27 @@ def test_pair_factors_give_learned_plus_relative_position_plus_same_chain_bias_e
     assert relative_error(pair_bias_from_factors(factors.bias_q, factors.bias_k), expected) < 1e-12
     periods = 2 * math.pi / embedder.relpos_frequencies
     assert periods.min().item() == pytest.approx(2.0) and periods.max().item() == pytest.approx(1000.0)
+
+
+def test_content_relpos_factors_give_a_query_weighted_relative_position_bias_exactly():
+    g = torch.Generator().manual_seed(3)
+    embedder = PairFactorEmbedder(C_S, H, R, C_PV, num_relpos_frequencies=5).double()
+    content = ContentRelposBias(C_S, H, num_frequencies=5).double()
+    with torch.no_grad():
+        for p in content.parameters():
+            p.normal_(0.0, 0.5, generator=g)
+    s = torch.randn(B, L, C_S, generator=g, dtype=torch.float64)
+    residue_index = torch.sort(torch.randint(-20, 200, (B, L), generator=g), dim=-1).values
+    mask = torch.ones(B, L, dtype=torch.bool)
+    bias_q, bias_k = content(s, *embedder.index_sinusoids(residue_index, mask, torch.float64))
+    assert bias_q.shape == bias_k.shape == (B, L, H, 10)
+
+    # [B, L, H, F] each: the weights read from the query's s_i
+    a, c = content.linear(content.layer_norm(s)).view(B, L, 2, H, 5).unbind(2)
+    # [B, L, L, F]
+    diff = (residue_index[:, :, None] - residue_index[:, None, :]).double()[..., None] * embedder.relpos_frequencies.double()
+    expected = torch.einsum("bijf,bihf->bijh", torch.cos(diff), a) + torch.einsum("bijf,bihf->bijh", torch.sin(diff), c)
+    assert relative_error(pair_bias_from_factors(bias_q, bias_k), expected) < 1e-12
 
 
 def test_knn_indices_match_brute_force_and_skip_padding_and_self():

@@ -26,7 +26,7 @@ def random_batch(L, g):
 def largest_tensor_of_a_training_step(name, L, self_condition_prob):
     g = torch.Generator().manual_seed(0)
     # edge messages hold B x L x k x c_edge: linear in L, sized here like the other micro widths
-    model = FlowModel({"name": name, "backend": "torch", "edge_neighbours": 4, "c_edge": 8}, **MICRO)
+    model = FlowModel({"name": name, "backend": "torch", "edge_neighbours": 4, "c_edge": 8, "content_relpos": True}, **MICRO)
     flow = FlowMatcher(self_condition_prob=self_condition_prob, local_loss_t_threshold=0.0)
     batch = random_batch(L, g)
     with LargestTensor() as record:

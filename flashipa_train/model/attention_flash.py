@@ -10,6 +10,11 @@ points (which follow the current frames block by block), each switchable for abl
   edge_messages  `EdgeMessages` on a sparse neighbour graph (sequence window + kNN): FrameFlow's edge
                  features (distances of x_t, x_sc and the current frames, relative position and
                  orientation) turned into an O(L k) message update of s in every block
+
+and one way for the pair bias to follow the block's state, as dense IPA's edge transition does:
+
+  content_relpos `ContentRelposBias` per block: a relative-position bias whose per-head weights are read
+                 from the query's current s_i, exact low-rank factors appended to the static ones
 """
 
 import math
@@ -21,6 +26,7 @@ from flashipa_train.model.backend import check_backend, resolve_backend
 from flashipa_train.model.edge_messages import EdgeMessages, build_edge_graph
 from flashipa_train.model.ipa import FactorizedIPA
 from flashipa_train.model.pair_factors import PairFactorEmbedder
+from flashipa_train.model.relpos_bias import ContentRelposBias
 
 ANGSTROM_TO_NM = 0.1
 
@@ -40,10 +46,13 @@ class FlashIPAAttention(nn.Module):
         c_edge:         channels of the edge messages
         fp8_sampling:   on CUDA and without gradients (sampling), attention runs the FP8 (e4m3) forward
                         kernel ("triton_fp8", kernels/flash_ipa/fp8.py) whatever `backend` says
+        content_relpos: add a block-wise relative-position bias with query-dependent weights (module
+                        docstring); false in checkpoints from before it
     """
 
     def __init__(self, c_s, c_hidden, num_heads, num_qk_points, num_v_points, num_blocks, pair_rank, c_pair_value,
-                 backend="auto", sc_points=True, edge_messages=True, edge_neighbours=16, c_edge=64, fp8_sampling=False):
+                 backend="auto", sc_points=True, edge_messages=True, edge_neighbours=16, c_edge=64, fp8_sampling=False,
+                 content_relpos=False):
         super().__init__()
         self.backend = check_backend(backend)
         self.fp8_sampling = fp8_sampling
@@ -57,6 +66,10 @@ class FlashIPAAttention(nn.Module):
             self.sc_point_scale = nn.Parameter(torch.logspace(0.0, math.log10(8.0), num_heads))
         self.edge_neighbours = edge_neighbours
         self.edges = nn.ModuleList(EdgeMessages(c_s, c_edge) for _ in range(num_blocks)) if edge_messages else None
+        num_frequencies = self.pair_factors.relpos_frequencies.numel()
+        self.content_relpos = nn.ModuleList(
+            ContentRelposBias(c_s, num_heads, num_frequencies) for _ in range(num_blocks)
+        ) if content_relpos else None
 
     def prepare(self, s0, rigids_in, inputs):
         factors = self.pair_factors(s0, inputs["residue_index"], inputs["chain_index"], inputs["res_mask"])
@@ -69,6 +82,11 @@ class FlashIPAAttention(nn.Module):
         # every block. The other backends take the mask on the device.
         all_real = backend == "sdpa" and _all_real(inputs)
         state = {"factors": factors, "backend": backend, "all_real": all_real}
+        if self.content_relpos is not None:
+            # ([B, L, F], [B, L, F]) cos and sin of w_f i
+            state["index_sinusoids"] = self.pair_factors.index_sinusoids(
+                inputs["residue_index"], inputs["res_mask"], factors.bias_q.dtype
+            )
         trans_sc = inputs.get("trans_sc")
         if self.sc_points:
             # [B, L, 3] nm, zeros without self-conditioning (then the extra point changes no logit)
@@ -88,8 +106,20 @@ class FlashIPAAttention(nn.Module):
             return 0.0
         return self.edges[block](s, rigids, state["edge_graph"], res_mask)
 
+    def _factors(self, block, s, state):
+        """The pair factors block `block` attends with: the static ones, plus its content relpos bias."""
+        factors = state["factors"]
+        if self.content_relpos is None:
+            return factors
+        # [B, L, H, 2F] each
+        bias_q, bias_k = self.content_relpos[block](s, *state["index_sinusoids"])
+        return factors._replace(
+            bias_q=torch.cat([factors.bias_q, bias_q.to(factors.bias_q.dtype)], dim=-1),  # [B, L, H, R_b + 2F]
+            bias_k=torch.cat([factors.bias_k, bias_k.to(factors.bias_k.dtype)], dim=-1),
+        )
+
     def forward(self, block, s, rigids, res_mask, state):
-        out = self.ipa[block](s, rigids, state["factors"], res_mask, state["backend"], all_real=state["all_real"],
+        out = self.ipa[block](s, rigids, self._factors(block, s, state), res_mask, state["backend"], all_real=state["all_real"],
                               shared_points=state.get("shared_points"))
         return out + self._edge_update(block, s, rigids, res_mask, state)
 

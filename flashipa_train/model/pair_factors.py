@@ -78,6 +78,12 @@ class PairFactorEmbedder(nn.Module):
     def bias_rank(self) -> int:
         return self.pair_rank + 2 * self.relpos_frequencies.numel() + self.max_chains
 
+    def index_sinusoids(self, residue_index, res_mask, dtype):
+        """cos(w_f i), sin(w_f i) [B, L, F] each, of the residue index i (first real residue 0)."""
+        # [B, L, F]
+        angles = normalised_residue_index(residue_index, res_mask)[..., None].to(dtype) * self.relpos_frequencies.to(dtype)
+        return torch.cos(angles), torch.sin(angles)
+
     def forward(self, s0, residue_index, chain_index, res_mask) -> PairFactors:
         """
         Args:
@@ -94,9 +100,8 @@ class PairFactorEmbedder(nn.Module):
         # [B, L, R, C_pv] each
         pair_q, pair_k = self.linear_pair(s).view(B, L, 2, R, self.c_pair_value).unbind(2)
 
-        # [B, L, F]
-        angles = normalised_residue_index(residue_index, res_mask)[..., None].to(s.dtype) * self.relpos_frequencies.to(s.dtype)
-        cos, sin = torch.cos(angles)[:, :, None], torch.sin(angles)[:, :, None]  # [B, L, 1, F]
+        # [B, L, 1, F] each
+        cos, sin = (x[:, :, None] for x in self.index_sinusoids(residue_index, res_mask, s.dtype))
         a, c = self.relpos_cos_weight.to(s.dtype), self.relpos_sin_weight.to(s.dtype)  # [H, F]
         # [B, L, H, 2F]
         relpos_q = torch.cat([cos, sin], dim=-1).expand(B, L, H, -1)

@@ -1,0 +1,150 @@
+"""Why does one trunk's loss sit above another's? Train variants on the same batches, compare loss terms by t.
+
+Every variant starts from the same seed, sees the same training batches in the same order with the same
+noise draws (one generator seed per step) and is scored on the same noise draws (EMA weights, half-life a tenth
+of the run), per loss term and per bin of t. CPU, quickstart-size model by default:
+
+    PYTHONPATH=$PWD python scripts/trunk_loss_diagnostic.py --data .device_cache/structures --steps 300 \
+        --variants dense_ipa flash_ipa --json /tmp/diag.json
+
+A variant is `name` or `name:key=value,key=value` (model.attention fields, e.g. flash_ipa:edge_messages=false;
+model sizes with `model.` in front, e.g. flash_ipa:model.pair_rank=8).
+"""
+
+import argparse
+import json
+import time
+
+import torch
+
+QUICKSTART = dict(c_s=64, c_z=32, c_hidden=32, num_blocks=2, num_heads=4, num_qk_points=4, num_v_points=4,
+                  pair_rank=2, c_pair_value=16, seq_transformer_layers=1, seq_transformer_heads=4, knn=8)
+T_BINS = (0.0, 0.25, 0.5, 0.75, 1.0)
+TERMS = ("loss", "trans_loss", "rot_loss", "atom_loss", "local_dist_loss")
+
+
+def _value(text):
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text, text)
+
+
+def parse_variant(spec):
+    """'flash_ipa:edge_messages=false,model.pair_rank=8' -> (attention dict, model overrides)."""
+    name, _, rest = spec.partition(":")
+    attention, sizes = {"name": name, "backend": "torch"}, {}
+    for item in filter(None, rest.split(",")):
+        key, value = item.split("=")
+        (sizes if key.startswith("model.") else attention)[key.removeprefix("model.")] = _value(value)
+    return attention, sizes
+
+
+def batches(data_dir, crop_length, max_tokens, seed):
+    from flashipa_train.data.datamodule import BackboneDataModule
+
+    dm = BackboneDataModule(data_dir=data_dir, crop_length=crop_length, max_tokens_per_batch=max_tokens,
+                            num_workers=0, pin_memory=False, seed=seed)
+    dm.setup("fit")
+    return dm
+
+
+def single_examples(dm, dataset):
+    """Centred crops of every chain of `dataset`, one example per batch (so each noise draw has its own t)."""
+    examples = []
+    for batch in dm._loader(dataset, training=False):
+        for i in range(batch["atoms"].shape[0]):
+            examples.append({k: v[i : i + 1] for k, v in batch.items() if torch.is_tensor(v)})
+    return examples
+
+
+def evaluate(model, flow, examples, draws):
+    """Mean loss terms over examples x draws (fixed generators), overall and per bin of t."""
+    bins = len(T_BINS) - 1
+    sums, counts = [[0.0] * len(TERMS) for _ in range(bins)], [0] * bins
+    model.eval()
+    with torch.no_grad():
+        for i, batch in enumerate(examples):
+            for d in range(draws):
+                g = torch.Generator().manual_seed(2**40 + i * draws + d)
+                out = flow.training_loss(model, batch, generator=g)
+                b = min(int(float(out["t_mean"]) * bins), bins - 1)
+                sums[b] = [acc + float(out[term]) for acc, term in zip(sums[b], TERMS)]
+                counts[b] += 1
+    model.train()
+    n = max(sum(counts), 1)
+    result = {"all": {term: sum(sums[b][j] for b in range(bins)) / n for j, term in enumerate(TERMS)}}
+    for b in range(bins):
+        result[f"t{T_BINS[b]:.2f}-{T_BINS[b + 1]:.2f}"] = {term: sums[b][j] / max(counts[b], 1) for j, term in enumerate(TERMS)}
+    return result
+
+
+def run_variant(spec, args, dm):
+    from flashipa_train.flow import FlowMatcher
+    from flashipa_train.model import FlowModel
+
+    attention, sizes = parse_variant(spec)
+    torch.manual_seed(args.seed)
+    model = FlowModel(attention, **(QUICKSTART | sizes))
+    flow = FlowMatcher()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr)
+    ema = [p.detach().clone() for p in model.parameters()]
+    ema_decay = 0.5 ** (1 / max(1, args.steps // 10))  # half-life: a tenth of the run
+    val_examples, train_examples = single_examples(dm, dm.val_dataset), single_examples(dm, dm.train_dataset)
+    warmup = max(1, args.steps // 20)
+    history, step, started = [], 0, time.perf_counter()
+    while step < args.steps:
+        for batch in dm.train_dataloader():
+            if step >= args.steps:
+                break
+            for group in optimizer.param_groups:
+                group["lr"] = args.lr * min(1.0, (step + 1) / warmup)
+            g = torch.Generator().manual_seed(args.seed * 1_000_003 + step)
+            loss = flow.training_loss(model, batch, generator=g)["loss"]
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            with torch.no_grad():
+                torch._foreach_lerp_(ema, [p.detach() for p in model.parameters()], 1 - ema_decay)
+            step += 1
+            if step % args.eval_every == 0 or step == args.steps:
+                history.append({"step": step, "train": evaluate(model, flow, train_examples, 2)["all"]})
+                print(spec, step, {k: round(v, 3) for k, v in history[-1]["train"].items()}, flush=True)
+    with torch.no_grad():  # score the EMA weights: a single step's weights swing with the last batches
+        for p, e in zip(model.parameters(), ema):
+            p.copy_(e)
+    final = {"val": evaluate(model, flow, val_examples, args.draws), "train": evaluate(model, flow, train_examples, args.draws)}
+    return {"variant": spec, "steps": step, "seconds": time.perf_counter() - started,
+            "parameters": sum(p.numel() for p in model.parameters()), "history": history, "final": final}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True, help="preprocessed directory (flashipa-preprocess)")
+    parser.add_argument("--variants", nargs="+", default=["dense_ipa", "flash_ipa"])
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--eval-every", type=int, default=100)
+    parser.add_argument("--draws", type=int, default=32, help="noise draws per chain in the final evaluation")
+    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--crop-length", type=int, default=64)
+    parser.add_argument("--max-tokens", type=int, default=256)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", help="write the results here")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    dm = batches(args.data, args.crop_length, args.max_tokens, args.seed)
+    results = [run_variant(spec, args, dm) for spec in args.variants]
+    for r in results:
+        for split, by_bin in r["final"].items():
+            print(r["variant"], r["steps"], f"{r['seconds']:.0f}s", split,
+                  " ".join(f"{b}:{d['loss']:.3f}(tr {d['trans_loss']:.3f} rot {d['rot_loss']:.3f})" for b, d in by_bin.items()))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"args": vars(args), "results": results}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
