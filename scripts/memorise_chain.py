@@ -25,6 +25,14 @@ SIZES = dict(c_s=128, c_z=64, c_hidden=32, num_blocks=4, num_heads=4, num_qk_poi
              pair_rank=2, c_pair_value=16, seq_transformer_layers=1, seq_transformer_heads=4, knn=8)
 
 
+def variant_attention(variant, backend):
+    """model.attention of `variant` as configs/model/attention/<variant>.yaml gives it, with `backend`."""
+    import yaml
+
+    path = Path(__file__).resolve().parents[1] / "configs" / "model" / "attention" / f"{variant}.yaml"
+    return {**yaml.safe_load(path.read_text()), "backend": backend}
+
+
 def train(args):
     from flashipa_train.data.example_store import load_example
     from flashipa_train.flow import FlowMatcher
@@ -45,7 +53,7 @@ def train(args):
         "chain_index": torch.zeros(args.batch, L, dtype=torch.long, device=device),
         "all_real": bool(atom_mask[:, :3].all()),
     }
-    attention = {"name": args.variant, "backend": "auto"}
+    attention = variant_attention(args.variant, args.backend)
     model = FlowModel(attention, **SIZES).to(device)
     flow = FlowMatcher(rot_exp_rate=args.rot_exp_rate)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr)
@@ -79,7 +87,7 @@ def train(args):
     torch.save({"atoms": atoms, "atom_mask": atom_mask}, folder / "reference.pt")
     record = dict(variant=args.variant, example=Path(args.example).name, length=L, steps=step,
                   train_seconds=round(train_seconds, 1), final_loss=losses[-1][1] if losses else math.nan,
-                  losses=losses, device=str(device), sizes=SIZES, rot_exp_rate=args.rot_exp_rate)
+                  losses=losses, device=str(device), sizes=SIZES, attention=attention, rot_exp_rate=args.rot_exp_rate)
     (folder / "train.json").write_text(json.dumps(record, indent=1))
     print(json.dumps({k: v for k, v in record.items() if k != "losses"}))
 
@@ -112,7 +120,8 @@ def main():
     sub = parser.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train")
     t.add_argument("--example", required=True, help="a preprocessed example (.npz) from flashipa-preprocess")
-    t.add_argument("--variant", default="flash_ipa")
+    t.add_argument("--variant", default="flash_ipa", help="a file name of configs/model/attention/ (its fields are used)")
+    t.add_argument("--backend", default="auto", help="attention backend (auto, triton, sdpa, torch)")
     t.add_argument("--seconds", type=float, default=300.0)
     t.add_argument("--max-steps", type=int, default=100_000)
     t.add_argument("--batch", type=int, default=8)

@@ -23,23 +23,30 @@ from flashipa_train.metrics.sample_metrics import sample_metrics
 from flashipa_train.metrics.tm_score import pairwise_tm_diversity
 from flashipa_train.sampling.outputs import load_samples
 
-COLUMNS = ("steps", "val_loss", "val_loss_step_499", "ca_ca_mean", "ca_ca_std", "clashes_per_100", "helix", "strand", "rg_ratio",
+COLUMNS = ("steps", "val_loss", "val_loss_equal_step", "ca_ca_mean", "ca_ca_std", "clashes_per_100", "helix", "strand", "rg_ratio",
            "diversity", "novelty")
 
 
-def training_log(path: Path, equal_step: int = 499) -> dict:
-    """Last optimizer step, last validation loss and the validation loss at `equal_step` (the variants train
-    at different speeds for the same time) of a Lightning CSV log."""
-    steps, val_loss, at_step = 0, math.nan, math.nan
+def training_log(path: Path) -> dict:
+    """Last optimizer step, last validation loss and every validation loss by step of a Lightning CSV log."""
+    steps, val_loss, by_step = 0, math.nan, {}
     if path.exists():
         with open(path) as f:
             for row in csv.DictReader(f):
                 steps = max(steps, int(row["step"]))
                 if row.get("val/loss"):
-                    val_loss = float(row["val/loss"])
-                    if int(row["step"]) == equal_step:
-                        at_step = val_loss
-    return {"steps": steps, "val_loss": val_loss, "val_loss_step_499": at_step}
+                    val_loss = by_step[int(row["step"])] = float(row["val/loss"])
+    return {"steps": steps, "val_loss": val_loss, "val_loss_by_step": by_step}
+
+
+def add_equal_step_loss(rows: dict) -> int | None:
+    """The variants train at different speeds for the same time: give every row the validation loss at the
+    last step all of them validated at (`val_loss_equal_step`); returns that step."""
+    common = set.intersection(*(set(r["val_loss_by_step"]) for r in rows.values())) if rows else set()
+    step = max(common) if common else None
+    for r in rows.values():
+        r["val_loss_equal_step"] = r["val_loss_by_step"][step] if step is not None else math.nan
+    return step
 
 
 def score_samples(path: Path, training_set, novelty: bool) -> dict:
@@ -62,7 +69,7 @@ def score_samples(path: Path, training_set, novelty: bool) -> dict:
 def training_row(source) -> dict:
     """The training chains' row, computed like the samples' (no steps, loss, diversity or novelty)."""
     training = summarize(metrics_of_training_set(source))
-    return {"steps": math.nan, "val_loss": math.nan, "val_loss_step_499": math.nan, "ca_ca_mean": training["ca_ca_mean"],
+    return {"steps": math.nan, "val_loss": math.nan, "val_loss_equal_step": math.nan, "ca_ca_mean": training["ca_ca_mean"],
             "ca_ca_std": training["ca_ca_std"], "clashes_per_100": training["clashes_per_100"],
             "helix": training["helix_fraction"], "strand": training["strand_fraction"],
             "rg_ratio": training["rg_ratio"], "diversity": math.nan, "novelty": math.nan, "num_chains": training["count"]}
@@ -111,20 +118,22 @@ def main():
         rows[folder.name] = {**training_log(folder / "train_metrics.csv"),
                              **score_samples(folder / "samples.pt", args.training_set, not args.no_novelty)}
         print(folder.name, json.dumps(rows[folder.name]), flush=True)
+    equal_step = add_equal_step_loss(rows)
     for name, source in (("training_set", args.structure_files), ("training_examples", args.training_set)):
         rows[name] = training_row(source)
     sweep = {}
     for folder in sorted(results.glob("rot_rate_*"), key=lambda p: float(p.name.split("_")[-1])):
         sweep[folder.name.split("_")[-1]] = score_samples(folder / "samples.pt", args.training_set, False)
     stamp = (results / "stamp.txt").read_text() if (results / "stamp.txt").exists() else ""
-    record = {"device_stamp": stamp, "variants": rows, "rot_exp_rate_sweep_flash_ipa_len100": sweep}
+    record = {"device_stamp": stamp, "equal_step": equal_step, "variants": rows, "rot_exp_rate_sweep_flash_ipa_len100": sweep}
     (out / "sample_quality.json").write_text(json.dumps(record, indent=1, default=float) + "\n")
 
     lines = ["# Sample quality after a fixed GPU training time", "",
              "Written by `scripts/sample_quality_report.py` from `scripts/device_sample_quality.sh`'s output. "
              "Samples: lengths 64/100/200, n = 8 each, 100 Euler steps, EMA weights. diversity: mean pairwise "
              "TM-score within a length (lower = more diverse); novelty: mean max TM-score to the training set "
-             "(lower = more novel). val_loss_step_499: validation loss (EMA weights) at the same step for all.", "", "```", stamp.strip(), "```", "",
+             f"(lower = more novel). val_loss_equal_step: validation loss (EMA weights) at step {equal_step}, the last step "
+             "every variant reached a validation at.", "", "```", stamp.strip(), "```", "",
              "| variant | " + " | ".join(COLUMNS) + " |", "|" + "---|" * (len(COLUMNS) + 1)]
     for name, row in rows.items():
         lines.append(f"| {name} | " + " | ".join(fmt(row.get(c, math.nan), 0 if c == "steps" else 3 if c.startswith("val_loss") else 2)
