@@ -132,8 +132,8 @@ def main():
              "Written by `scripts/sample_quality_report.py` from `scripts/device_sample_quality.sh`'s output. "
              "Samples: lengths 64/100/200, n = 8 each, 100 Euler steps, EMA weights. diversity: mean pairwise "
              "TM-score within a length (lower = more diverse); novelty: mean max TM-score to the training set "
-             f"(lower = more novel). val_loss_equal_step: validation loss (EMA weights) at step {equal_step}, the last step "
-             "every variant reached a validation at.", "", "```", stamp.strip(), "```", "",
+             f"(lower = more novel). val_loss_equal_step: validation loss (EMA weights) at step {equal_step or '-'}, the "
+             "last step every variant reached a validation at.", "", "```", stamp.strip(), "```", "",
              "| variant | " + " | ".join(COLUMNS) + " |", "|" + "---|" * (len(COLUMNS) + 1)]
     for name, row in rows.items():
         lines.append(f"| {name} | " + " | ".join(fmt(row.get(c, math.nan), 0 if c == "steps" else 3 if c.startswith("val_loss") else 2)

@@ -8,12 +8,16 @@ of the run), per loss term and per bin of t. CPU, quickstart-size model by defau
         --variants dense_ipa flash_ipa --json /tmp/diag.json
 
 A variant is `name` or `name:key=value,key=value` (model.attention fields, e.g. flash_ipa:edge_messages=false;
-model sizes with `model.` in front, e.g. flash_ipa:model.pair_rank=8).
+model sizes with `model.` in front, e.g. flash_ipa:model.pair_rank=8). dense_ipa takes `ablate=` one of
+DENSE_ABLATIONS: which part of its pair path carries the advantage (no_distances: no RBF of x_t / x_sc in z;
+no_edge_transition: z fixed after the first block; no_pair_bias, no_pair_values: that half of IPA's pair use).
 """
 
 import argparse
+import contextlib
 import json
 import time
+from unittest import mock
 
 import torch
 
@@ -30,6 +34,28 @@ def _value(text):
         except ValueError:
             pass
     return {"true": True, "false": False}.get(text, text)
+
+
+def _dense_attention_without(part):
+    from kernels.reference import dense_ipa_attention
+
+    def attention(q, k, v, q_pts, k_pts, v_pts, pair_bias, pair_values, point_weights, mask):
+        if part == "bias":
+            pair_bias = torch.zeros_like(pair_bias)
+        o, o_pts, o_pair = dense_ipa_attention(q, k, v, q_pts, k_pts, v_pts, pair_bias, pair_values, point_weights, mask)
+        return o, o_pts, torch.zeros_like(o_pair) if part == "values" else o_pair
+
+    return attention
+
+
+DENSE_ABLATIONS = {
+    "no_distances": lambda: mock.patch("flashipa_train.model.pair_dense.radial_basis",
+                                       lambda d, *args: d.new_zeros(*d.shape, args[-1])),
+    "no_edge_transition": lambda: mock.patch("flashipa_train.model.attention_dense.DenseIPAAttention.after_block",
+                                             lambda self, block, s, res_mask, state: state),
+    "no_pair_bias": lambda: mock.patch("flashipa_train.model.ipa.dense_ipa_attention", _dense_attention_without("bias")),
+    "no_pair_values": lambda: mock.patch("flashipa_train.model.ipa.dense_ipa_attention", _dense_attention_without("values")),
+}
 
 
 def parse_variant(spec):
@@ -82,10 +108,16 @@ def evaluate(model, flow, examples, draws):
 
 
 def run_variant(spec, args, dm):
+    attention, sizes = parse_variant(spec)
+    ablation = attention.pop("ablate", None)
+    with DENSE_ABLATIONS[ablation]() if ablation else contextlib.nullcontext():
+        return _train_and_score(spec, attention, sizes, args, dm)
+
+
+def _train_and_score(spec, attention, sizes, args, dm):
     from flashipa_train.flow import FlowMatcher
     from flashipa_train.model import FlowModel
 
-    attention, sizes = parse_variant(spec)
     torch.manual_seed(args.seed)
     model = FlowModel(attention, **(QUICKSTART | sizes))
     flow = FlowMatcher()
