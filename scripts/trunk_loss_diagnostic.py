@@ -7,8 +7,8 @@ of the run), per loss term and per bin of t. CPU, quickstart-size model by defau
     PYTHONPATH=$PWD python scripts/trunk_loss_diagnostic.py --data .device_cache/structures --steps 300 \
         --variants dense_ipa flash_ipa --json /tmp/diag.json
 
-A variant is `name` or `name:key=value,key=value` (model.attention fields, e.g. flash_ipa:edge_messages=false;
-model sizes with `model.` in front, e.g. flash_ipa:model.pair_rank=8). dense_ipa takes `ablate=` one of
+A variant is `name` or `name:key=value,key=value`: model.attention fields over configs/model/attention/<name>.yaml
+(e.g. flash_ipa:edge_messages=false), model sizes with `model.` in front (flash_ipa:model.pair_rank=8). dense_ipa takes `ablate=` one of
 DENSE_ABLATIONS: which part of its pair path carries the advantage (no_distances: no RBF of x_t / x_sc in z;
 no_edge_transition: z fixed after the first block; no_pair_bias, no_pair_values: that half of IPA's pair use).
 """
@@ -17,7 +17,10 @@ import argparse
 import contextlib
 import json
 import time
+from pathlib import Path
 from unittest import mock
+
+import yaml
 
 import torch
 
@@ -59,9 +62,11 @@ DENSE_ABLATIONS = {
 
 
 def parse_variant(spec):
-    """'flash_ipa:edge_messages=false,model.pair_rank=8' -> (attention dict, model overrides)."""
+    """'flash_ipa:edge_messages=false,model.pair_rank=8' -> (attention dict, model overrides); the attention
+    starts from configs/model/attention/<name>.yaml, backend torch."""
     name, _, rest = spec.partition(":")
-    attention, sizes = {"name": name, "backend": "torch"}, {}
+    path = Path(__file__).resolve().parents[1] / "configs" / "model" / "attention" / f"{name}.yaml"
+    attention, sizes = {**yaml.safe_load(path.read_text()), "backend": "torch"}, {}
     for item in filter(None, rest.split(",")):
         key, value = item.split("=")
         (sizes if key.startswith("model.") else attention)[key.removeprefix("model.")] = _value(value)
