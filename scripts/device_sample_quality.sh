@@ -5,7 +5,7 @@
 # sampler's exp rotation rate on the flash_ipa model. Successor of scripts/device_train_sample.sh.
 # The flash variants run the FlashIPA Triton kernel (FLASH_BACKEND, default triton): the sdpa backend under
 # bf16 autocast rounds the point features to bf16 (1.8 A^2 median error of the point term on a 256-residue
-# crop, docs/benchmarks/point_term_precision.md).
+# crop, docs/benchmarks/point_term_precision.md); flash_sdpa is flash_ipa on that backend.
 # The GPU image has no biotite: preprocess here and carry the cache, then score here:
 #   flashipa-preprocess data/ --out .device_cache/structures
 #   device `run` (carry [".devwt/<name>", ".whl"]): cd .devwt/<name> && cp -r ../../.whl . && bash scripts/device_sample_quality.sh
@@ -42,7 +42,7 @@ declare -A ATTENTION=(
   [flash_no_sc_points]="$flash model.attention.sc_points=false"
   [flash_sdpa]="model/attention=flash_ipa model.attention.backend=sdpa"
 )
-VARIANTS=${VARIANTS:-"dense_ipa flash_ipa inattention flash_static_relpos"}
+VARIANTS=${VARIANTS:-"dense_ipa flash_ipa inattention flash_sdpa"}
 max_time=$(printf "00:00:%02d:%02d" $((TRAIN_SECONDS / 60)) $((TRAIN_SECONDS % 60)))
 
 for v in $VARIANTS; do
