@@ -48,7 +48,7 @@ max_time=$(printf "00:00:%02d:%02d" $((TRAIN_SECONDS / 60)) $((TRAIN_SECONDS % 6
 for v in $VARIANTS; do
   mkdir -p "$OUT/$v"
   # shellcheck disable=SC2086
-  timeout $((TRAIN_SECONDS + 75)) python3 -m flashipa_train.train.cli "trainer=${TRAINER:-gpu}" data.pdb_dir=null data.data_dir=.device_cache/structures \
+  timeout $((TRAIN_SECONDS + 55)) python3 -m flashipa_train.train.cli "trainer=${TRAINER:-gpu}" data.pdb_dir=null data.data_dir=.device_cache/structures \
     data.num_workers=1 "+trainer.max_time=$max_time" trainer.max_steps=5000 trainer.val_check_interval=250 \
     scheduler.warmup_steps=100 callbacks.ema.decay=0.995 callbacks.progress_bar=null trainer.enable_progress_bar=false \
     callbacks.validation_sampling=null sample.lengths=[] logger=csv "paths.log_dir=$WORK/logs_$v" ${ATTENTION[$v]} $OVERRIDES \
@@ -56,7 +56,7 @@ for v in $VARIANTS; do
 done
 example=$(ls .device_cache/structures/examples/4zey_*_A_0.npz | head -1)
 for v in ${MEMORISE-flash_ipa dense_ipa}; do
-  timeout $((TRAIN_SECONDS + 60)) python3 scripts/memorise_chain.py train --example "$example" --variant $v \
+  timeout $((TRAIN_SECONDS + 55)) python3 scripts/memorise_chain.py train --example "$example" --variant $v \
     --backend "$([ $v = dense_ipa ] && echo auto || echo "$FLASH_BACKEND")" --seconds "$((TRAIN_SECONDS - 10))" \
     --out "$OUT/memorise_$v" > "$WORK/memorise_$v.log" 2>&1 &
 done
@@ -67,11 +67,11 @@ for v in $VARIANTS; do
   ckpt=$(ls -t "$WORK"/logs_$v/*/runs/*/checkpoints/last.ckpt 2>/dev/null | head -1)
   [ -n "$ckpt" ] || { echo "$v: no checkpoint"; tail -5 "$OUT/$v/train.log"; continue; }
   cp "$(dirname "$(dirname "$ckpt")")/csv/metrics.csv" "$OUT/$v/train_metrics.csv" 2>/dev/null
-  timeout 75 python3 -m flashipa_train.sampling.cli "ckpt_path=$ckpt" "lengths=${LENGTHS:-[64,100,200]}" n=8 "out=$OUT/$v" overwrite=true \
+  timeout 60 python3 -m flashipa_train.sampling.cli "ckpt_path=$ckpt" "lengths=${LENGTHS:-[64,100,200]}" n=8 "out=$OUT/$v" overwrite=true \
     progress=false > "$WORK/sample_$v.log" 2>&1 &
 done
 flash_ckpt=$(ls -t "$WORK"/logs_flash_ipa/*/runs/*/checkpoints/last.ckpt 2>/dev/null | head -1)
-[ -n "${ROT_SWEEP:-}" ] && [ -n "$flash_ckpt" ] && timeout 75 python3 scripts/rot_rate_sweep.py "$flash_ckpt" "$OUT" ${SWEEP_ARGS:-} > "$WORK/sweep.log" 2>&1 &
+[ -n "${ROT_SWEEP:-}" ] && [ -n "$flash_ckpt" ] && timeout 60 python3 scripts/rot_rate_sweep.py "$flash_ckpt" "$OUT" ${SWEEP_ARGS:-} > "$WORK/sweep.log" 2>&1 &
 wait
 for v in $VARIANTS; do grep -E "Epoch|val/loss|Error|error" "$OUT/$v/train.log" | tail -2; tail -2 "$WORK/sample_$v.log"; done
 tail -3 "$WORK"/memorise_*.log "$WORK"/sweep.log 2>/dev/null
