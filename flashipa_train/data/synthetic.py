@@ -47,7 +47,9 @@ def batch_size_for(length: int, batch_size: int | None, tokens_per_batch: int) -
 
 class SyntheticBatches(Dataset):
     """`num_distinct` fixed batches, built once (seeded by seed and batch number) and served in turn for
-    `num_batches` items, so no step waits for the host to generate data.
+    `num_batches` items, so no step waits for the host to generate data. Pinned batches reach the GPU by
+    asynchronous copies (Lightning copies with non_blocking=True); a copy from pageable memory may wait for
+    the GPU's queue, a host synchronisation every step.
 
     Args:
         length: residues per chain.
@@ -55,14 +57,19 @@ class SyntheticBatches(Dataset):
         num_batches: items (batches) in one epoch.
         num_distinct: distinct batches actually generated and cycled through.
         seed: base seed.
+        pin_memory: keep the batches in page-locked memory.
     """
 
-    def __init__(self, length: int, batch_size: int, num_batches: int, num_distinct: int, seed: int):
+    def __init__(self, length: int, batch_size: int, num_batches: int, num_distinct: int, seed: int,
+                 pin_memory: bool = False):
         self.num_batches = int(num_batches)
         self.batches = []
         for i in range(min(int(num_distinct), self.num_batches)):
             generator = torch.Generator().manual_seed(int(seed) * 1_000_003 + i)
-            self.batches.append(synthetic_batch(batch_size, length, generator, name=f"synthetic seed {seed} batch {i}"))
+            batch = synthetic_batch(batch_size, length, generator, name=f"synthetic seed {seed} batch {i}")
+            if pin_memory:
+                batch = {k: v.pin_memory() if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+            self.batches.append(batch)
 
     def __len__(self) -> int:
         return self.num_batches
@@ -85,6 +92,7 @@ class SyntheticDataModule(pl.LightningDataModule):
         num_val_batches: validation batches (per rank).
         num_distinct: distinct batches generated per split and cycled through.
         seed: seed of the chains.
+        pin_memory: page-locked batches (only applied when CUDA is available).
     """
 
     def __init__(
@@ -96,6 +104,7 @@ class SyntheticDataModule(pl.LightningDataModule):
         num_val_batches: int = 1,
         num_distinct: int = 4,
         seed: int = 0,
+        pin_memory: bool = True,
     ):
         super().__init__()
         if int(length) < 2:
@@ -106,6 +115,7 @@ class SyntheticDataModule(pl.LightningDataModule):
         self.num_val_batches = int(num_val_batches)
         self.num_distinct = int(num_distinct)
         self.seed = int(seed)
+        self.pin_memory = bool(pin_memory) and torch.cuda.is_available()
         self.train_dataset: SyntheticBatches | None = None
         self.val_dataset: SyntheticBatches | None = None
 
@@ -118,9 +128,9 @@ class SyntheticDataModule(pl.LightningDataModule):
             return
         world = self._world_size()
         self.train_dataset = SyntheticBatches(
-            self.length, self.batch_size, self.num_train_batches * world, self.num_distinct, self.seed)
+            self.length, self.batch_size, self.num_train_batches * world, self.num_distinct, self.seed, self.pin_memory)
         self.val_dataset = SyntheticBatches(
-            self.length, self.batch_size, self.num_val_batches * world, 1, self.seed + 1)
+            self.length, self.batch_size, self.num_val_batches * world, 1, self.seed + 1, self.pin_memory)
 
     def _world_size(self) -> int:
         trainer = getattr(self, "trainer", None)

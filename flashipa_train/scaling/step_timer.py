@@ -20,7 +20,8 @@ class StepTimer(pl.Callback):
     of the whole timed window divided by its steps (data loading and Lightning's hooks between steps
     included: the throughput a run sees), and `step_ms_median`, the median of the steps' own brackets.
     The peak memory counter is reset when the timed window starts (CUDA only; NaN on CPU). The loss is the
-    mean over the timed steps, read once at the end.
+    mean over the timed steps, read once at the end. `warmup_s` is the host's wall time from the start of
+    training to the first timed step: torch.compile, CUDA graph recording and kernel autotuning happen there.
 
     After `on_train_end`, `summary` holds the figures (plain floats and ints); they also go to every logger
     under `scaling/...` at the last step (in wandb: the run's summary; one run per sweep point).
@@ -47,6 +48,8 @@ class StepTimer(pl.Callback):
         self._losses: list[torch.Tensor] = []
         self._residues_per_step = 0
         self._cuda = False
+        self._train_start = time.perf_counter()
+        self._warmup_s = math.nan
 
     def _mark(self):
         if self._cuda:
@@ -66,8 +69,10 @@ class StepTimer(pl.Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if not self._timing():
             return
-        if self._batches == self.warmup_steps and self._cuda:
-            torch.cuda.reset_peak_memory_stats(pl_module.device)
+        if self._batches == self.warmup_steps:
+            self._warmup_s = time.perf_counter() - self._train_start
+            if self._cuda:
+                torch.cuda.reset_peak_memory_stats(pl_module.device)
         self._residues_per_step = int(batch["res_mask"].numel())  # padded residues B * L: shape only, no sync
         self._marks.append((self._mark(), None))
 
@@ -96,6 +101,7 @@ class StepTimer(pl.Callback):
         self.summary = {
             "steps_timed": len(done),
             "warmup_steps": self.warmup_steps,
+            "warmup_s": self._warmup_s,
             "world_size": world,
             "residues_per_step": self._residues_per_step * world,
             "step_ms": window_ms,

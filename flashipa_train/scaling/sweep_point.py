@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 
 from flashipa_train.data.synthetic import batch_size_for
 from flashipa_train.scaling.results import append_row, variant_label
+from flashipa_train.train.compile_choice import resolved_compile
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ def describe_point(cfg: DictConfig) -> dict[str, Any]:
     else:  # a data config of another kind: no length to report
         length, batch = 0, None
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu"
-    compile_option = compile_description(cfg.get("compile"))
+    compile_option = compile_description(resolved_compile(cfg))
     checkpoint_blocks = int(cfg.model.get("checkpoint_blocks") or 0)
     return {
         "variant": attention.name,

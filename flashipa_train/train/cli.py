@@ -20,6 +20,7 @@ from flashipa_train.data.example_store import PreprocessedDirError
 from flashipa_train.scaling.step_timer import StepTimer
 from flashipa_train.scaling.sweep_point import describe_point, run_scaling_point
 from flashipa_train.train.checkpoint_io import AtomicCheckpointIO
+from flashipa_train.train.compile_choice import on_cuda, resolved_compile, use_compile_cache
 from flashipa_train.train.module import FlowModule
 from flashipa_train.train.samples import write_final_samples
 from flashipa_train.train.config_checks import ConfigError, check_train_config
@@ -43,8 +44,7 @@ def _resolve_auto_precision(trainer_cfg: DictConfig) -> None:
     """`precision: auto` means bf16-mixed on a CUDA GPU and fp32 on CPU."""
     if trainer_cfg.get("precision") != "auto":
         return
-    on_gpu = trainer_cfg.get("accelerator") in ("gpu", "cuda", "auto") and torch.cuda.is_available()
-    trainer_cfg.precision = "bf16-mixed" if on_gpu else "32-true"
+    trainer_cfg.precision = "bf16-mixed" if on_cuda(trainer_cfg) else "32-true"
 
 
 def _check_finetune_inputs(cfg: DictConfig) -> None:
@@ -90,7 +90,8 @@ def _continue_in_checkpoint_folder(cfg: DictConfig) -> None:
 
 def _compile_model(model: torch.nn.Module, flow: Any, option: Any) -> None:
     """`compile: true` compiles the model in place with torch.compile's defaults; a mapping passes its keys
-    (backend, mode, dynamic, fullgraph, options) to `nn.Module.compile`. In place, so parameter names and
+    (backend, mode, dynamic, fullgraph, options) to `nn.Module.compile` (`auto` is resolved before, see
+    compile_choice.py). In place, so parameter names and
     checkpoints stay those of the plain model. The flow matcher's losses (some 400 small ops forward and as
     many backward) are compiled with the same arguments but never under CUDA graphs (no `mode`): their
     outputs are logged and read after later steps, when a graph replay would have overwritten them."""
@@ -99,7 +100,8 @@ def _compile_model(model: torch.nn.Module, flow: Any, option: Any) -> None:
     kwargs = OmegaConf.to_container(option, resolve=True) if isinstance(option, DictConfig) else {}
     model.compile(**kwargs)
     flow.losses = torch.compile(flow.losses, **{k: v for k, v in kwargs.items() if k != "mode"})
-    log.info("torch.compile on the model and the losses (%s)", kwargs or "defaults")
+    log.info("torch.compile on the model and the losses (%s): compiled during the first training steps, cached "
+             "in %s", kwargs or "defaults", os.environ.get("TORCHINDUCTOR_CACHE_DIR", "torch's default cache"))
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -117,6 +119,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     check_train_config(cfg)
     pl.seed_everything(cfg.seed, workers=True)
     _resolve_auto_precision(cfg.trainer)
+    cfg.compile = resolved_compile(cfg)
+    if cfg.compile:
+        use_compile_cache(cfg.get("compile_cache_dir"))
 
     if cfg.get("model_from_init"):
         _adopt_checkpoint_model_config(cfg)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import random
+import time
 from typing import Any, Callable
 
 import numpy as np
@@ -12,8 +14,12 @@ from torch import nn
 
 from flashipa_train.train.lr_schedule import WarmupCosineLR
 
+log = logging.getLogger(__name__)
+
 # Seeds of the per-step noise generators are spread out so that runs with nearby seeds do not share steps.
 _SEED_STRIDE = 1_000_003
+# a compiled model's first steps compile it and record its CUDA graphs: their wall time is logged
+_COMPILE_STEPS_REPORTED = 10
 
 
 class FlowModule(pl.LightningModule):
@@ -58,6 +64,8 @@ class FlowModule(pl.LightningModule):
         self.last_loss: torch.Tensor | None = None
         self.last_sources: list[str] | None = None
         self._logger_step_aligned = False
+        self._fit_start = 0.0
+        self._steps_this_fit = 0
 
     def forward(self, noisy: dict) -> dict:
         return self.model(noisy)
@@ -90,6 +98,14 @@ class FlowModule(pl.LightningModule):
 
     def on_train_start(self) -> None:
         self._logger_step_aligned = False
+        self._fit_start = time.perf_counter()
+        self._steps_this_fit = 0
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self._steps_this_fit += 1
+        if self._steps_this_fit == _COMPILE_STEPS_REPORTED and getattr(self.model, "_compiled_call_impl", None):
+            log.info("first %d training steps took %.1f s (torch.compile and CUDA graph recording included)",
+                     _COMPILE_STEPS_REPORTED, time.perf_counter() - self._fit_start)
 
     def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
         # Loggers use Lightning's count of optimizer steps as their x-axis, which comes back one ahead after a
@@ -131,6 +147,19 @@ class FlowModule(pl.LightningModule):
         scheduler = self.scheduler_factory(optimizer, total_steps=self.total_training_steps())
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1,
                                                         "name": "train/lr"}}  # LearningRateMonitor's key
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        # Lightning's mixed-precision plugin refuses to clip for a fused optimizer, which unscales fp16
+        # gradients inside its step; under bf16 there is no grad scaler, so the gradients are clipped here as
+        # Lightning would clip fp32 ones (clip_grad_norm_ scales on the device: no host synchronisation).
+        fused = getattr(optimizer, "defaults", {}).get("fused")
+        if not gradient_clip_val or not fused or getattr(self.trainer.precision_plugin, "scaler", None) is not None:
+            return super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        if gradient_clip_algorithm == "value":
+            torch.nn.utils.clip_grad_value_(params, gradient_clip_val)
+        else:
+            torch.nn.utils.clip_grad_norm_(params, gradient_clip_val)
 
     # Checkpoint extras: global RNG states (as tensors and ints, readable with weights_only=True) and config.
 

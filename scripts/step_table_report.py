@@ -1,0 +1,106 @@
+"""docs/benchmarks/train_step.{md,csv} from the folder that scripts/device_step_table.sh filled (before/,
+after/, graphs/: scaling_results.jsonl each; syncs.txt; device.log), beside flash_ipa's own step as reference.
+
+    python scripts/step_table_report.py RESULTS_DIR --out docs/benchmarks/train_step
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+from pathlib import Path
+
+from flashipa_train.scaling.results import read_rows
+
+# flash_ipa's example model, its own step on the same H200 kind (issue 21, measured 2026-12-02, bf16 autocast)
+FLASH_IPA_MS = {(256, 8): 141.7, (4096, 1): 168.0, (32768, 1): 1210.0}
+FLASH_IPA_GIB = {(32768, 1): 16.7}
+# what each point is, in table order
+POINTS = [
+    ("sdpa_256x8", "256 x 8, eager, sdpa"),
+    ("triton_256x8", "256 x 8, eager, triton"),
+    ("default_256x8", "256 x 8, eager, sdpa, default GPU run's callbacks (EMA, bar, lr, logs)"),
+    ("graphs_256x8", "256 x 8, triton, compile=auto (CUDA graphs)"),
+    ("sdpa_4096x1", "4096 x 1, eager, sdpa"),
+    ("sdpa_32768x1", "32768 x 1, eager, sdpa"),
+]
+
+
+def load(results: Path) -> dict[tuple[str, str], dict]:
+    """(code, point) -> row, code being the subfolder (before, after, graphs -> after)."""
+    rows = {}
+    for code in ("before", "after", "graphs"):
+        if (results / code / "scaling_results.jsonl").is_file():
+            for row in read_rows(results / code):
+                rows[("before" if code == "before" else "after", Path(row["run_dir"]).name)] = row
+    return rows
+
+
+def _ms(row: dict | None) -> str:
+    if row is None:
+        return "not run"
+    if row.get("status") != "ok":
+        return row.get("status", "?")
+    return f"{row['step_ms_median']:.1f}"
+
+
+def _number(row: dict | None, key: str, fmt: str) -> str:
+    value = (row or {}).get(key)
+    return fmt.format(value) if isinstance(value, (int, float)) and not math.isnan(value) else "-"
+
+
+def markdown(rows: dict, syncs: str, stamp: str) -> str:
+    lines = [
+        "# Training step on the H200: before / after the sync-free step (issue 21)", "",
+        f"{stamp}", "",
+        "`experiment=scaling` points (synthetic chains, flash_ipa trunk as configured, bf16-mixed, fused AdamW, "
+        "gradient clipping 1.0 in *after* (off in *before*), no EMA unless named), all from one device call "
+        "by `scripts/device_step_table.sh`; median of the timed steps after the warm-up (CUDA events); "
+        "*before* = main's code, *after* = this branch, same session. flash_ipa = its own example model's step "
+        "on the same GPU kind (issue 21's table, 2026-12-02). Ratio = flash_ipa / after.", "",
+        "| point | flash_ipa ms | before ms | after ms | ratio | after peak GiB | warm-up s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, title in POINTS:
+        before, after = rows.get(("before", name)), rows.get(("after", name))
+        ref = None
+        if after is not None:
+            ref = FLASH_IPA_MS.get((after["length"], after.get("batch_size")))
+        ratio = (f"{ref / after['step_ms_median']:.2f}x" if ref and after and after.get("status") == "ok" else "-")
+        peak, warm = _number(after, "peak_gib", "{:.2f}"), _number(after, "warmup_s", "{:.0f}")
+        lines.append(f"| {title} | {ref if ref else '-'} | {_ms(before)} | {_ms(after)} | {ratio} | {peak} | {warm} |")
+    lines += ["", "Host synchronisations in steps 5-14 of the default-callbacks point "
+              "(`torch.cuda.set_sync_debug_mode(\"warn\")`, `flashipa_train/scaling/sync_probe.py`):", "",
+              "```", syncs.strip() or "(not recorded)", "```", ""]
+    return "\n".join(lines)
+
+
+def write_csv(rows: dict, path: Path) -> None:
+    out = []
+    for (code, name), row in sorted(rows.items()):
+        out.append({"code": code, "point": name, **{k: v for k, v in row.items() if k != "run_dir"}})
+    keys = ["code", "point"] + sorted({k for r in out for k in r} - {"code", "point"})
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("results", type=Path)
+    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks/train_step"))
+    args = parser.parse_args()
+    rows = load(args.results)
+    syncs = (args.results / "after" / "syncs.txt")
+    stamp_file = args.results / "device.log"
+    stamp = " ".join(stamp_file.read_text().split("\n")[:3]) if stamp_file.is_file() else ""
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".md").write_text(markdown(rows, syncs.read_text() if syncs.is_file() else "", stamp))
+    write_csv(rows, args.out.with_suffix(".csv"))
+    print(f"wrote {args.out.with_suffix('.md')} and .csv ({len(rows)} rows)")
+
+
+if __name__ == "__main__":
+    main()
