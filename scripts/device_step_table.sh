@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The training-step table in one device call of at most DEADLINE_S seconds (default 180): this branch's eager
-# points (256 x 8 sdpa and triton, the default GPU run's callbacks with the sync probe, a torch.profiler
-# report, 4096 x 1 and 32768 x 1), then main's 256 x 8 points as "before" when time is left, all on cores
+# points (256 x 8 sdpa and triton, the default GPU run's callbacks with the sync probe, torch.profiler
+# reports, 4096 x 1 and 32768 x 1), then main's 256 x 8 points as "before" when time is left, all on cores
 # 0-3; meanwhile the CUDA-graph point (compile=auto) compiles on cores 4-15 and is cut at the deadline.
 # Run from this tree on the device (carry it and .whl):  OUT=$OUT BEFORE_TREE=../.. bash scripts/device_step_table.sh
 # CPU dry run: SMOKE=--smoke TRITON_INTERPRET=1 BEFORE_TREE=/work/main OUT=/tmp/t bash scripts/device_step_table.sh
@@ -28,7 +28,7 @@ TORCH_LOGS=graph_breaks,recompiles TORCHINDUCTOR_COMPILE_THREADS=12 setsid tasks
 GRAPHS=$!
 
 timeout --signal=KILL "$(left)" taskset -c 0-3 python3 scripts/step_table.py "$RES/after" --tag after --deadline $(( END - 5 )) $SMOKE \
-  default_256x8 sdpa_256x8 triton_256x8 profile_256x8 sdpa_32768x1 sdpa_4096x1 > "$RES/after.log" 2>&1
+  default_256x8 sdpa_256x8 triton_256x8 profile_256x8 sdpa_32768x1 sdpa_4096x1 profile_32768x1 > "$RES/after.log" 2>&1
 grep "step_table:" "$RES/after.log"
 (cd "$BEFORE_TREE" && PYTHONPATH=$BEFORE_TREE${SITE:+:$SITE} timeout --signal=KILL "$(left)" taskset -c 0-3 python3 "$STEP/scripts/step_table.py" \
   "$RES/before" --tag before --deadline $(( END - 5 )) $SMOKE sdpa_256x8 triton_256x8) > "$RES/before.log" 2>&1

@@ -1,6 +1,6 @@
 """The pieces that keep the training step free of host synchronisations on a GPU, checked on CPU: the fused
 AdamW chosen by where the parameters live, gradient clipping of a fused optimizer under bf16, `compile: auto`,
-the SyncProbe that names synchronisations, and pinned synthetic batches."""
+the SyncProbe that names synchronisations, the StepProfiler's GPU busy time, and pinned synthetic batches."""
 
 import warnings
 from types import SimpleNamespace
@@ -11,6 +11,7 @@ from omegaconf import OmegaConf
 from pytorch_lightning.plugins.precision import MixedPrecision
 
 from flashipa_train.data.synthetic import SyntheticDataModule
+from flashipa_train.scaling.step_profiler import _busy_ms
 from flashipa_train.scaling.sync_probe import SyncProbe
 from flashipa_train.train import compile_choice
 from flashipa_train.train.compile_choice import resolved_compile
@@ -87,3 +88,12 @@ def test_synthetic_batches_are_pinned_only_when_cuda_is_there():
     data = SyntheticDataModule(length=16, tokens_per_batch=32, num_train_batches=2, num_distinct=1)
     data.setup()
     assert data.train_dataset[0]["atoms"].is_pinned() == torch.cuda.is_available()
+
+
+def test_step_profiler_counts_the_gpu_busy_time_as_the_union_of_overlapping_device_intervals():
+    def event(start, end, device=torch.autograd.DeviceType.CUDA):
+        return SimpleNamespace(device_type=device, time_range=SimpleNamespace(start=start, end=end))
+
+    events = [event(0, 1000), event(500, 1500), event(3000, 4000), event(3100, 3200),
+              event(0, 9000, torch.autograd.DeviceType.CPU)]  # microseconds; host events do not count
+    assert _busy_ms(SimpleNamespace(events=lambda: events)) == 2.5
