@@ -8,7 +8,7 @@ OUT/scaling_results.{jsonl,csv}. Points are skipped once the deadline (seconds s
 Points (flash_ipa; eager unless named graphs): sdpa_256x8, triton_256x8, sdpa_4096x1, sdpa_32768x1,
 default_256x8 (sdpa with the default GPU run's callbacks: EMA, progress bar, lr monitor, CSV logging every 10
 steps, the guard's flags read every 100 steps; SyncProbe names the host synchronisations of steps 5-14),
-profile_256x8 (sdpa, StepProfiler over steps 8-10), profile_32768x1 (steps 2-3), graphs_256x8 (triton, compile=auto: CUDA graphs).
+profile_256x8 (sdpa, StepProfiler over steps 8-10), profile_32768x1 (steps 2-3), graphs_256x8 (triton, compile=auto: CUDA graphs; SyncProbe over steps 8-11).
 """
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ POINTS = {
     "profile_32768x1": [SDPA, "data.length=32768", "scaling.warmup_steps=2", "scaling.timed_steps=2",
                         "+callbacks.step_profiler={_target_:flashipa_train.scaling.step_profiler.StepProfiler,"
                         "start_step:2,num_steps:2,out_file:OUT/profile_32768x1.txt}"],
-    "graphs_256x8": [TRITON, *SHORT, "compile=auto"],
+    "graphs_256x8": [TRITON, *SHORT, "compile=auto", "+callbacks.sync_probe={_target_:"
+                     "flashipa_train.scaling.sync_probe.SyncProbe,start_step:8,num_steps:4,out_file:OUT/syncs.txt}"],
 }
 # seconds a point needs at least (cold start of its kernels included); later points are skipped when less is left
 NEEDS_S = {"sdpa_32768x1": 25, "profile_32768x1": 30, "triton_256x8": 25, "graphs_256x8": 120}

@@ -1,7 +1,9 @@
 """docs/benchmarks/train_step.{md,csv} from the folder that scripts/device_step_table.sh filled (before/,
-after/, graphs/: scaling_results.jsonl each; syncs.txt; device.log), beside flash_ipa's own step as reference.
+after/, graphs/: scaling_results.jsonl each; syncs.txt; profile_*.txt; device.log), beside flash_ipa's own
+step as reference, and docs/benchmarks/step_profile.md from the profiles (with `--op-counts`, the output of
+scripts/count_step_ops.py).
 
-    python scripts/step_table_report.py RESULTS_DIR --out docs/benchmarks/train_step
+    python scripts/step_table_report.py RESULTS_DIR --out docs/benchmarks/train_step --op-counts ops.txt
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ def _number(row: dict | None, key: str, fmt: str) -> str:
     return fmt.format(value) if isinstance(value, (int, float)) and not math.isnan(value) else "-"
 
 
-def markdown(rows: dict, syncs: str, stamp: str) -> str:
+def markdown(rows: dict, syncs: list[tuple[str, str]], stamp: str) -> str:
     lines = [
         "# Training step on the H200: before / after the sync-free step (issue 21)", "",
         f"{stamp}", "",
@@ -70,9 +72,31 @@ def markdown(rows: dict, syncs: str, stamp: str) -> str:
         ratio = (f"{ref / after['step_ms_median']:.2f}x" if ref and after and after.get("status") == "ok" else "-")
         peak, warm = _number(after, "peak_gib", "{:.2f}"), _number(after, "warmup_s", "{:.0f}")
         lines.append(f"| {title} | {ref if ref else '-'} | {_ms(before)} | {_ms(after)} | {ratio} | {peak} | {warm} |")
-    lines += ["", "Host synchronisations in steps 5-14 of the default-callbacks point "
-              "(`torch.cuda.set_sync_debug_mode(\"warn\")`, `flashipa_train/scaling/sync_probe.py`):", "",
-              "```", syncs.strip() or "(not recorded)", "```", ""]
+    for title, text in syncs:
+        lines += ["", f"Host synchronisations, {title} (`torch.cuda.set_sync_debug_mode(\"warn\")`, "
+                  "`flashipa_train/scaling/sync_probe.py`):", "", "```", text.strip() or "(not recorded)", "```"]
+    return "\n".join(lines) + "\n"
+
+
+def profile_markdown(results: Path, op_counts: str, stamp: str, kernel_rows: int = 15) -> str:
+    """The StepProfiler reports (summary, forward time per module, top kernels) and the ATen call counts."""
+    lines = ["# Where a training step's time goes (issue 21)", "", stamp, "",
+             "torch.profiler over a few eager steps of `experiment=scaling` points (flash_ipa, sdpa, bf16-mixed; "
+             "`flashipa_train/scaling/step_profiler.py`, run by `scripts/device_step_table.sh`). GPU busy = union "
+             "of the device's kernel and copy intervals; the rest of the wall time the GPU waits for the host.", ""]
+    for name in ("profile_256x8", "profile_32768x1"):
+        path = results / "after" / f"{name}.txt"
+        if not path.is_file():
+            lines += [f"## {name}: not run", ""]
+            continue
+        text = path.read_text().split("\n")
+        kernels = text.index("device kernels by total time (all profiled steps):")
+        lines += [f"## {name.replace('profile_', '').replace('x', ' x ')}", "", "```",
+                  *text[:kernels + 2 + kernel_rows], "```", ""]
+    if op_counts:
+        lines += ["## ATen calls per step, by part of the model (CPU count, `scripts/count_step_ops.py`)", "",
+                  "Each call that is not a view is about one kernel launch of an eager GPU step (plus the casts "
+                  "that bf16 autocast adds); views cost host time only.", "", "```", op_counts.strip(), "```", ""]
     return "\n".join(lines)
 
 
@@ -91,15 +115,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("results", type=Path)
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks/train_step"))
+    parser.add_argument("--profile-out", type=Path, default=Path("docs/benchmarks/step_profile.md"))
+    parser.add_argument("--op-counts", type=Path, default=None, help="output of scripts/count_step_ops.py")
     args = parser.parse_args()
     rows = load(args.results)
-    syncs = (args.results / "after" / "syncs.txt")
+    syncs = []
+    for folder, title in (("after", "steps 5-14 of the default-callbacks point (eager)"),
+                          ("graphs", "steps 8-11 of the CUDA-graph point")):
+        path = args.results / folder / "syncs.txt"
+        syncs.append((title, path.read_text() if path.is_file() else ""))
     stamp_file = args.results / "device.log"
-    stamp = " ".join(stamp_file.read_text().split("\n")[:3]) if stamp_file.is_file() else ""
+    stamp = " ".join(stamp_file.read_text().strip().split("\n")[:3]) if stamp_file.is_file() else ""
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".md").write_text(markdown(rows, syncs.read_text() if syncs.is_file() else "", stamp))
+    args.out.with_suffix(".md").write_text(markdown(rows, syncs, stamp))
     write_csv(rows, args.out.with_suffix(".csv"))
-    print(f"wrote {args.out.with_suffix('.md')} and .csv ({len(rows)} rows)")
+    op_counts = args.op_counts.read_text() if args.op_counts else ""
+    args.profile_out.write_text(profile_markdown(args.results, op_counts, stamp))
+    print(f"wrote {args.out.with_suffix('.md')}, .csv ({len(rows)} rows) and {args.profile_out}")
 
 
 if __name__ == "__main__":
