@@ -236,6 +236,7 @@ def test_a_checkpoint_of_another_attention_variant_names_both(structures, traine
     ("trainer.max_steps=-1", "trainer.max_steps=-1 with trainer.max_epochs=-1"),
     ("trainer.max_steps=0", "trainer.max_steps=0"),
     ("sample.lengths=[0]", r"sample.lengths=\[0\]"),
+    ("compile=autoo", "compile='autoo'"),
 ])
 def test_bad_config_values_fail_at_startup_naming_the_field(structures, tmp_path, override, field):
     with pytest.raises(ConfigError, match=f"^{field}: "):

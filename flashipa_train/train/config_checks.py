@@ -116,11 +116,19 @@ def check_checkpoint_inputs(cfg: DictConfig) -> None:
         check_same_model(stored_model, configured, f"{field}={path}")
 
 
+def check_compile_config(option: Any) -> None:
+    """`compile`: auto, true, false (or null), or a mapping of nn.Module.compile arguments."""
+    _require(option in ("auto", True, False, None) or isinstance(option, (dict, DictConfig)),
+             f"compile={option!r}: give auto (CUDA graphs where they pay), true, false, or a mapping of "
+             "torch.compile arguments, e.g. 'compile={mode:reduce-overhead}'.")
+
+
 def check_train_config(cfg: DictConfig) -> None:
     """All the startup checks of a `flashipa-train` run; raises ConfigError (a ValueError) on the first problem."""
     if cfg.get("data") is not None:
         check_data_config(cfg.data)
     check_trainer_config(cfg.trainer)
+    check_compile_config(cfg.get("compile"))
     check_sample_config(cfg.get("sample"))
     if cfg.get("paths") is not None and cfg.paths.get("output_dir"):
         check_writable_folder(cfg.paths.output_dir, "paths.output_dir")
