@@ -26,7 +26,7 @@ class OpCounter(TorchDispatchMode):
 
     def __init__(self):
         super().__init__()
-        self.where = ["outside the model (noise, losses)"]
+        self.where = ["outside the parts (noise, losses, FlowModel.forward itself)"]
         self.counts: Counter[tuple[str, bool]] = Counter()  # (part, is a view) -> calls
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
