@@ -9,8 +9,8 @@
 #   python scripts/step_table_report.py DIR --out docs/benchmarks/train_step
 set -o pipefail
 OUT=${OUT:-/tmp/step_table_out}
-RES=$OUT/step_table
-mkdir -p "$RES"
+RES=${WORK:-/tmp/step_table_work}/step_table  # outside $OUT: only the archive comes back
+rm -rf "$RES" && mkdir -p "$RES"  # this script's own work folder: rows of an earlier run would mix in
 STEP=$PWD
 BEFORE_TREE=$(cd "${BEFORE_TREE:-../..}" && pwd)
 # shellcheck source=scripts/device_env.sh
@@ -41,4 +41,4 @@ if kill -0 "$GRAPHS" 2> /dev/null; then
 fi
 grep -E "step_table:|first .* training steps|Graph break|Recompil|skipping cudagraphs" "$RES/graphs.log" | head -12
 date -u >> "$RES/device.log"
-tar czf "$OUT/step_table.tgz" -C "$OUT" step_table
+mkdir -p "$OUT" && tar czf "$OUT/step_table.tgz" -C "$(dirname "$RES")" step_table
