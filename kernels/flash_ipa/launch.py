@@ -52,7 +52,9 @@ def _prune_configs(configs, named_args, **kwargs):
     row_bytes = (kwargs["CV_PAD"] + kwargs["PVW"] + kwargs["RZ_PAD"]) * named_args["QS"].element_size()
     if row_bytes > 1024:
         return configs[-1:]
-    if row_bytes > 512:
+    # point + bias rows wider than 64 columns (e.g. content_relpos's rank-42 bias: 128) overflow shared memory
+    # in dK's 128-key tiles on sm_90 (246016 > 232448 bytes, H200, triton 3.6): the 64-row fallback then
+    if row_bytes > 512 or kwargs.get("PBW", 0) > 64:
         return configs[-2:-1]
     return configs[:-2] if AUTOTUNE else configs[:1]
 
