@@ -93,7 +93,7 @@ def train(args):
 
 
 def score(args):
-    from flashipa_train.metrics.secondary_structure import sse_fractions
+    from flashipa_train.metrics.secondary_structure import sse_fractions, sse_labels
     from flashipa_train.metrics.tm_score import tm_score
 
     rows = []
@@ -103,8 +103,8 @@ def score(args):
         ref = reference["atoms"].numpy()
         samples = [s.numpy() for s in torch.load(folder / "samples.pt").values()]
         tms = [tm_score(ref, s, method="aligned") for s in samples]
-        helix = [sse_fractions(s)["helix_fraction"] for s in samples]
-        ref_helix = sse_fractions(ref)["helix_fraction"]
+        helix = [sse_fractions(sse_labels(s))["helix_fraction"] for s in samples]
+        ref_helix = sse_fractions(sse_labels(ref))["helix_fraction"]
         row = dict(variant=record["variant"], example=record["example"], steps=record["steps"],
                    train_seconds=record["train_seconds"], tm_mean=float(np.mean(tms)), tm_min=float(np.min(tms)),
                    helix_mean=float(np.mean(helix)), helix_reference=ref_helix, n=len(samples))
