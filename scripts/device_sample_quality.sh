@@ -17,7 +17,7 @@
 # CPU dry run: TRAINER=cpu TRAIN_SECONDS=20 FLASH_BACKEND=torch VARIANTS="flash_ipa dense_ipa" MEMORISE=flash_ipa \
 #   LENGTHS=[16] OVERRIDES="experiment=quickstart" bash scripts/device_sample_quality.sh
 # Writes $OUT/results.tgz (one file: a device call brings back only a few files) of <variant>/{samples.pt,
-# train_metrics.csv,train.log}, memorise_<variant>/, [rot_rate_<r>/samples.pt,] stamp.txt.
+# train_metrics.csv,train.log}, flash_ipa/weights.ckpt (no optimizer state), memorise_<variant>/, [rot_rate_<r>/samples.pt,] stamp.txt.
 set -o pipefail
 OUT=${OUT:-/tmp/sample_quality_out}
 WORK=${WORK:-/tmp/sample_quality_work}
@@ -71,6 +71,9 @@ for v in $VARIANTS; do
     progress=false > "$WORK/sample_$v.log" 2>&1 &
 done
 flash_ckpt=$(ls -t "$WORK"/logs_flash_ipa/*/runs/*/checkpoints/last.ckpt 2>/dev/null | head -1)
+# the trained flash_ipa weights come back without optimizer state (scripts/spatial_assumption.py --ckpt reads them)
+[ -n "$flash_ckpt" ] && python3 -c "import sys, torch; c = torch.load(sys.argv[1], map_location='cpu', weights_only=False)
+c.pop('optimizer_states', None); c.pop('lr_schedulers', None); torch.save(c, sys.argv[2])" "$flash_ckpt" "$OUT/flash_ipa/weights.ckpt"
 [ -n "${ROT_SWEEP:-}" ] && [ -n "$flash_ckpt" ] && timeout 60 python3 scripts/rot_rate_sweep.py "$flash_ckpt" "$OUT" ${SWEEP_ARGS:-} > "$WORK/sweep.log" 2>&1 &
 wait
 for v in $VARIANTS; do grep -E "Epoch|val/loss|Error|error" "$OUT/$v/train.log" | tail -2; tail -2 "$WORK/sample_$v.log"; done
