@@ -161,3 +161,18 @@ def test_real_backbones_are_reproduced_from_their_frames_and_psi(relative_path):
     assert error[:, 1].max() < 1e-12  # CA is the frame origin
     assert (error.pow(2).mean(0).sqrt() < REAL_RMS_TOLERANCE_A).all(), error.pow(2).mean(0).sqrt()
     assert error.max() < REAL_MAX_TOLERANCE_A
+
+
+def test_constants_made_under_inference_mode_still_train():
+    """The ideal-geometry constants are cached per dtype and device; a first call from sampling
+    (inference mode) must not hand training inference tensors that autograd cannot save."""
+    from flashipa_train.geometry import backbone
+
+    backbone._ideal_constants.cache_clear()  # the call under inference mode below makes the cache entry
+    dtype = torch.float64
+    rigid = Rigid(torch.eye(3, dtype=dtype).expand(5, 3, 3), torch.randn(5, 3, dtype=dtype))
+    with torch.inference_mode():
+        backbone_atoms_from_frames(rigid, torch.randn(5, 2, dtype=dtype))
+    psi = torch.randn(5, 2, dtype=dtype, requires_grad=True)
+    backbone_atoms_from_frames(rigid, psi).square().sum().backward()
+    assert torch.isfinite(psi.grad).all() and psi.grad.abs().sum() > 0

@@ -16,6 +16,7 @@ after a rotation by psi about its x axis. With this sign, dihedral(N, CA, C, O) 
 psi is the ordinary backbone torsion N-CA-C-N(i+1) for a planar peptide (O anti to N(i+1)).
 """
 
+import functools
 import math
 
 import torch
@@ -58,10 +59,17 @@ def ideal_backbone_local(dtype: torch.dtype = torch.float32, device: torch.devic
     return torch.cat([n_ca_c, o[None]], dim=0)  # [4, 3]
 
 
-def _psi_frame_default(dtype: torch.dtype, device: torch.device | str | None) -> Rigid:
-    """The psi frame at psi = 0, expressed in the backbone frame."""
-    n, ca, c = torch.tensor([_IDEAL_N, _IDEAL_CA, _IDEAL_C], dtype=dtype, device=device).unbind(0)
-    return _gram_schmidt(c - ca, ca - n, c, eps=1e-8)
+@functools.lru_cache(maxsize=None)
+def _ideal_constants(dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, Rigid]:
+    """Ideal N, CA, C [3, 3] in the backbone frame, O [3] in the psi frame, and the psi frame at psi = 0
+    in the backbone frame: made once per dtype and device (a new tensor on a GPU is a host-to-device copy
+    that waits for the host, three of them in every forward). Made outside inference mode: a first call
+    from sampling must not give training tensors that autograd refuses to save."""
+    with torch.inference_mode(False):
+        n_ca_c = torch.tensor([_IDEAL_N, _IDEAL_CA, _IDEAL_C], dtype=dtype, device=device)  # [3, 3]
+        o_in_psi_frame = torch.tensor(_IDEAL_O_IN_PSI_FRAME, dtype=dtype, device=device)  # [3]
+        n, ca, c = n_ca_c.unbind(0)
+        return n_ca_c, o_in_psi_frame, _gram_schmidt(c - ca, ca - n, c, eps=1e-8)
 
 
 def _oxygen_local(psi_sin_cos: torch.Tensor) -> torch.Tensor:
@@ -71,8 +79,7 @@ def _oxygen_local(psi_sin_cos: torch.Tensor) -> torch.Tensor:
     torsion_rots = torch.stack(
         [one, zero, zero, zero, cos, -sin, zero, sin, cos], dim=-1
     ).unflatten(-1, (3, 3))  # [*, 3, 3] rotation by psi about x
-    o_in_psi_frame = torch.tensor(_IDEAL_O_IN_PSI_FRAME, dtype=sin.dtype, device=sin.device)
-    psi_frame = _psi_frame_default(sin.dtype, sin.device)
+    _, o_in_psi_frame, psi_frame = _ideal_constants(sin.dtype, sin.device)
     return psi_frame.apply(torch.matmul(torsion_rots, o_in_psi_frame[:, None]).squeeze(-1))  # [*, 3]
 
 
@@ -84,7 +91,7 @@ def backbone_atoms_from_frames(rigid: Rigid, psi: torch.Tensor | None = None) ->
     DEFAULT_PSI (alpha helix) for every residue. Frames in Angstrom give atoms in Angstrom.
     """
     dtype, device = rigid.dtype, rigid.device
-    n_ca_c_local = torch.tensor([_IDEAL_N, _IDEAL_CA, _IDEAL_C], dtype=dtype, device=device)  # [3, 3]
+    n_ca_c_local = _ideal_constants(dtype, device)[0]  # [3, 3]
     if psi is None:
         psi = torch.full(rigid.shape, DEFAULT_PSI, dtype=dtype, device=device)
     if psi.dim() == len(rigid.shape):
