@@ -18,8 +18,9 @@ INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"
 # One (BLOCK_M, BLOCK_N, num_warps) for all kernels of a call: the block mask of the threshold pass is
 # indexed by these blocks. ptxas for sm_90 (Triton 3.9, anchor dims, bf16) spills least at 64 x 32 on 8
 # warps (stack bytes fwd 176, dK 208, dV 0, dQ 648, threshold 0; 64 x 64 on 4 warps: 2128, 2504, 2456,
-# 2656, 56). ENTMAX_IPA_BLOCK=M,N,W overrides it for benchmarks.
-BLOCKS = (16, 16, 1) if INTERPRETED else tuple(int(x) for x in os.environ.get("ENTMAX_IPA_BLOCK", "64,32,8").split(","))
+# 2656, 56); the interpreter's default is 16 x 16. ENTMAX_IPA_BLOCK=M,N,W overrides either (benchmarks, or
+# the interpreter at the GPU's tiles).
+BLOCKS = tuple(int(x) for x in os.environ.get("ENTMAX_IPA_BLOCK", "16,16,1" if INTERPRETED else "64,32,8").split(","))
 MAX_ITER = 30  # passes of the threshold solver; Halley needs 2-5 (docs/benchmarks/entmax.md)
 TOL = 1e-6  # |sum_j p_ij - 1| at which a row has converged (then normalised exactly)
 
