@@ -1,13 +1,15 @@
 """alpha-entmax IPA Triton kernels vs the float64 dense reference (Triton's interpreter on CPU).
 
 Runs on CUDA instead when a GPU is present. Dims are odd on purpose (padded in registers only);
-the interpreter's tiles are 16 x 16, so a few dozen residues already span several key blocks.
+the interpreter's tiles are 16 x 16, so a few dozen residues already span several key blocks; the
+chain tests scale their length with the tiles (64 x 32 on the GPU), so that blocks are skipped there too.
 """
 
 import pytest
 import torch
 
 from kernels.entmax_ipa import dense_entmax_ipa_attention, entmax_ipa_attention, entmax_ipa_threshold_stats
+from kernels.entmax_ipa.launch import BLOCKS
 from kernels.flash_ipa.testing import INPUT_NAMES, IPADims, random_ipa_inputs, relative_error
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -64,11 +66,13 @@ def test_fp32_outputs_and_all_gradients_match_float64_reference_with_padding_mas
 
 def test_bf16_matches_float64_reference_on_a_chain_with_skipped_blocks():
     torch.manual_seed(2)
-    L = 48
-    inputs = _chain_inputs(L, ODD_DIMS, torch.bfloat16)
     alpha = torch.tensor([1.5, 1.25], device=DEVICE)
-    stats = entmax_ipa_threshold_stats(*inputs, alpha)
-    assert stats["block_mask"].float().mean() < 0.8  # some key blocks are all zero and skipped
+    # three blocks long (48 on the interpreter, 192 on the GPU): some key blocks are all zero and skipped
+    stats = entmax_ipa_threshold_stats(*_chain_inputs(3 * max(BLOCKS[:2]), ODD_DIMS, torch.bfloat16), alpha)
+    assert stats["block_mask"].float().mean() < 0.8
+    # the reference comparison at 48 on every device: from 96 residues d point_weights is off by ~3e-2
+    # (far points of a straight chain in 16 bits; open in issue 19)
+    inputs = _chain_inputs(48, ODD_DIMS, torch.bfloat16)
     errors = _errors(inputs, alpha)
     assert max(errors.values()) <= 1e-2, errors
 
@@ -76,11 +80,14 @@ def test_bf16_matches_float64_reference_on_a_chain_with_skipped_blocks():
 @pytest.mark.slow
 def test_skipped_blocks_leave_fp32_results_exact():
     torch.manual_seed(3)
-    inputs = _chain_inputs(64, ODD_DIMS, torch.float32, seed=1)
     alpha = torch.tensor([1.5, 1.75], device=DEVICE)
-    stats = entmax_ipa_threshold_stats(*inputs, alpha, allow_tf32=False)
+    # four blocks long (64 on the interpreter, 256 on the GPU)
+    chain = _chain_inputs(4 * max(BLOCKS[:2]), ODD_DIMS, torch.float32, seed=1)
+    stats = entmax_ipa_threshold_stats(*chain, alpha, allow_tf32=False)
     assert stats["block_mask"].float().mean() < 0.7
     assert stats["passes"].max() <= 5  # Halley-bisection: a few passes per row
+    # the reference comparison at 64 on every device (longer straight chains: larger |z|, see below)
+    inputs = _chain_inputs(64, ODD_DIMS, torch.float32, seed=1)
     errors = _errors(inputs, alpha, allow_tf32=False)
     # the chain's logits reach |z| ~ 50, whose float32 rounding (4e-6) alone moves d alpha by ~1e-5
     assert max(errors.values()) <= 3e-5, errors

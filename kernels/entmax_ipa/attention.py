@@ -109,7 +109,7 @@ def entmax_ipa_threshold_stats(q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pai
     """The threshold pass alone (inputs as `entmax_ipa_attention`), for benchmarks and reports.
 
     Returns a dict: passes [H, T] int32 (evaluations of f per query row; 0 for padding), tau [H, T],
-    block_mask int8 [S * H, NQB, NKB] and blocks (BLOCK_M, BLOCK_N)."""
+    block_mask int8 [S * H, NQB, NKB] (1: kept, 0: skipped) and blocks (BLOCK_M, BLOCK_N)."""
     H = q.shape[2]
     tokens, key_mask, cu_seqlens, max_seqlen = token_major(q, mask, cu_seqlens, max_seqlen)
     q, k, q_pts, k_pts, v_pts, bias_q, bias_k = (tokens(x) for x in (q, k, q_pts, k_pts, v_pts, bias_q, bias_k))
@@ -120,4 +120,4 @@ def entmax_ipa_threshold_stats(q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pai
         q, k.to(q.dtype), qpb, kpb, point_weights.contiguous(), _alpha_per_head(alpha, H, q.device), key_mask,
         cu_seqlens, max_seqlen, allow_tf32, d,
     )
-    return dict(passes=passes, tau=tau, block_mask=block_mask, blocks=launch.BLOCKS[:2])
+    return dict(passes=passes, tau=tau, block_mask=(block_mask > 0).to(torch.int8), blocks=launch.BLOCKS[:2])

@@ -46,7 +46,7 @@ def threshold(q, k, qpb, kpb, point_weights, alpha, key_mask, cu_seqlens, max_se
     """The threshold pass over packed operands (`point_operands`; d: `dims`). Returns tau [H, T] (+inf
     for queries without weights), S0 [H, T], passes [H, T] int32 (evaluations of f per row) and the
     block mask int8 [S * H, NQB, NKB] (1: the key block has a nonzero weight for some query of the
-    query block)."""
+    query block; 0 or -1: it has none)."""
     T, H = q.shape[:2]
     n_seq = cu_seqlens.shape[0] - 1
     bm, bn, warps = BLOCKS
@@ -89,15 +89,34 @@ def forward(q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_weights,
     return o, o_pts, o_pair, tau, s0, block_mask, centres
 
 
+def kept_ranges(block_mask):
+    """block mask [S * H, NQB, NKB] -> int32 (first, last + 1) of the kept blocks along each row,
+    [S * H, NQB, 2] (key blocks), and along each column, [S * H, NKB, 2] (query blocks); (n, 0) where
+    none is kept."""
+    kept = block_mask > 0
+
+    def ranges(dim):
+        n = kept.shape[dim]
+        shape = [1, 1, 1]
+        shape[dim] = n
+        idx = torch.arange(1, n + 1, device=kept.device, dtype=torch.int16 if n < 2**15 else torch.int32)
+        last = (kept * idx.view(shape)).amax(dim)  # last kept + 1, 0 if none
+        first = n - (kept * idx.flip(0).view(shape)).amax(dim)  # weights n - j: n if none
+        return torch.stack((first, last), -1).to(torch.int32)
+
+    return ranges(2), ranges(1)
+
+
 def _weighted_values(g_means, q, k, v, qpb, kpb, vpc, pair_k, point_weights, alpha, centres, key_mask, cu_seqlens,
                      tau, s0, block_mask, outs, allow_tf32, d):
     """The forward kernel: p-weighted values into outs (g_means False) or g-weighted means (True)."""
     H = q.shape[1]
     bm, bn, warps = BLOCKS
     nqb, nkb = block_mask.shape[1:]
+    kb_range, _ = kept_ranges(block_mask)
     tk._entmax_fwd_kernel[(nqb, block_mask.shape[0])](
         q, k, v, qpb, kpb, vpc, pair_k, point_weights, alpha, centres,
-        key_mask if key_mask is not None else cu_seqlens, cu_seqlens, tau, s0, block_mask, *outs,
+        key_mask if key_mask is not None else cu_seqlens, cu_seqlens, tau, s0, block_mask, kb_range, *outs,
         H, q.shape[0], nqb, nkb, W_L / math.sqrt(d["C"]),
         G_MEANS=g_means, **_flags(q.dtype, allow_tf32, key_mask), **_kernel_dims(d),
         BLOCK_M=bm, BLOCK_N=bn, num_warps=warps,
@@ -134,20 +153,21 @@ def backward(do, do_pts, do_pair, q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, 
     do_pts_p = do_pts.to(vpc.dtype)
     mask_arg = key_mask if key_mask is not None else cu_seqlens
     nqb, nkb = block_mask.shape[1:]
+    kb_range, qb_range = kept_ranges(block_mask)
     common = dict(**_flags(q.dtype, allow_tf32, key_mask), **_kernel_dims(d), RB=d["RB"])
     bm, bn, warps = BLOCKS
     scalar_scale = W_L / math.sqrt(d["C"])
     for compute_dk in (True, False):
         tk._entmax_bwd_dkdv_kernel[(nkb, n_seq * H)](
             q, k, v, qpb, kpb, vpc, pair_k, point_weights, alpha, mask_arg, cu_seqlens, tau, s0, block_mask,
-            do, do_pts, do_pts_p, do_pair, delta_g,
+            qb_range, do, do_pts, do_pts_p, do_pair, delta_g,
             dk, dv, dk_pts, dv_pts, dbias_k, dpair_k_heads,
             H, T, nqb, nkb, scalar_scale, COMPUTE_DK=compute_dk, **common,
             BLOCK_M=bm, BLOCK_N=bn, num_warps=warps,
         )
     tk._entmax_bwd_dq_kernel[(nqb, n_seq * H)](
         q, k, v, qpb, kpb, vpc, q_pts, pair_k, point_weights, alpha, centres, mask_arg, cu_seqlens,
-        tau, s0, block_mask, do, do_pts_p, do_pair, delta_g,
+        tau, s0, block_mask, kb_range, do, do_pts_p, do_pair, delta_g,
         dq, dq_pts, dbias_q, dpw_q, dalpha_q,
         H, T, nqb, nkb, scalar_scale, W_L, ALPHA_GRAD=alpha_grad, **common,
         BLOCK_M=bm, BLOCK_N=bn, num_warps=warps,

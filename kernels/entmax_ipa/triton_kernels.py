@@ -15,10 +15,13 @@ With z = (alpha - 1) s, r = 1 / (alpha - 1) and u = z - tau:
 (S0_i = sum_j u_+^r is 1 up to the solver's tolerance; dividing by it keeps every output a convex
 combination of values). Reading order:
 
-  _entmax_threshold_kernel   per BLOCK_M query rows: a pass for row maxima, then Halley-bisection
-                             passes over the key tiles (threshold.py) until every row converged; the
-                             last pass writes, per (query block, key block), whether any u > 0 there
-                             (BLOCK_MASK, int8 [S * H, NQB, NKB]), and tau, S0 and passes per row.
+  _entmax_threshold_kernel   per BLOCK_M query rows: a pass over all key tiles for row maxima, which
+                             also flags the candidate key blocks (some z > max - 1, the bracket's low
+                             end); then Halley-bisection passes (threshold.py) over the candidates
+                             only, until every row converged. The last pass writes, per (query block,
+                             key block), whether any u > 0 there (BLOCK_MASK, int8 [S * H, NQB, NKB]:
+                             1 kept; 0 or -1, a candidate without support, skipped), and tau, S0 and
+                             passes per row.
   _entmax_fwd_kernel         p @ V over the key blocks the mask keeps; launched again by the
                              backward for the g-weighted mean of the values (for Dg).
   _entmax_bwd_dkdv_kernel    per BLOCK_N keys, over the query blocks the mask keeps (twice: dk side,
@@ -26,7 +29,10 @@ combination of values). Reading order:
   _entmax_bwd_dq_kernel      per BLOCK_M queries, over the kept key blocks; d point_weights and, with
                              ALPHA_GRAD, d alpha per row.
 
-The mask ties the block sizes: every kernel of one call runs with the same BLOCK_M and BLOCK_N.
+The mask ties the block sizes: every kernel of one call runs with the same BLOCK_M and BLOCK_N. The
+forward, dK/dV and dQ kernels read the mask only inside the range of kept blocks of their row or
+column (KB_RANGE [S * H, NQB, 2], QB_RANGE [S * H, NKB, 2]: first, last + 1; launch.kept_ranges), so
+a banded support costs the band, not a scan of all L / BLOCK blocks.
 Queries that are padding or have no real key get tau = +inf: all their weights are zero.
 """
 
@@ -95,6 +101,24 @@ def _scaled_logits(q, qpb, k, kpb, c_pb, pw, am1, scalar_scale, P3: tl.constexpr
 
 
 @triton.jit
+def _key_tile_logits(q, qpb, K, KPB, KEY_MASK, start, start_n, n, h, H, pw, am1, scalar_scale,
+                     HAS_MASK: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
+                     C: tl.constexpr, C_PAD: tl.constexpr, P3: tl.constexpr, PB: tl.constexpr,
+                     PB_PAD: tl.constexpr, BLOCK_N: tl.constexpr):
+    """z [BM, BN] of the query tiles against keys start_n ... start_n + BLOCK_N of the sequence, -inf
+    where the key is not real, and which keys are real [BN]."""
+    offs_n = start_n + tl.arange(0, BLOCK_N)
+    row_n = offs_n < n
+    tok_n = start + offs_n
+    n_ok = _key_ok(KEY_MASK, tok_n, row_n, HAS_MASK)
+    c_pb = tl.arange(0, PB_PAD)
+    k = _operand(_load_tile(K + h * C, tok_n, row_n, H * C, tl.arange(0, C_PAD), C), UPCAST)  # [BN, C_PAD]
+    kpb = _operand(_load_tile(KPB + h * PB, tok_n, row_n, H * PB, c_pb, PB), UPCAST)  # [BN, PB_PAD]
+    z = _scaled_logits(q, qpb, k, kpb, c_pb, pw, am1, scalar_scale, P3, PRECISION)
+    return tl.where(n_ok[None, :], z, float("-inf")), n_ok
+
+
+@triton.jit
 def _log2_weights(u, ok, r, log2_s0):
     """log2 p = r log2 u - log2 S0 where ok & u > 0 (else 0), and that support."""
     pos = ok & (u > 0.0)
@@ -130,22 +154,34 @@ def _entmax_threshold_kernel(
     q = _operand(_load_tile(Q + h * C, tok_m, m_ok, H * C, c_qk, C), UPCAST)  # [BM, C_PAD]
     qpb = _operand(_load_tile(QPB + h * PB, tok_m, m_ok, H * PB, c_pb, PB), UPCAST)  # [BM, PB_PAD]
     mask_row = BLOCK_MASK + (pid_sh * NQB + pid_m) * NKB
+    q_ok = _key_ok(KEY_MASK, tok_m, m_ok, HAS_MASK)
 
-    # pass 0: row maxima of z and the number of real keys
+    # pass 0: row maxima of z, the number of real keys, and the candidate key blocks, flagged -1: those
+    # with some z > (running maximum) - 1 >= lo. Every tau of the search is >= lo, so the candidates hold
+    # the support at every pass, and the Halley passes visit only them. The keys at the queries' own
+    # positions go first: the running maximum is then near its final value from the start (on a chain
+    # it is there), and few blocks are flagged that the final lo excludes.
     z_max = tl.full([BLOCK_M], float("-inf"), tl.float32)
+    for start_n in range(pid_m * BLOCK_M, pid_m * BLOCK_M + BLOCK_M, BLOCK_N):
+        z, n_ok = _key_tile_logits(q, qpb, K, KPB, KEY_MASK, start, start_n, n, h, H, pw, am1, scalar_scale,
+                                   HAS_MASK, PRECISION, UPCAST, C, C_PAD, P3, PB, PB_PAD, BLOCK_N)
+        z_max = tl.maximum(z_max, tl.max(z, axis=1))
     count = tl.zeros([BLOCK_N], tl.float32)
+    kb_lo = tl.full([], 0, tl.int32) + NKB  # the range of candidate key blocks [kb_lo, kb_hi)
+    kb_hi = tl.full([], 0, tl.int32)
     for start_n in range(0, n, BLOCK_N):
-        offs_n = start_n + tl.arange(0, BLOCK_N)
-        row_n = offs_n < n
-        tok_n = start + offs_n
-        n_ok = _key_ok(KEY_MASK, tok_n, row_n, HAS_MASK)
-        k = _operand(_load_tile(K + h * C, tok_n, row_n, H * C, c_qk, C), UPCAST)
-        kpb = _operand(_load_tile(KPB + h * PB, tok_n, row_n, H * PB, c_pb, PB), UPCAST)
-        z = _scaled_logits(q, qpb, k, kpb, c_pb, pw, am1, scalar_scale, P3, PRECISION)
-        z_max = tl.maximum(z_max, tl.max(tl.where(n_ok[None, :], z, float("-inf")), axis=1))
+        z, n_ok = _key_tile_logits(q, qpb, K, KPB, KEY_MASK, start, start_n, n, h, H, pw, am1, scalar_scale,
+                                   HAS_MASK, PRECISION, UPCAST, C, C_PAD, P3, PB, PB_PAD, BLOCK_N)
+        z_max = tl.maximum(z_max, tl.max(z, axis=1))
         count += n_ok.to(tl.float32)
+        near = q_ok[:, None] & (z > z_max[:, None] - 1.0)
+        candidate = tl.max(tl.max(near.to(tl.int32), axis=1), axis=0) != 0
+        kb = start_n // BLOCK_N
+        tl.store(mask_row + kb, tl.where(candidate, -1, 0).to(tl.int8))
+        kb_lo = tl.where(candidate, tl.minimum(kb_lo, kb), kb_lo)
+        kb_hi = tl.where(candidate, kb + 1, kb_hi)
     n_real = tl.sum(count, axis=0)
-    active = _key_ok(KEY_MASK, tok_m, m_ok & (tl.zeros([BLOCK_M], tl.float32) + n_real > 0.0), HAS_MASK)
+    active = q_ok & (tl.zeros([BLOCK_M], tl.float32) + n_real > 0.0)
     z_max = tl.where(active, z_max, 0.0)
     lo = z_max - 1.0
     hi = z_max - tl.exp2(-am1 * tl.log2(tl.maximum(n_real, 1.0)))
@@ -160,20 +196,20 @@ def _entmax_threshold_kernel(
             s0_new = tl.zeros([BLOCK_M], tl.float32)
             s1 = tl.zeros([BLOCK_M], tl.float32)
             s2 = tl.zeros([BLOCK_M], tl.float32)
-            for start_n in range(0, n, BLOCK_N):
-                offs_n = start_n + tl.arange(0, BLOCK_N)
-                row_n = offs_n < n
-                tok_n = start + offs_n
-                n_ok = _key_ok(KEY_MASK, tok_n, row_n, HAS_MASK)
-                k = _operand(_load_tile(K + h * C, tok_n, row_n, H * C, c_qk, C), UPCAST)
-                kpb = _operand(_load_tile(KPB + h * PB, tok_n, row_n, H * PB, c_pb, PB), UPCAST)
-                u = _scaled_logits(q, qpb, k, kpb, c_pb, pw, am1, scalar_scale, P3, PRECISION) - tau[:, None]
-                pos = n_ok[None, :] & active[:, None] & (u > 0.0)
-                log2_u = tl.log2(tl.maximum(tl.where(pos, u, 1.0), 1e-18))
-                s0_new += tl.sum(tl.where(pos, tl.exp2(r * log2_u), 0.0), axis=1)
-                s1 += tl.sum(tl.where(pos, tl.exp2((r - 1.0) * log2_u), 0.0), axis=1)
-                s2 += tl.sum(tl.where(pos, tl.exp2((r - 2.0) * log2_u), 0.0), axis=1)
-                tl.store(mask_row + start_n // BLOCK_N, tl.max(tl.max(pos.to(tl.int8), axis=1), axis=0))
+            for kb in range(kb_lo, kb_hi):
+                if tl.load(mask_row + kb) != 0:
+                    z, n_ok = _key_tile_logits(q, qpb, K, KPB, KEY_MASK, start, kb * BLOCK_N, n, h, H, pw, am1,
+                                               scalar_scale, HAS_MASK, PRECISION, UPCAST, C, C_PAD, P3, PB,
+                                               PB_PAD, BLOCK_N)
+                    u = z - tau[:, None]
+                    pos = active[:, None] & (u > 0.0)
+                    log2_u = tl.log2(tl.maximum(tl.where(pos, u, 1.0), 1e-18))
+                    s0_new += tl.sum(tl.where(pos, tl.exp2(r * log2_u), 0.0), axis=1)
+                    s1 += tl.sum(tl.where(pos, tl.exp2((r - 1.0) * log2_u), 0.0), axis=1)
+                    s2 += tl.sum(tl.where(pos, tl.exp2((r - 2.0) * log2_u), 0.0), axis=1)
+                    # the last pass leaves 1 where the support is, -1 (skipped as 0 by the kernels) elsewhere
+                    kept = tl.max(tl.max(pos.to(tl.int32), axis=1), axis=0) != 0
+                    tl.store(mask_row + kb, tl.where(kept, 1, -1).to(tl.int8))
             s0 = tl.where(done == 1, s0, s0_new)
             passes += 1 - done
             f = s0_new - 1.0
@@ -198,7 +234,7 @@ def _entmax_threshold_kernel(
 
 @triton.jit
 def _entmax_fwd_kernel(
-    Q, K, V, QPB, KPB, VPC, PK, PW, ALPHA, CENTRE, KEY_MASK, CU_SEQLENS, TAU, S0, BLOCK_MASK,
+    Q, K, V, QPB, KPB, VPC, PK, PW, ALPHA, CENTRE, KEY_MASK, CU_SEQLENS, TAU, S0, BLOCK_MASK, KB_RANGE,
     O, OP, OZ,
     H, T, NQB, NKB, scalar_scale,
     G_MEANS: tl.constexpr, HAS_MASK: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
@@ -244,9 +280,10 @@ def _entmax_fwd_kernel(
     acc_p = tl.zeros([BLOCK_M, PV3_PAD], tl.float32)
     acc_z = tl.zeros([BLOCK_M, RZ_PAD], tl.float32)
     w_sum = tl.zeros([BLOCK_M], tl.float32)
-    for start_n in range(0, n, BLOCK_N):
-        if tl.load(mask_row + start_n // BLOCK_N) != 0:
-            offs_n = start_n + tl.arange(0, BLOCK_N)
+    range_row = KB_RANGE + (pid_sh * NQB + pid_m) * 2
+    for kb in range(tl.load(range_row), tl.load(range_row + 1)):  # the kept key blocks lie in this range
+        if tl.load(mask_row + kb) > 0:
+            offs_n = kb * BLOCK_N + tl.arange(0, BLOCK_N)
             row_n = offs_n < n
             tok_n = start + offs_n
             n_ok = _key_ok(KEY_MASK, tok_n, row_n, HAS_MASK)
@@ -292,7 +329,7 @@ def _entmax_fwd_kernel(
 
 @triton.jit
 def _entmax_bwd_dkdv_kernel(
-    Q, K, V, QPB, KPB, VPC, PK, PW, ALPHA, KEY_MASK, CU_SEQLENS, TAU, S0, BLOCK_MASK,
+    Q, K, V, QPB, KPB, VPC, PK, PW, ALPHA, KEY_MASK, CU_SEQLENS, TAU, S0, BLOCK_MASK, QB_RANGE,
     DO, DOP, DOP_P, DOZ, DELTA_G,
     DK, DV, DKP, DVP, DBK, DPK_H,
     H, T, NQB, NKB, scalar_scale,
@@ -343,9 +380,10 @@ def _entmax_bwd_dkdv_kernel(
         dv = tl.zeros([BLOCK_N, CV_PAD], tl.float32)
         dvp = tl.zeros([BLOCK_N, PV3_PAD], tl.float32)
         dz = tl.zeros([BLOCK_N, RZ_PAD], tl.float32)
-    for start_m in range(0, n, BLOCK_M):
-        if tl.load(BLOCK_MASK + (pid_sh * NQB + start_m // BLOCK_M) * NKB + pid_n) != 0:
-            offs_m = start_m + tl.arange(0, BLOCK_M)
+    range_col = QB_RANGE + (pid_sh * NKB + pid_n) * 2
+    for qb in range(tl.load(range_col), tl.load(range_col + 1)):  # the kept query blocks lie in this range
+        if tl.load(BLOCK_MASK + (pid_sh * NQB + qb) * NKB + pid_n) > 0:
+            offs_m = qb * BLOCK_M + tl.arange(0, BLOCK_M)
             m_ok = offs_m < n
             tok_m = start + offs_m
             q = _operand(_load_tile(Q + h * C, tok_m, m_ok, H * C, c_qk, C), UPCAST)  # [BM, C_PAD]
@@ -395,7 +433,7 @@ def _entmax_bwd_dkdv_kernel(
 
 @triton.jit
 def _entmax_bwd_dq_kernel(
-    Q, K, V, QPB, KPB, VPC, QP, PK, PW, ALPHA, CENTRE, KEY_MASK, CU_SEQLENS, TAU, S0, BLOCK_MASK,
+    Q, K, V, QPB, KPB, VPC, QP, PK, PW, ALPHA, CENTRE, KEY_MASK, CU_SEQLENS, TAU, S0, BLOCK_MASK, KB_RANGE,
     DO, DOP_P, DOZ, DELTA_G,
     DQ, DQP, DBQ, DPW_Q, DALPHA_Q,
     H, T, NQB, NKB, scalar_scale, bias_scale,
@@ -451,9 +489,10 @@ def _entmax_bwd_dq_kernel(
     g_sum = tl.zeros([BLOCK_M], tl.float32)
     g_kpb = tl.zeros([BLOCK_M, PB_PAD], tl.float32)
     g_knorm = tl.zeros([BLOCK_M], tl.float32)
-    for start_n in range(0, n, BLOCK_N):
-        if tl.load(mask_row + start_n // BLOCK_N) != 0:
-            offs_n = start_n + tl.arange(0, BLOCK_N)
+    range_row = KB_RANGE + (pid_sh * NQB + pid_m) * 2
+    for kb in range(tl.load(range_row), tl.load(range_row + 1)):  # the kept key blocks lie in this range
+        if tl.load(mask_row + kb) > 0:
+            offs_n = kb * BLOCK_N + tl.arange(0, BLOCK_N)
             row_n = offs_n < n
             tok_n = start + offs_n
             n_ok = _key_ok(KEY_MASK, tok_n, row_n, HAS_MASK)
