@@ -165,7 +165,8 @@ def _cpu_sections(cpu):
 
 
 def render_markdown(out):
-    """docs/benchmarks/entmax.md from entmax.json (GPU) and entmax_cpu.json (CPU), whichever exist."""
+    """docs/benchmarks/entmax.md from entmax.json (GPU; its optional "note" is printed under the stamp)
+    and entmax_cpu.json (CPU), whichever exist."""
     out = Path(out)
     lines = ["# alpha-entmax IPA (`kernels/entmax_ipa`, `model/attention=entmax_ipa`)", "",
              "Written by `kernels/entmax_ipa/benchmark.py` (GPU, `scripts/device_entmax.sh`) and "
@@ -173,7 +174,7 @@ def render_markdown(out):
     gpu_path, cpu_path = out / "entmax.json", out / "entmax_cpu.json"
     if gpu_path.exists():
         gpu = json.loads(gpu_path.read_text())
-        lines += ["## Time on the GPU", "", f"{gpu['stamp']}", ""]
+        lines += ["## Time on the GPU", "", f"{gpu['stamp']}", ""] + ([gpu["note"], ""] if "note" in gpu else [])
         for regime in ("random", "chain"):
             lines += [f"### {regime} inputs", ""] + _table(gpu["rows"], regime) + [""]
         _plot(gpu, out / "entmax.png")
