@@ -42,6 +42,28 @@ def _check_int32_offsets(T, H, d):
         )
 
 
+def key_block_bounds(k, kpb, cu_seqlens, nkb):
+    """Per key block of each sequence (BLOCK_N keys from its start) and head, float32: the largest |k|
+    [S * NKB, H] and the box of the kpb rows [S * NKB, H, 2, PB] (low, high), for the threshold pass's
+    upper bounds of the logits (`triton_kernels._logit_upper_bound`). Padding keys are included (a
+    looser bound, never a wrong one)."""
+    T, H = k.shape[:2]
+    tok = torch.arange(T, device=k.device)
+    seq = torch.searchsorted(cu_seqlens[1:], tok.to(cu_seqlens.dtype), right=True)  # [T]
+    block = seq * nkb + torch.div(tok - cu_seqlens[seq], BLOCKS[1], rounding_mode="floor")  # [T]
+    n_blocks = (cu_seqlens.shape[0] - 1) * nkb
+
+    def reduce(x, how):  # [T, ...] -> [S * NKB, ...]
+        out = torch.zeros(n_blocks, *x.shape[1:], dtype=torch.float32, device=k.device)
+        index = block.view(T, *[1] * (x.dim() - 1)).expand_as(x)
+        return out.scatter_reduce_(0, index, x, how, include_self=False)
+
+    kpb = kpb.float()
+    k_norm_max = reduce(k.float().norm(dim=-1), "amax")  # [S * NKB, H]
+    box = torch.stack((reduce(kpb, "amin"), reduce(kpb, "amax")), 2)  # [S * NKB, H, 2, PB]
+    return k_norm_max, box
+
+
 def threshold(q, k, qpb, kpb, point_weights, alpha, key_mask, cu_seqlens, max_seqlen, allow_tf32, d):
     """The threshold pass over packed operands (`point_operands`; d: `dims`). Returns tau [H, T] (+inf
     for queries without weights), S0 [H, T], passes [H, T] int32 (evaluations of f per row) and the
@@ -55,9 +77,10 @@ def threshold(q, k, qpb, kpb, point_weights, alpha, key_mask, cu_seqlens, max_se
     s0 = torch.empty_like(tau)
     passes = torch.empty(H, T, dtype=torch.int32, device=q.device)
     block_mask = torch.zeros(n_seq * H, nqb, nkb, dtype=torch.int8, device=q.device)
+    k_norm_max, box = key_block_bounds(k, kpb, cu_seqlens, nkb)
     tk._entmax_threshold_kernel[(nqb, n_seq * H)](
         q, k, qpb, kpb, point_weights, alpha, key_mask if key_mask is not None else cu_seqlens,
-        cu_seqlens, tau, s0, passes, block_mask,
+        cu_seqlens, k_norm_max, box, tau, s0, passes, block_mask,
         H, T, nqb, nkb, W_L / math.sqrt(d["C"]), TOL,
         MAX_ITER=MAX_ITER, **_flags(q.dtype, allow_tf32, key_mask),
         C=d["C"], C_PAD=d["C_PAD"], P3=d["P3"], PB=d["PB"], PB_PAD=d["PB_PAD"],

@@ -119,6 +119,30 @@ def _key_tile_logits(q, qpb, K, KPB, KEY_MASK, start, start_n, n, h, H, pw, am1,
 
 
 @triton.jit
+def _logit_upper_bound(q_norm, qpb, KN_MAX, KB_BOX, blk, h, H, pw, am1, scalar_scale,
+                       P3: tl.constexpr, PB: tl.constexpr, PB_PAD: tl.constexpr):
+    """[BM] upper bounds of z over one key block, from its largest |k| and the box of its kpb rows.
+
+    scalar_scale q.k <= scalar_scale |q| max|k|; the point-bias part qpb.x - pw |x_pts|^2 / 2 is separable
+    per column and maximised over the box at x = clip(qpb / pw, lo, hi) (point columns) or at the end
+    of qpb's sign (bias columns). 2^-10 of the terms' sizes covers the rounding of the kernel's dots
+    (tf32 operands the worst)."""
+    c_pb = tl.arange(0, PB_PAD)
+    box = KB_BOX + (blk * H + h) * 2 * PB + c_pb
+    lo = tl.load(box, mask=c_pb < PB, other=0.0)[None, :]  # [1, PB_PAD]
+    hi = tl.load(box + PB, mask=c_pb < PB, other=0.0)[None, :]
+    a = qpb.to(tl.float32)  # [BM, PB_PAD]
+    pt = (c_pb < P3)[None, :]
+    x = tl.where(pt, tl.minimum(tl.maximum(a / tl.maximum(pw, 1e-30), lo), hi), tl.where(a >= 0.0, hi, lo))
+    quad = tl.where(pt, 0.5 * pw, 0.0)
+    best = tl.sum(a * x - quad * x * x, axis=1)
+    x_abs = tl.maximum(tl.abs(lo), tl.abs(hi))
+    qk = scalar_scale * q_norm * tl.load(KN_MAX + blk * H + h)
+    size = qk + tl.sum(tl.abs(a) * x_abs + quad * x_abs * x_abs, axis=1)
+    return am1 * (qk + best + size * 0.0009765625)
+
+
+@triton.jit
 def _log2_weights(u, ok, r, log2_s0):
     """log2 p = r log2 u - log2 S0 where ok & u > 0 (else 0), and that support."""
     pos = ok & (u > 0.0)
@@ -127,7 +151,7 @@ def _log2_weights(u, ok, r, log2_s0):
 
 @triton.jit
 def _entmax_threshold_kernel(
-    Q, K, QPB, KPB, PW, ALPHA, KEY_MASK, CU_SEQLENS,
+    Q, K, QPB, KPB, PW, ALPHA, KEY_MASK, CU_SEQLENS, KN_MAX, KB_BOX,
     TAU, S0, PASSES, BLOCK_MASK,
     H, T, NQB, NKB, scalar_scale, tol,
     MAX_ITER: tl.constexpr, HAS_MASK: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
@@ -160,26 +184,33 @@ def _entmax_threshold_kernel(
     # with some z > (running maximum) - 1 >= lo. Every tau of the search is >= lo, so the candidates hold
     # the support at every pass, and the Halley passes visit only them. The keys at the queries' own
     # positions go first: the running maximum is then near its final value from the start (on a chain
-    # it is there), and few blocks are flagged that the final lo excludes.
+    # it is there), and few blocks are flagged that the final lo excludes. A block whose upper bound
+    # of z (KN_MAX, KB_BOX: launch.key_block_bounds) is <= running maximum - 1 for every row is neither
+    # a candidate nor can it raise a maximum: its logits are not computed.
     z_max = tl.full([BLOCK_M], float("-inf"), tl.float32)
     for start_n in range(pid_m * BLOCK_M, pid_m * BLOCK_M + BLOCK_M, BLOCK_N):
         z, n_ok = _key_tile_logits(q, qpb, K, KPB, KEY_MASK, start, start_n, n, h, H, pw, am1, scalar_scale,
                                    HAS_MASK, PRECISION, UPCAST, C, C_PAD, P3, PB, PB_PAD, BLOCK_N)
         z_max = tl.maximum(z_max, tl.max(z, axis=1))
     count = tl.zeros([BLOCK_N], tl.float32)
+    q_norm = tl.sqrt(tl.sum(q.to(tl.float32) * q.to(tl.float32), axis=1))  # [BM]
     kb_lo = tl.full([], 0, tl.int32) + NKB  # the range of candidate key blocks [kb_lo, kb_hi)
     kb_hi = tl.full([], 0, tl.int32)
     for start_n in range(0, n, BLOCK_N):
-        z, n_ok = _key_tile_logits(q, qpb, K, KPB, KEY_MASK, start, start_n, n, h, H, pw, am1, scalar_scale,
-                                   HAS_MASK, PRECISION, UPCAST, C, C_PAD, P3, PB, PB_PAD, BLOCK_N)
-        z_max = tl.maximum(z_max, tl.max(z, axis=1))
-        count += n_ok.to(tl.float32)
-        near = q_ok[:, None] & (z > z_max[:, None] - 1.0)
-        candidate = tl.max(tl.max(near.to(tl.int32), axis=1), axis=0) != 0
         kb = start_n // BLOCK_N
-        tl.store(mask_row + kb, tl.where(candidate, -1, 0).to(tl.int8))
-        kb_lo = tl.where(candidate, tl.minimum(kb_lo, kb), kb_lo)
-        kb_hi = tl.where(candidate, kb + 1, kb_hi)
+        offs_n = start_n + tl.arange(0, BLOCK_N)
+        count += _key_ok(KEY_MASK, start + offs_n, offs_n < n, HAS_MASK).to(tl.float32)
+        ub = _logit_upper_bound(q_norm, qpb, KN_MAX, KB_BOX, seq * NKB + kb, h, H, pw, am1, scalar_scale,
+                                P3, PB, PB_PAD)
+        if tl.max((q_ok & (ub > z_max - 1.0)).to(tl.int32), axis=0) != 0:
+            z, n_ok = _key_tile_logits(q, qpb, K, KPB, KEY_MASK, start, start_n, n, h, H, pw, am1, scalar_scale,
+                                       HAS_MASK, PRECISION, UPCAST, C, C_PAD, P3, PB, PB_PAD, BLOCK_N)
+            z_max = tl.maximum(z_max, tl.max(z, axis=1))
+            near = q_ok[:, None] & (z > z_max[:, None] - 1.0)
+            candidate = tl.max(tl.max(near.to(tl.int32), axis=1), axis=0) != 0
+            tl.store(mask_row + kb, tl.where(candidate, -1, 0).to(tl.int8))
+            kb_lo = tl.where(candidate, tl.minimum(kb_lo, kb), kb_lo)
+            kb_hi = tl.where(candidate, kb + 1, kb_hi)
     n_real = tl.sum(count, axis=0)
     active = q_ok & (tl.zeros([BLOCK_M], tl.float32) + n_real > 0.0)
     z_max = tl.where(active, z_max, 0.0)
