@@ -15,10 +15,11 @@ With z = (alpha - 1) s, r = 1 / (alpha - 1) and u = z - tau:
 (S0_i = sum_j u_+^r is 1 up to the solver's tolerance; dividing by it keeps every output a convex
 combination of values). Reading order:
 
-  _entmax_threshold_kernel   per BLOCK_M query rows: a pass over all key tiles for row maxima, which
-                             also flags the candidate key blocks (some z > max - 1, the bracket's low
-                             end); then Halley-bisection passes (threshold.py) over the candidates
-                             only, until every row converged. The last pass writes, per (query block,
+  _entmax_threshold_kernel   per BLOCK_M query rows: a pass for row maxima over the key tiles whose
+                             upper bound of z (_logit_upper_bound) can reach max - 1, which also flags
+                             the candidate key blocks (some z > max - 1, the bracket's low end); then
+                             Halley-bisection passes (threshold.py) over the candidates only, until
+                             every row converged. The last pass writes, per (query block,
                              key block), whether any u > 0 there (BLOCK_MASK, int8 [S * H, NQB, NKB]:
                              1 kept; 0 or -1, a candidate without support, skipped), and tau, S0 and
                              passes per row.
