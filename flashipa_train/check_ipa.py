@@ -18,7 +18,7 @@ import torch
 from flashipa_train.data.preprocess import find_structure_files
 from flashipa_train.geometry import frames_from_backbone, uniform_so3
 from flashipa_train.largest_tensor import LargestTensor
-from kernels.reference import InvariantPointAttention, pair_bias_from_factors, pair_values_from_factors
+from flashipa_kernels.reference import InvariantPointAttention, pair_bias_from_factors, pair_values_from_factors
 
 
 def first_chain_backbone(path):

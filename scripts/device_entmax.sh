@@ -4,7 +4,7 @@
 # inputs, L = 2048 ... 65536, bf16, anchor dims). Each phase is its own process with its own time limit.
 # Usage (device `run`, repo root of the copied tree): bash scripts/device_entmax.sh
 # Writes under $OUT: summary.txt, logs.tar.gz, entmax.json, entmax.md, entmax.png (when matplotlib is there;
-# else render it back here: python -c "from kernels.entmax_ipa.benchmark import render_markdown as r; r('docs/benchmarks')").
+# else render it back here: python -c "from flashipa_kernels.entmax_ipa.benchmark import render_markdown as r; r('docs/benchmarks')").
 set -o pipefail
 # shellcheck source=scripts/device_env.sh
 source scripts/device_env.sh
@@ -20,7 +20,7 @@ timeout 150 python3 -m pytest -q -rs -p no:cacheprovider tests/test_entmax_kerne
 echo "entmax kernel tests on the GPU (rc $?): $(tail -1 "$LOGS/gpu_tests.log")" | tee -a "$SUMMARY"
 grep -E "^FAILED|Error" "$LOGS/gpu_tests.log" | head -5 | tee -a "$SUMMARY"
 
-timeout 400 python3 -m kernels.entmax_ipa.benchmark --lengths 2048 8192 32768 65536 --out "$OUT" \
+timeout 400 python3 -m flashipa_kernels.entmax_ipa.benchmark --lengths 2048 8192 32768 65536 --out "$OUT" \
   > "$LOGS/bench.log" 2>&1
 echo "benchmark (rc $?)" | tee -a "$SUMMARY"
 if [ ! -f "$OUT/entmax.json" ]; then  # a process that died: keep the rows it printed
@@ -29,7 +29,7 @@ import json, sys
 from pathlib import Path
 rows = [json.loads(l) for l in Path(sys.argv[1]).read_text().splitlines() if l.startswith("{")]
 Path(sys.argv[2], "entmax.json").write_text(json.dumps(dict(stamp="partial run (died or timed out)", rows=rows), indent=1))
-from kernels.entmax_ipa.benchmark import render_markdown
+from flashipa_kernels.entmax_ipa.benchmark import render_markdown
 render_markdown(sys.argv[2])
 PY
 fi

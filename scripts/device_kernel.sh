@@ -59,7 +59,7 @@ fi
 if has profile; then
   for b in $PROFILE_BACKENDS; do
     FLASHIPA_AUTOTUNE=${BENCH_AUTOTUNE:-1} timeout "$(limit "${PROFILE_SECONDS:-120}")" \
-      python3 -m kernels.flash_ipa.benchmark --backends "$b" --lengths 8192 --modes fwd \
+      python3 -m flashipa_kernels.flash_ipa.benchmark --backends "$b" --lengths 8192 --modes fwd \
       --repeat 3 --profile 8192 32768 --out "$LOGS" --name "profile_$b" > "$LOGS/profile_$b.log" 2>&1
     echo "profile $b (rc $?)" | tee -a "$SUMMARY"
     cat "$LOGS/profile_${b}_kernels.md" 2>/dev/null | grep "^- " | tee -a "$SUMMARY"
@@ -84,14 +84,14 @@ if has bench; then
   for b in $BACKENDS; do
     seconds_var="BENCH_SECONDS_$b"
     FLASHIPA_AUTOTUNE=${BENCH_AUTOTUNE:-1} timeout "$(limit "${!seconds_var:-${BENCH_SECONDS:-100}}")" \
-      python3 -m kernels.flash_ipa.benchmark --backends "$b" --lengths $LENGTHS \
+      python3 -m flashipa_kernels.flash_ipa.benchmark --backends "$b" --lengths $LENGTHS \
       --flex-lengths ${FLEX_LENGTHS:-8192 32768} --out "$LOGS" --name "attention_$b" > "$LOGS/attention_$b.log" 2>&1
     echo "bench $b: rc $?" | tee -a "$SUMMARY"
   done
   python3 - "$LOGS" "$OUT" <<'PY' 2>&1 | tee -a "$SUMMARY"
 import json, sys
 from pathlib import Path
-from kernels.flash_ipa import benchmark
+from flashipa_kernels.flash_ipa import benchmark
 logs, out = Path(sys.argv[1]), Path(sys.argv[2])
 rows, stamp = [], None
 for b in ("flashipa", "sdpa", "sdpa_fa2", "flex"):

@@ -14,9 +14,9 @@ import argparse
 import torch
 import triton
 
-from kernels.flash_ipa import flash_ipa_attention, launch
-from kernels.flash_ipa.benchmark import ANCHOR
-from kernels.flash_ipa.testing import random_ipa_inputs
+from flashipa_kernels.flash_ipa import flash_ipa_attention, launch
+from flashipa_kernels.flash_ipa.benchmark import ANCHOR
+from flashipa_kernels.flash_ipa.testing import random_ipa_inputs
 
 AUTOTUNED = {"fwd": launch._fwd, "dk": launch._dk, "dv": launch._dv, "dq": launch._dq}
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import torch
 
-from kernels.flash_ipa import flash_ipa_attention, fp8, launch
-from kernels.flash_ipa.attention import token_major
-from kernels.flash_ipa.benchmark import ANCHOR, _stamp, time_ms
-from kernels.flash_ipa.testing import random_ipa_inputs, relative_error
-from kernels.reference.factorized_attention import ipa_attention_core
+from flashipa_kernels.flash_ipa import flash_ipa_attention, fp8, launch
+from flashipa_kernels.flash_ipa.attention import token_major
+from flashipa_kernels.flash_ipa.benchmark import ANCHOR, _stamp, time_ms
+from flashipa_kernels.flash_ipa.testing import random_ipa_inputs, relative_error
+from flashipa_kernels.reference.factorized_attention import ipa_attention_core
 
 OUTPUTS = ("o", "o_pts", "o_pair")
 KERNELS = {

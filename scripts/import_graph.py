@@ -1,6 +1,6 @@
 """Print the import graph between the project's subpackages and any cycle in it.
 
-A node is a subpackage one level below a top-level package (`flashipa_train.train`, `kernels.flash_ipa`);
+A node is a subpackage one level below a top-level package (`flashipa_train.train`, `flashipa_kernels.flash_ipa`);
 modules directly in a top-level package count as that package (`flashipa_train` for check_ipa.py).
 Every import statement counts, also the ones inside functions: a lazy import is still a dependency.
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 # the folder on disk -> its import name
-TOP_LEVEL = {"flashipa_train": "flashipa_train", "kernels": "kernels"}
+TOP_LEVEL = {"flashipa_train": "flashipa_train", "kernels": "flashipa_kernels"}
 
 
 def node_of(module: str, import_names: set[str]) -> str | None:

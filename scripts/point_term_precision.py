@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from kernels.flash_ipa.point_probe import exact_squared_distances, kernel_squared_distances
+from flashipa_kernels.flash_ipa.point_probe import exact_squared_distances, kernel_squared_distances
 
 PW = 0.05  # any weight: the errors are in squared point units
 

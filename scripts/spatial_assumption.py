@@ -32,7 +32,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import spatial_chains as sc  # noqa: E402
 
-from kernels.reference.factorized_attention import W_L  # noqa: E402
+from flashipa_kernels.reference.factorized_attention import W_L  # noqa: E402
 
 RADII = [6, 8, 10, 12, 15, 20, 25, 30, 40, 60]  # Angstrom
 KS = [8, 16, 32, 64, 128, 256]

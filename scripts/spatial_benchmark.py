@@ -29,8 +29,8 @@ from pathlib import Path
 import torch
 
 from flashipa_train.model.cell_list import spatial_neighbour_lists
-from kernels.flash_ipa.testing import IPADims, random_ipa_inputs
-from kernels.spatial_ipa.ipa import spatial_ipa_attention
+from flashipa_kernels.flash_ipa.testing import IPADims, random_ipa_inputs
+from flashipa_kernels.spatial_ipa.ipa import spatial_ipa_attention
 
 ANCHOR = IPADims(heads=8, c=128, c_v=128, p_q=8, p_v=12, r_bias=26, r_pair=2, c_z=32)
 TINY = IPADims(heads=2, c=8, c_v=8, p_q=2, p_v=2, r_bias=2, r_pair=1, c_z=4)
@@ -131,7 +131,7 @@ def bench_length(L, dims, dtype, device, args, generator):
         row["spatial_ms"] = time_ms(_fwd_bwd(spatial, inputs), args.warmup, args.repeat)
         row["spatial_mib"] = peak_mib(_fwd_bwd(spatial, inputs))
         if L <= args.flash_max_length:
-            from kernels.flash_ipa import flash_ipa_attention
+            from flashipa_kernels.flash_ipa import flash_ipa_attention
 
             def flash(x):
                 return flash_ipa_attention(*x)
@@ -140,7 +140,7 @@ def bench_length(L, dims, dtype, device, args, generator):
             row["flash_mib"] = peak_mib(_fwd_bwd(flash, inputs))
             row["speedup"] = row["flash_ms"] / row["spatial_ms"]
         if L <= args.error_max_length:
-            from kernels.flash_ipa import flash_ipa_attention
+            from flashipa_kernels.flash_ipa import flash_ipa_attention
 
             with torch.no_grad():
                 f32 = [x.detach().float() for x in inputs]

@@ -28,10 +28,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import spatial_chains as sc  # noqa: E402
 
 from flashipa_train.model.cell_list import spatial_neighbour_lists  # noqa: E402
-from kernels.spatial_ipa.error_bound import dropped_mass_bound, output_error_bound  # noqa: E402
-from kernels.spatial_ipa.far_field import cell_aggregates, far_field_attention, merge  # noqa: E402
-from kernels.spatial_ipa.ipa import spatial_operands  # noqa: E402
-from kernels.spatial_ipa.reference import neighbour_attention_reference  # noqa: E402
+from flashipa_kernels.spatial_ipa.error_bound import dropped_mass_bound, output_error_bound  # noqa: E402
+from flashipa_kernels.spatial_ipa.far_field import cell_aggregates, far_field_attention, merge  # noqa: E402
+from flashipa_kernels.spatial_ipa.ipa import spatial_operands  # noqa: E402
+from flashipa_kernels.spatial_ipa.reference import neighbour_attention_reference  # noqa: E402
 
 SETTINGS = [dict(k=32, radius=1.2), dict(k=64, radius=1.6), dict(k=128, radius=2.0), dict(k=256, radius=2.5)]
 WINDOW = 8

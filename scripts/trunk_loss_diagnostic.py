@@ -40,7 +40,7 @@ def _value(text):
 
 
 def _dense_attention_without(part):
-    from kernels.reference import dense_ipa_attention
+    from flashipa_kernels.reference import dense_ipa_attention
 
     def attention(q, k, v, q_pts, k_pts, v_pts, pair_bias, pair_values, point_weights, mask):
         if part == "bias":

@@ -8,9 +8,9 @@ chain tests scale their length with the tiles (64 x 32 on the GPU), so that bloc
 import pytest
 import torch
 
-from kernels.entmax_ipa import dense_entmax_ipa_attention, entmax_ipa_attention, entmax_ipa_threshold_stats
-from kernels.entmax_ipa.launch import BLOCKS
-from kernels.flash_ipa.testing import INPUT_NAMES, IPADims, random_ipa_inputs, relative_error
+from flashipa_kernels.entmax_ipa import dense_entmax_ipa_attention, entmax_ipa_attention, entmax_ipa_threshold_stats
+from flashipa_kernels.entmax_ipa.launch import BLOCKS
+from flashipa_kernels.flash_ipa.testing import INPUT_NAMES, IPADims, random_ipa_inputs, relative_error
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 ODD_DIMS = IPADims(heads=2, c=5, c_v=7, p_q=3, p_v=5, r_bias=2, r_pair=3, c_z=6)

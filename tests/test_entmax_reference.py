@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from kernels.entmax_ipa import dense_entmax_ipa_attention, tiled_entmax_ipa_attention
-from kernels.entmax_ipa.reference_dense import entmax_bisect
-from kernels.entmax_ipa.reference_tiled import tile_threshold
-from kernels.flash_ipa.testing import IPADims, random_ipa_inputs, relative_error
-from kernels.reference.factorized_attention import ipa_attention_core, ipa_attention_features
+from flashipa_kernels.entmax_ipa import dense_entmax_ipa_attention, tiled_entmax_ipa_attention
+from flashipa_kernels.entmax_ipa.reference_dense import entmax_bisect
+from flashipa_kernels.entmax_ipa.reference_tiled import tile_threshold
+from flashipa_kernels.flash_ipa.testing import IPADims, random_ipa_inputs, relative_error
+from flashipa_kernels.reference.factorized_attention import ipa_attention_core, ipa_attention_features
 
 ODD_DIMS = IPADims(heads=3, c=5, c_v=7, p_q=3, p_v=5, r_bias=2, r_pair=3, c_z=6)
 TINY_DIMS = IPADims(heads=2, c=3, c_v=2, p_q=2, p_v=2, r_bias=1, r_pair=1, c_z=2)

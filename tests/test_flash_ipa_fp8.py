@@ -4,11 +4,11 @@ arithmetic against the float64 reference (CPU), and the e4m3 kernel itself (mark
 import pytest
 import torch
 
-from kernels.flash_ipa import flash_ipa_attention
-from kernels.flash_ipa import fp8
-from kernels.flash_ipa.benchmark import ANCHOR
-from kernels.flash_ipa.testing import IPADims, random_ipa_inputs, relative_error
-from kernels.reference.factorized_attention import ipa_attention_core
+from flashipa_kernels.flash_ipa import flash_ipa_attention
+from flashipa_kernels.flash_ipa import fp8
+from flashipa_kernels.flash_ipa.benchmark import ANCHOR
+from flashipa_kernels.flash_ipa.testing import IPADims, random_ipa_inputs, relative_error
+from flashipa_kernels.reference.factorized_attention import ipa_attention_core
 
 SMALL = IPADims(heads=2, c=32, c_v=16, p_q=4, p_v=4, r_bias=2, r_pair=2, c_z=8)
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # the CPU runs the kernel in Triton's interpreter

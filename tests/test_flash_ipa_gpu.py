@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from kernels.flash_ipa import flash_ipa_attention
-from kernels.flash_ipa.benchmark import ANCHOR
-from kernels.flash_ipa.testing import INPUT_NAMES, random_ipa_inputs, relative_error
-from kernels.reference.factorized_attention import ipa_attention_core
+from flashipa_kernels.flash_ipa import flash_ipa_attention
+from flashipa_kernels.flash_ipa.benchmark import ANCHOR
+from flashipa_kernels.flash_ipa.testing import INPUT_NAMES, random_ipa_inputs, relative_error
+from flashipa_kernels.reference.factorized_attention import ipa_attention_core
 
 pytestmark = pytest.mark.gpu
 

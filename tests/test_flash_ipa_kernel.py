@@ -7,15 +7,15 @@ feature dim of the kernel is padded in registers only.
 import pytest
 import torch
 
-from kernels.flash_ipa import flash_ipa_attention
-from kernels.flash_ipa.testing import (
+from flashipa_kernels.flash_ipa import flash_ipa_attention
+from flashipa_kernels.flash_ipa.testing import (
     INPUT_NAMES,
     IPADims,
     random_ipa_inputs,
     reference_outputs_and_grads,
     relative_error,
 )
-from kernels.reference.factorized_attention import ipa_attention_core
+from flashipa_kernels.reference.factorized_attention import ipa_attention_core
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 ODD_DIMS = IPADims(heads=3, c=5, c_v=7, p_q=3, p_v=5, r_bias=2, r_pair=3, c_z=6)
@@ -163,7 +163,7 @@ def test_unsupported_dtype_error_names_the_input():
 
 def test_custom_op_passes_torch_library_opcheck():
     """Schema, fake (meta) implementation and autograd registration agree with the real kernel."""
-    from kernels.flash_ipa import op
+    from flashipa_kernels.flash_ipa import op
 
     torch.manual_seed(9)
     B, L = 1, 16
@@ -179,7 +179,7 @@ def test_custom_op_passes_torch_library_opcheck():
 
 
 def test_sequence_centres_are_mean_real_key_points_per_sequence():
-    from kernels.flash_ipa.launch import sequence_centres
+    from flashipa_kernels.flash_ipa.launch import sequence_centres
 
     torch.manual_seed(10)
     k_pts = torch.randn(9, 2, 3, 3, dtype=torch.float64) + 500.0  # [T, H, P_q, 3]
@@ -238,7 +238,7 @@ def test_bf16_point_term_keeps_squared_distances_on_a_256_residue_crop():
     distances between backbone atoms of a real 256-residue crop within 0.02 A^2 (median) of the exact
     ones with bf16 dots. One bf16 (or fp16) rounding of the centred points gave 0.2 A^2 (v5 kernel:
     0.21 median, 1.9 max on these pairs), the bf16 features of the sdpa backend about 2 A^2."""
-    from kernels.flash_ipa.point_probe import exact_squared_distances, kernel_squared_distances
+    from flashipa_kernels.flash_ipa.point_probe import exact_squared_distances, kernel_squared_distances
 
     backbone = _crop_backbone("data/7gsa.cif.gz").to(DEVICE)  # [256, 4, 3] A
     keys = torch.arange(0, 256, 64, device=DEVICE)  # 4 keys x 256 queries (interpreter time)

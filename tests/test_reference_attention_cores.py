@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from kernels.reference import (
+from flashipa_kernels.reference import (
     dense_ipa_attention,
     factorized_ipa_attention,
     pair_bias_from_factors,

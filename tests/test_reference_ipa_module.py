@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kernels.reference import InvariantPointAttention, pair_bias_from_factors, pair_values_from_factors
+from flashipa_kernels.reference import InvariantPointAttention, pair_bias_from_factors, pair_values_from_factors
 
 B, C_S, C_Z, C_HIDDEN, H, P_Q, P_V = 2, 16, 6, 5, 3, 3, 2
 TOLERANCE = {torch.float64: 1e-10, torch.float32: 1e-5}

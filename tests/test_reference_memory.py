@@ -3,7 +3,7 @@
 import torch
 
 from flashipa_train.largest_tensor import LargestTensor
-from kernels.reference import InvariantPointAttention
+from flashipa_kernels.reference import InvariantPointAttention
 
 L = 4096
 

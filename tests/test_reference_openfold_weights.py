@@ -2,7 +2,7 @@
 
 import torch
 
-from kernels.reference import InvariantPointAttention
+from flashipa_kernels.reference import InvariantPointAttention
 
 
 def openfold_ipa_state_dict_shapes(c_s, c_z, c_hidden, no_heads, no_qk_points, no_v_points):

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from flashipa_train.geometry import Rigid
 from flashipa_train.model.pair_factors import PairFactors
 from flashipa_train.model.precision import geometry_precision
-from kernels.reference import dense_ipa_attention, factorized_ipa_attention
+from flashipa_kernels.reference import dense_ipa_attention, factorized_ipa_attention
 
 
 def _points(x, num_heads):
@@ -119,7 +119,7 @@ class FactorizedIPA(IPAProjections):
             rigids:      [B, L] frames of the queries (nm)
             factors:     pair factors, pair_q/pair_k with c_pair channels
             res_mask:    [B, L] bool
-            backend:     "torch", "sdpa" or "triton" (see kernels.reference.ipa_attention_core)
+            backend:     "torch", "sdpa" or "triton" (see flashipa_kernels.reference.ipa_attention_core)
             keys_values: optional dict from `keys_values` computed elsewhere (InAttention)
             all_real:    the caller knows res_mask is all True: attention runs without a mask (the
                          sdpa backend would otherwise check on the host, a device sync per call)

@@ -108,7 +108,7 @@ class SyncProbe(pl.Callback):
 def _short(filename: str) -> str:
     """A path from the package folder on (site-packages/torch/... -> torch/...)."""
     parts = Path(filename).parts
-    for root in ("flashipa_train", "kernels", "pytorch_lightning", "lightning_fabric", "torch"):
+    for root in ("flashipa_train", "flashipa_kernels", "kernels", "pytorch_lightning", "lightning_fabric", "torch"):
         if root in parts:
             return "/".join(parts[parts.index(root):])
     return Path(filename).name

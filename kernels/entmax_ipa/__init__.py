@@ -7,9 +7,9 @@
   launch.py           host launchers; attention.py the public entry points
 """
 
-from kernels.entmax_ipa.attention import entmax_ipa_attention, entmax_ipa_threshold_stats
-from kernels.entmax_ipa.reference_dense import dense_entmax_ipa_attention
-from kernels.entmax_ipa.reference_tiled import tiled_entmax_ipa_attention
+from flashipa_kernels.entmax_ipa.attention import entmax_ipa_attention, entmax_ipa_threshold_stats
+from flashipa_kernels.entmax_ipa.reference_dense import dense_entmax_ipa_attention
+from flashipa_kernels.entmax_ipa.reference_tiled import tiled_entmax_ipa_attention
 
 __all__ = ["dense_entmax_ipa_attention", "entmax_ipa_attention", "entmax_ipa_threshold_stats",
            "tiled_entmax_ipa_attention"]

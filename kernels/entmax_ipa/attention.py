@@ -5,9 +5,9 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from kernels.entmax_ipa import launch
-from kernels.entmax_ipa.packing import dims, point_operands, sequence_centres
-from kernels.flash_ipa.attention import token_major
+from flashipa_kernels.entmax_ipa import launch
+from flashipa_kernels.entmax_ipa.packing import dims, point_operands, sequence_centres
+from flashipa_kernels.flash_ipa.attention import token_major
 
 SUPPORTED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
@@ -76,7 +76,7 @@ def entmax_ipa_attention(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """IPA attention with alpha-entmax weights (exactly zero outside a data-dependent support), in Triton.
 
-    The logits are those of `kernels.flash_ipa.flash_ipa_attention` (same arguments, masks and varlen
+    The logits are those of `flashipa_kernels.flash_ipa.flash_ipa_attention` (same arguments, masks and varlen
     packing); the weights are p_ij = [(alpha_h - 1) s_ij - tau_i]_+^(1 / (alpha_h - 1)) with tau_i such
     that they sum to 1. Key blocks without a nonzero weight are skipped in the forward and backward.
 

@@ -1,6 +1,6 @@
 """Time alpha-entmax IPA against the softmax FlashIPA kernel and SDPA on a CUDA GPU; render entmax.md.
 
-    python -m kernels.entmax_ipa.benchmark --lengths 2048 8192 32768 65536 --out docs/benchmarks
+    python -m flashipa_kernels.entmax_ipa.benchmark --lengths 2048 8192 32768 65536 --out docs/benchmarks
 
 Inputs (`random_ipa_inputs` at the anchor dims, bf16, B = 1) in two regimes:
   random  points N(0, 3^2) per coordinate: tiny supports at random places, so almost every key
@@ -22,8 +22,8 @@ from pathlib import Path
 
 import torch
 
-from kernels.flash_ipa.benchmark import time_ms
-from kernels.flash_ipa.testing import IPADims, random_ipa_inputs
+from flashipa_kernels.flash_ipa.benchmark import time_ms
+from flashipa_kernels.flash_ipa.testing import IPADims, random_ipa_inputs
 
 ANCHOR = IPADims(heads=8, c=128, c_v=128, p_q=8, p_v=12, r_bias=2, r_pair=2, c_z=32)  # flash_ipa's example dims
 ALPHA = 1.5
@@ -50,9 +50,9 @@ def _inputs(regime, L, dims, dtype):
 
 
 def _backends():
-    from kernels.entmax_ipa import entmax_ipa_attention
-    from kernels.flash_ipa import flash_ipa_attention
-    from kernels.reference.factorized_attention import ipa_attention_core
+    from flashipa_kernels.entmax_ipa import entmax_ipa_attention
+    from flashipa_kernels.flash_ipa import flash_ipa_attention
+    from flashipa_kernels.reference.factorized_attention import ipa_attention_core
 
     alpha = torch.full((ANCHOR.heads,), ALPHA, device=DEVICE)
     return {
@@ -103,7 +103,7 @@ def bench_one(name, fn, regime, L, dtype, mode):
         row["ms"] = _time_ms(run, 2, repeat)
         row["peak_mib"] = _peak_mib(run)
         if name == "entmax" and mode == "fwd":
-            from kernels.entmax_ipa import entmax_ipa_threshold_stats
+            from flashipa_kernels.entmax_ipa import entmax_ipa_threshold_stats
 
             stats = entmax_ipa_threshold_stats(*inputs, ALPHA)
             row["skipped_blocks"] = 1.0 - stats["block_mask"].float().mean().item()

@@ -1,6 +1,6 @@
 """Host side of the alpha-entmax IPA kernels: block sizes, the threshold pass and the launchers.
 
-Operands are packed exactly as for the softmax kernel (`kernels.flash_ipa.launch`: dims, sequence
+Operands are packed exactly as for the softmax kernel (`flashipa_kernels.flash_ipa.launch`: dims, sequence
 centres, centred point-bias operands); all tensors token-major ([T, H, ...], pair_k [T, R, C_z]).
 """
 
@@ -10,9 +10,9 @@ import os
 import torch
 import triton
 
-from kernels.entmax_ipa import triton_kernels as tk
-from kernels.entmax_ipa.packing import dims, point_operands, sequence_centres
-from kernels.flash_ipa.launch import W_L
+from flashipa_kernels.entmax_ipa import triton_kernels as tk
+from flashipa_kernels.entmax_ipa.packing import dims, point_operands, sequence_centres
+from flashipa_kernels.flash_ipa.launch import W_L
 
 INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"
 # One (BLOCK_M, BLOCK_N, num_warps) for all kernels of a call: the block mask of the threshold pass is

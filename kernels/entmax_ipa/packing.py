@@ -7,8 +7,8 @@ power-of-two widths (kernels/flash_ipa/launch.py), which the entmax kernels do n
 
 import torch
 
-from kernels.flash_ipa.launch import W_L
-from kernels.flash_ipa.launch import sequence_centres as _sequence_centres
+from flashipa_kernels.flash_ipa.launch import W_L
+from flashipa_kernels.flash_ipa.launch import sequence_centres as _sequence_centres
 
 
 def _pad(dim):

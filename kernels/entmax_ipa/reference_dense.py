@@ -12,8 +12,8 @@ entmax Jacobian (Peters et al. 2019; Correia et al. 2019 for alpha), checked by 
 
 import torch
 
-from kernels.entmax_ipa.threshold import threshold_bracket
-from kernels.reference.factorized_attention import ipa_attention_features, split_attention_output
+from flashipa_kernels.entmax_ipa.threshold import threshold_bracket
+from flashipa_kernels.reference.factorized_attention import ipa_attention_features, split_attention_output
 
 
 class EntmaxBisect(torch.autograd.Function):

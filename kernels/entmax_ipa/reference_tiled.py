@@ -12,8 +12,8 @@ FlashAttention's structure with the softmax replaced by alpha-entmax (see thresh
 
 import torch
 
-from kernels.entmax_ipa.threshold import HALLEY, power_sums, solve_threshold, threshold_bracket
-from kernels.reference.factorized_attention import ipa_attention_features, split_attention_output
+from flashipa_kernels.entmax_ipa.threshold import HALLEY, power_sums, solve_threshold, threshold_bracket
+from flashipa_kernels.reference.factorized_attention import ipa_attention_features, split_attention_output
 
 
 def _logits(qi, k, key_bias, ks, tile):

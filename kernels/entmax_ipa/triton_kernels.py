@@ -1,7 +1,7 @@
 """alpha-entmax IPA Triton kernels: threshold pass, forward, dK/dV and dQ, with key-block skipping.
 
 Same token-major layout and point-bias operands as the softmax FlashIPA kernels (built by
-`kernels.entmax_ipa.packing.point_operands`; see kernels/flash_ipa/triton_kernels.py): per token and head
+`flashipa_kernels.entmax_ipa.packing.point_operands`; see kernels/flash_ipa/triton_kernels.py): per token and head
 
     q, k [T, H, C], v [T, H, CV], pair_k [T, RZ], qpb, kpb [T, H, PB], vpc [T, H, PV3]
 

@@ -1,5 +1,5 @@
 """FlashIPA: fused forward and backward Invariant Point Attention in Triton (O(L) memory)."""
 
-from kernels.flash_ipa.attention import flash_ipa_attention
+from flashipa_kernels.flash_ipa.attention import flash_ipa_attention
 
 __all__ = ["flash_ipa_attention"]

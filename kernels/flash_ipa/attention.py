@@ -5,7 +5,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from kernels.flash_ipa import op
+from flashipa_kernels.flash_ipa import op
 
 SUPPORTED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
@@ -58,7 +58,7 @@ def flash_ipa_attention(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """IPA attention over per-residue features with the fused FlashIPA Triton kernel.
 
-    Same function as `kernels.reference.factorized_attention.ipa_attention_core` (its "triton"
+    Same function as `flashipa_kernels.reference.factorized_attention.ipa_attention_core` (its "triton"
     backend calls this), with memory O(L) in forward and backward.
 
     Args:

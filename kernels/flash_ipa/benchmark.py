@@ -1,7 +1,7 @@
 """`flashipa-bench`: time IPA attention forward and forward+backward on a CUDA GPU.
 
-Backends, all on the same per-residue features (`kernels.flash_ipa.testing.random_ipa_inputs`):
-  dense     the O(L^2) reference (`kernels.reference.dense_attention`), pair tensors materialised
+Backends, all on the same per-residue features (`flashipa_kernels.flash_ipa.testing.random_ipa_inputs`):
+  dense     the O(L^2) reference (`flashipa_kernels.reference.dense_attention`), pair tensors materialised
   sdpa      flash_ipa's method: concatenated features zero-padded to one head dim, pair values
             copied per head, torch's scaled_dot_product_attention with torch's own choice of
             kernel: on the H200 (torch 2.11) cuDNN's Hopper attention, not FlashAttention-2
@@ -28,8 +28,8 @@ from pathlib import Path
 
 import torch
 
-from kernels.flash_ipa.testing import IPADims, random_ipa_inputs
-from kernels.reference.factorized_attention import ipa_attention_core, ipa_attention_features
+from flashipa_kernels.flash_ipa.testing import IPADims, random_ipa_inputs
+from flashipa_kernels.reference.factorized_attention import ipa_attention_core, ipa_attention_features
 
 # the anchor model's dims (flash_ipa's example): per head 128 scalar q/k/v channels, 8 query/key
 # points, 12 value points, pair-factor rank 2 with 32 pair-value channels
@@ -55,8 +55,8 @@ def _sdpa_fa2(inputs):
 
 
 def _dense(inputs):
-    from kernels.reference.dense_attention import dense_ipa_attention
-    from kernels.reference.factorized_attention import pair_bias_from_factors, pair_values_from_factors
+    from flashipa_kernels.reference.dense_attention import dense_ipa_attention
+    from flashipa_kernels.reference.factorized_attention import pair_bias_from_factors, pair_values_from_factors
 
     q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, pw = inputs
     pair_q = pair_k  # any [B, L, R, C_z] factor: only the cost matters here

@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 import triton
 
-from kernels.flash_ipa import launch
-from kernels.flash_ipa.attention import token_major
+from flashipa_kernels.flash_ipa import launch
+from flashipa_kernels.flash_ipa.attention import token_major
 
 FP8 = torch.float8_e4m3fn
 E4M3_MAX = 448.0
@@ -132,7 +132,7 @@ _kernel = None
 def _fwd_kernel():
     global _kernel
     if _kernel is None:  # fp8_kernel imports triton.language names only present with fp8 support
-        from kernels.flash_ipa import fp8_kernel
+        from flashipa_kernels.flash_ipa import fp8_kernel
 
         _kernel = triton.autotune(_configs(), key=["C_PAD", "CV", "PBW", "PV3", "RZ", "DV", "SPLIT", "L_BUCKET"])(
             fp8_kernel._ipa_fwd_fp8_kernel)

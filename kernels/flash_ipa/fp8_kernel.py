@@ -26,7 +26,7 @@ sums), and `fp8.emulate` reproduces it.
 import triton
 import triton.language as tl
 
-from kernels.flash_ipa.triton_kernels import _load_row, _load_tile, _sequence_bounds
+from flashipa_kernels.flash_ipa.triton_kernels import _load_row, _load_tile, _sequence_bounds
 
 P_SHIFT = tl.constexpr(8.0)  # log2 of the probabilities' scale in e4m3
 

@@ -10,8 +10,8 @@ import os
 import torch
 import triton
 
-from kernels.flash_ipa import prep_kernel
-from kernels.flash_ipa import triton_kernels as tk
+from flashipa_kernels.flash_ipa import prep_kernel
+from flashipa_kernels.flash_ipa import triton_kernels as tk
 
 W_L = math.sqrt(1.0 / 3.0)  # AlphaFold2's weight for the three logit terms
 INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"
@@ -63,7 +63,7 @@ _KEYS = ["C", "CV", "P3", "RB", "PV3", "RZ", "PRECISION", "SPLIT", "UPCAST", "L_
 # (BLOCK_M, BLOCK_N, num_stages), 8 warps; the first of each list is the untuned default. Row tiles of
 # 128 (rule above): 128 queries x 64 or 32 keys in the forward and dQ, 128 keys x 64 or 32 queries in
 # dK and dV. Only configs that ptxas compiles for sm_90 at the anchor dims in bf16 without spills and
-# within 227 KB of shared memory (`python -m kernels.flash_ipa.resource_report`, Triton 3.6; table in
+# within 227 KB of shared memory (`python -m flashipa_kernels.flash_ipa.resource_report`, Triton 3.6; table in
 # docs/kernel_notes.md): fwd (128, 64, 2) spills 8 B, dQ (128, 64) 120-144 B, dV (64, 128) 16-24 B;
 # dK (64, 128, 3) and dQ (128, 64, 3) need 287 KB.
 _FWD_CONFIGS = _configs([(128, 64, 3), (128, 32, 2), (128, 32, 3)], rows_first=True)

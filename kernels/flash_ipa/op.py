@@ -10,7 +10,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from kernels.flash_ipa import launch
+from flashipa_kernels.flash_ipa import launch
 
 
 @torch.library.custom_op("flashipa::attention_fwd", mutates_args=())

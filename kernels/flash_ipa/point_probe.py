@@ -16,7 +16,7 @@ import math
 
 import torch
 
-from kernels.flash_ipa import op
+from flashipa_kernels.flash_ipa import op
 
 PROBE_BIAS = -8192.0  # 2^13: exact in bf16 and fp16, and far below any point term
 

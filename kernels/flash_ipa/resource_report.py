@@ -2,7 +2,7 @@
 config, shared memory, registers, spill stack, the count of Hopper matrix instructions and the warp
 layouts of its matrix products.
 
-    PYTHONPATH=. python -m kernels.flash_ipa.resource_report 128,32,8,2 32,128,8,2
+    PYTHONPATH=. python -m flashipa_kernels.flash_ipa.resource_report 128,32,8,2 32,128,8,2
 
 Reads ptxas's verdict through the cuobjdump bundled with Triton. Anchor-model dims, bf16 (points
 split hi + lo), pointers 16-byte aligned (as Triton specializes torch allocations). `rows ok` checks the
@@ -21,7 +21,7 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-from kernels.flash_ipa import triton_kernels as tk
+from flashipa_kernels.flash_ipa import triton_kernels as tk
 
 ANCHOR_DIMS = dict(C=128, C_PAD=128, CV=128, CV_PAD=128, P3=24, RB=2, PBW=32, PV3=36, PVW=64,
                    RZ=64, RZ_PAD=64)

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 import torch
 
-from kernels.reference.factorized_attention import ipa_attention_core
+from flashipa_kernels.reference.factorized_attention import ipa_attention_core
 
 INPUT_NAMES = ("q", "k", "v", "q_pts", "k_pts", "v_pts", "bias_q", "bias_k", "pair_k", "point_weights")
 

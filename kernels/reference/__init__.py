@@ -1,12 +1,12 @@
-from kernels.reference.dense_attention import dense_ipa_attention
-from kernels.reference.factorized_attention import (
+from flashipa_kernels.reference.dense_attention import dense_ipa_attention
+from flashipa_kernels.reference.factorized_attention import (
     factorized_ipa_attention,
     ipa_attention_core,
     ipa_attention_features,
     pair_bias_from_factors,
     pair_values_from_factors,
 )
-from kernels.reference.ipa_module import InvariantPointAttention
+from flashipa_kernels.reference.ipa_module import InvariantPointAttention
 
 __all__ = [
     "InvariantPointAttention",

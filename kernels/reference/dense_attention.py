@@ -1,14 +1,14 @@
 """Dense IPA attention (AlphaFold2 Algorithm 22, lines 7-10), O(L^2): the exact reference.
 
 Takes a materialised pair bias b_hij and pair values z_ij; shapes and logit weights as in
-`kernels.reference.factorized_attention`, which computes the same function without L x L tensors.
+`flashipa_kernels.reference.factorized_attention`, which computes the same function without L x L tensors.
 """
 
 import math
 
 import torch
 
-from kernels.reference.factorized_attention import W_L
+from flashipa_kernels.reference.factorized_attention import W_L
 
 
 def dense_ipa_attention(

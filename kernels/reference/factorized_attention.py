@@ -28,7 +28,7 @@ Backends of the attention core (`ipa_attention_core`):
          on the H200 (torch 2.11) cuDNN's Hopper attention, faster than the FlashAttention-2 kernel
          that flash_ipa's own code forces. The in-project baseline that kernel benchmarks report
          against (both kernels: `flashipa-bench --backends sdpa sdpa_fa2`).
-  triton the FlashIPA Triton kernel (kernels.flash_ipa), when installed.
+  triton the FlashIPA Triton kernel (flashipa_kernels.flash_ipa), when installed.
 
 Masks: a key mask removes padded keys; outputs of padded queries are zero.
 """
@@ -189,13 +189,13 @@ def ipa_attention_core(
     """
     B, L = q.shape[:2]
     if backend == "triton":  # no mask: the kernel's unpadded path, no mask built or read
-        from kernels.flash_ipa import flash_ipa_attention
+        from flashipa_kernels.flash_ipa import flash_ipa_attention
 
         return flash_ipa_attention(
             q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_weights, mask=mask
         )
     if backend == "triton_fp8":  # forward only (sampling): e4m3 dots, kernels/flash_ipa/fp8.py
-        from kernels.flash_ipa.fp8 import flash_ipa_attention_fp8
+        from flashipa_kernels.flash_ipa.fp8 import flash_ipa_attention_fp8
 
         return flash_ipa_attention_fp8(
             q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_weights, mask=mask

@@ -20,8 +20,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from kernels.reference.dense_attention import dense_ipa_attention
-from kernels.reference.factorized_attention import factorized_ipa_attention
+from flashipa_kernels.reference.dense_attention import dense_ipa_attention
+from flashipa_kernels.reference.factorized_attention import factorized_ipa_attention
 
 
 def _points_from_linear(x, no_heads):

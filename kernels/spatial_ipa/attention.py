@@ -9,7 +9,7 @@ log-sum-exp as well (so that a far field can be merged with the near field by lo
 import torch
 import triton
 
-from kernels.spatial_ipa.triton_kernels import _bwd_kernel, _fwd_kernel
+from flashipa_kernels.spatial_ipa.triton_kernels import _bwd_kernel, _fwd_kernel
 
 BLOCK_K = 16  # key-list entries gathered per step
 SUPPORTED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)

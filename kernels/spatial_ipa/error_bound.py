@@ -24,7 +24,7 @@ Everything is computed from per-cell summaries: O(T x cells) in query chunks, fo
 
 import torch
 
-from kernels.spatial_ipa.far_field import box_distance, cell_summary_index
+from flashipa_kernels.spatial_ipa.far_field import box_distance, cell_summary_index
 
 QUERY_CHUNK = 256  # queries per chunk: chunk x H x cells x P bounds in memory
 

@@ -16,7 +16,7 @@ studies, not the O(L) path.
 
 import torch
 
-from kernels.spatial_ipa.grid import cell_coordinates, cell_keys
+from flashipa_kernels.spatial_ipa.grid import cell_coordinates, cell_keys
 
 QUERY_CHUNK = 2048
 

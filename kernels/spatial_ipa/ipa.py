@@ -14,9 +14,9 @@ import math
 
 import torch
 
-from kernels.reference.factorized_attention import W_L, split_attention_output
-from kernels.spatial_ipa.far_field import cell_aggregates, far_field_attention, merge
-from kernels.spatial_ipa.reference import neighbour_attention_reference
+from flashipa_kernels.reference.factorized_attention import W_L, split_attention_output
+from flashipa_kernels.spatial_ipa.far_field import cell_aggregates, far_field_attention, merge
+from flashipa_kernels.spatial_ipa.reference import neighbour_attention_reference
 
 
 def spatial_operands(q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_weights, res_mask):
@@ -53,7 +53,7 @@ def spatial_ipa_attention(q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, 
     qs, ks, qp, kp, pw, vf, centre = spatial_operands(q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k,
                                                       point_weights, res_mask)
     if backend == "triton":
-        from kernels.spatial_ipa.attention import neighbour_attention
+        from flashipa_kernels.spatial_ipa.attention import neighbour_attention
 
         o, lse = neighbour_attention(qs, ks, qp, kp, pw, vf, neighbours.index)
     elif backend == "torch":
