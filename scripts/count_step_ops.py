@@ -15,7 +15,7 @@ from hydra.utils import instantiate
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from flashipa_train.data.synthetic import synthetic_batch
-from flashipa_train.train.config import compose_train_config
+from flashipa_train.config import compose_train_config
 
 VIEWS = {"view", "_unsafe_view", "unsqueeze", "squeeze", "expand", "t", "transpose", "permute", "select", "slice",
          "detach", "split_with_sizes", "split", "alias", "as_strided", "unbind", "reshape"}

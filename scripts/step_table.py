@@ -20,7 +20,7 @@ from pathlib import Path
 
 from flashipa_train.scaling.sweep_point import run_scaling_point
 from flashipa_train.train.cli import train
-from flashipa_train.train.config import compose_train_config
+from flashipa_train.config import compose_train_config
 
 SDPA = "model.attention={name:flash_ipa,backend:sdpa}"
 TRITON = "model.attention={name:flash_ipa,backend:triton}"

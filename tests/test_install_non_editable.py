@@ -64,7 +64,7 @@ def test_wheel_carries_every_yaml_of_the_configs_folder(venv):
 def test_installed_commands_compose_their_configs_from_another_folder(venv, tmp_path):
     venv_dir, _ = venv
     env = _outside_env(tmp_path)
-    where = _run([str(venv_dir / "bin" / "python"), "-c", "import flashipa_train.train.config as c; print(c.CONFIG_DIR)"],
+    where = _run([str(venv_dir / "bin" / "python"), "-c", "import flashipa_train.config as c; print(c.CONFIG_DIR)"],
                  cwd=tmp_path, env=env).stdout.strip()
     assert where.startswith(str(venv_dir)), where  # the installed copy, not the checkout
     job = _run([str(venv_dir / "bin" / "flashipa-train"), "--cfg", "job"], cwd=tmp_path, env=env).stdout

@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 
 from flashipa_train.train.cli import train
 from flashipa_train.train.config_checks import ConfigError
-from flashipa_train.train.weights import CheckpointError
+from flashipa_train.checkpoint.weights import CheckpointError
 
 from test_train_pipeline import FOLDER_A, TINY_MODEL, _config, _folder, _train_steps
 
@@ -275,7 +275,7 @@ def test_the_train_command_prints_one_line_for_a_bad_value(tmp_path):
 
 
 def test_stored_config_schema_accepts_the_project_model_only():
-    from flashipa_train.train.stored_config import checked_model_config
+    from flashipa_train.checkpoint.stored_config import checked_model_config
 
     good = OmegaConf.to_container(OmegaConf.load(Path(__file__).resolve().parents[1] / "configs/model/flow_model.yaml"))
     good.pop("defaults")

@@ -13,7 +13,7 @@ from flashipa_train.scaling.max_length import search_max_length
 from flashipa_train.scaling.report import fitted_slope
 from flashipa_train.scaling.results import read_rows
 from flashipa_train.scaling.sweep_point import run_scaling_point
-from flashipa_train.train.config import compose_train_config
+from flashipa_train.config import compose_train_config
 from flashipa_train.train.nonfinite_guard import NonFiniteGuard, skips_on_device
 
 
@@ -162,7 +162,7 @@ def test_slurm_launcher_config_is_used_only_when_selected():
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     from hydra import compose, initialize_config_dir
 
-    from flashipa_train.train.config import CONFIG_DIR
+    from flashipa_train.config import CONFIG_DIR
 
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         plain = compose(config_name="train", return_hydra_config=True)

@@ -4,7 +4,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from flashipa_train.train.cli import train
-from flashipa_train.train.config import compose_train_config
+from flashipa_train.config import compose_train_config
 
 OPTIONS = [
     [],

@@ -11,7 +11,7 @@ pytest.importorskip("wandb")
 pytest.importorskip("biotite")
 
 from flashipa_train.train.cli import train  # noqa: E402
-from flashipa_train.train.config import compose_train_config  # noqa: E402
+from flashipa_train.config import compose_train_config  # noqa: E402
 from test_validation_sampling import DATA, TINY  # noqa: E402
 from wandb_records import run_info, table_rows  # noqa: E402
 

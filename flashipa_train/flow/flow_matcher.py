@@ -6,7 +6,7 @@ import torch
 from flashipa_train.flow.interpolant import clean_frames, interpolate, mask_frames, rand, sample_prior
 from flashipa_train.flow.losses import backbone_atom_loss, local_distance_loss, rotation_vf_loss, translation_vf_loss
 from flashipa_train.geometry import centre, so3_geodesic_interpolate
-from flashipa_train.model.precision import geometry_dtype, geometry_precision
+from flashipa_train.geometry.precision import geometry_dtype, geometry_precision
 
 ROT_SCHEDULES = ("linear", "exp")
 _SELF_CONDITION_STREAM = 0x5C  # tags the self-conditioning coin's stream apart from the noise of the step

@@ -33,7 +33,7 @@ from flashipa_train.model.attention_inattention import InAttentionIPAAttention
 from flashipa_train.model.attention_spatial import SpatialIPAAttention
 from flashipa_train.model.embeddings import NodeEmbedder
 from flashipa_train.model.neighbours import NeighbourFeatures
-from flashipa_train.model.precision import geometry_dtype, geometry_precision
+from flashipa_train.geometry.precision import geometry_dtype, geometry_precision
 from flashipa_train.model.trunk_layers import BackboneUpdate, PsiHead, SequenceTransformer, Transition
 
 ANGSTROM_TO_NM = 0.1

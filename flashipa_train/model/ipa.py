@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from flashipa_train.geometry import Rigid
 from flashipa_train.model.pair_factors import PairFactors
-from flashipa_train.model.precision import geometry_precision
+from flashipa_train.geometry.precision import geometry_precision
 from flashipa_kernels.reference import dense_ipa_attention, factorized_ipa_attention
 
 

@@ -4,7 +4,7 @@ import torch
 import torch.nn as nn
 
 from flashipa_train.geometry import Rigid
-from flashipa_train.model.precision import geometry_precision
+from flashipa_train.geometry.precision import geometry_precision
 
 
 class Transition(nn.Module):

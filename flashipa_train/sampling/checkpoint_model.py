@@ -10,8 +10,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from flashipa_train.train.stored_config import flow_from_stored_config, model_from_stored_config
-from flashipa_train.train.weights import load_model_weights, read_checkpoint, run_config_from_checkpoint
+from flashipa_train.checkpoint.stored_config import flow_from_stored_config, model_from_stored_config
+from flashipa_train.checkpoint.weights import load_model_weights, read_checkpoint, run_config_from_checkpoint
 
 
 @dataclass

@@ -26,7 +26,7 @@ from flashipa_train.sampling.outputs import (
     write_rows_csv,
     write_structure_files,
 )
-from flashipa_train.train.config import CONFIG_DIR
+from flashipa_train.config import CONFIG_DIR
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from flashipa_train.train.ema import EMA
 from flashipa_train.train.lr_schedule import WarmupCosineLR
 from flashipa_train.train.module import FlowModule
 from flashipa_train.train.nonfinite_guard import NonFiniteGuard
-from flashipa_train.train.weights import load_model_weights, model_weights_from_checkpoint
+from flashipa_train.checkpoint.weights import load_model_weights, model_weights_from_checkpoint
 
 __all__ = [
     "AtomicCheckpointIO",

@@ -24,11 +24,11 @@ from flashipa_train.train.compile_choice import on_cuda, resolved_compile, use_c
 from flashipa_train.train.module import FlowModule
 from flashipa_train.train.samples import write_final_samples
 from flashipa_train.train.config_checks import ConfigError, check_train_config
-from flashipa_train.train.stored_config import checked_model_config
+from flashipa_train.checkpoint.stored_config import checked_model_config
 from flashipa_train.train.wandb_logger import finish_wandb_run, log_run_config
-from flashipa_train.train.weights import CheckpointError, load_model_weights, read_checkpoint, run_config_from_checkpoint
+from flashipa_train.checkpoint.weights import CheckpointError, load_model_weights, read_checkpoint, run_config_from_checkpoint
 
-from flashipa_train.train.config import CONFIG_DIR
+from flashipa_train.config import CONFIG_DIR
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from flashipa_train.train.stored_config import check_same_model
-from flashipa_train.train.weights import read_checkpoint, run_config_from_checkpoint
+from flashipa_train.checkpoint.stored_config import check_same_model
+from flashipa_train.checkpoint.weights import read_checkpoint, run_config_from_checkpoint
 
 
 class ConfigError(ValueError):

@@ -15,7 +15,7 @@ from typing import Any
 
 from flashipa_train.flow import FlowMatcher
 from flashipa_train.model import ATTENTION_VARIANTS, FlowModel
-from flashipa_train.train.weights import CheckpointError
+from flashipa_train.checkpoint.weights import CheckpointError
 
 MODEL_TARGETS = ("flashipa_train.model.FlowModel", "flashipa_train.model.flow_model.FlowModel")
 FLOW_TARGETS = ("flashipa_train.flow.FlowMatcher", "flashipa_train.flow.flow_matcher.FlowMatcher")
