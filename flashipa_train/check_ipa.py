@@ -93,7 +93,9 @@ def main(argv=None):
             print(f"{os.path.basename(path):<28} skipped: {error}")
             continue
         if backbone.shape[0] > args.max_length:
-            print(f"{os.path.basename(path):<28} skipped: chain {chain} has {backbone.shape[0]} residues > --max-length")
+            print(
+                f"{os.path.basename(path):<28} skipped: chain {chain} has {backbone.shape[0]} residues > --max-length"
+            )
             continue
         r = check_structure(backbone)
         worst = max(worst, r["dense_vs_torch"], r["dense_vs_sdpa"], r["invariance"])

@@ -9,7 +9,11 @@ from omegaconf import DictConfig, open_dict
 
 # A wheel carries configs/ as flashipa_train/configs (setup.py); a source checkout has it at the top.
 _PACKAGED_CONFIGS = Path(__file__).resolve().parent / "configs"
-CONFIG_DIR = _PACKAGED_CONFIGS if (_PACKAGED_CONFIGS / "train.yaml").is_file() else Path(__file__).resolve().parents[1] / "configs"
+CONFIG_DIR = (
+    _PACKAGED_CONFIGS
+    if (_PACKAGED_CONFIGS / "train.yaml").is_file()
+    else Path(__file__).resolve().parents[1] / "configs"
+)
 
 
 def compose_train_config(

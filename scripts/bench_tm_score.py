@@ -24,7 +24,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from flashipa_train.metrics import as_backbone, backbone_to_atom_array, iter_backbones  # noqa: E402
 
-tm = importlib.import_module("flashipa_train.metrics.tm_score")  # the module (the package exports a function of that name)
+tm = importlib.import_module(
+    "flashipa_train.metrics.tm_score"
+)  # the module (the package exports a function of that name)
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 FILES = ("5eil.pdb.gz", "7gsa.cif.gz", "1qys.pdb.gz", "2axd.bcif.gz", "1l2y.pdb.gz", "3zee.cif.gz", "1aki.pdb.gz")
@@ -65,7 +67,9 @@ def test_pairs(rng) -> list[tuple[str, str, np.ndarray, np.ndarray]]:
     pairs = []
     for chain in chains:
         for sigma in (0.5, 2.0, 4.0):
-            pairs.append((chain.name, f"noise {sigma} A", chain.atoms, chain.atoms + rng.normal(0, sigma, chain.atoms.shape)))
+            pairs.append(
+                (chain.name, f"noise {sigma} A", chain.atoms, chain.atoms + rng.normal(0, sigma, chain.atoms.shape))
+            )
         pairs.append((chain.name, "half rotated", chain.atoms, half_rotated(chain.atoms)))
     for a, b in zip(chains[:-1], chains[1:]):
         length = min(a.length, b.length)
@@ -92,26 +96,64 @@ def main(argv=None) -> None:
     for name, edit, a, b in test_pairs(np.random.default_rng(0)):
         ours, ours_ms = timed(tm.aligned_tm_score, a, b)
         theirs, theirs_ms = timed(biotite_aligned_tm_score, a, b)
-        rows.append({"pair": name, "edit": edit, "length": len(a), "dense_search": dense_search_tm_score(a, b),
-                     "ours": ours, "biotite": theirs, "ours_ms": ours_ms, "biotite_ms": theirs_ms})
-    lines = ["| pair | edit | L | dense search | ours | biotite | ours ms | biotite ms |", "|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['pair']} | {r['edit']} | {r['length']} | {r['dense_search']:.4f} | {r['ours']:.4f} | "
-              f"{r['biotite']:.4f} | {r['ours_ms']:.1f} | {r['biotite_ms']:.1f} |" for r in rows]
+        rows.append(
+            {
+                "pair": name,
+                "edit": edit,
+                "length": len(a),
+                "dense_search": dense_search_tm_score(a, b),
+                "ours": ours,
+                "biotite": theirs,
+                "ours_ms": ours_ms,
+                "biotite_ms": theirs_ms,
+            }
+        )
+    lines = [
+        "| pair | edit | L | dense search | ours | biotite | ours ms | biotite ms |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['pair']} | {r['edit']} | {r['length']} | {r['dense_search']:.4f} | {r['ours']:.4f} | "
+        f"{r['biotite']:.4f} | {r['ours_ms']:.1f} | {r['biotite_ms']:.1f} |"
+        for r in rows
+    ]
     gap = {m: [r["dense_search"] - r[m] for r in rows] for m in ("ours", "biotite")}
-    summary = {m: {"max_below_dense": max(g), "median_below_dense": statistics.median(g),
-                   "pairs_more_than_0.002_below": sum(x > 0.002 for x in g),
-                   "median_ms": statistics.median(r[f"{m}_ms"] for r in rows)} for m, g in gap.items()}
-    stamp = {"cpu": platform.processor() or platform.machine(), "python": platform.python_version(),
-             "numpy": np.__version__, "biotite": biotite.__version__, "pairs": len(rows)}
-    text = "\n".join([
-        "# Position-paired TM-score: our search vs biotite", "",
-        f"{len(rows)} pairs from data/, CPU ({stamp['cpu']}), biotite {stamp['biotite']}, numpy {stamp['numpy']}; "
-        "median of 3 timings per pair (`python scripts/bench_tm_score.py --out docs/benchmarks`). The TM-score "
-        "is a maximum over superpositions: higher is closer to right; `dense search` is the reference.", "",
-        "| method | pairs > 0.002 below dense | largest gap | median gap | median ms |", "|---|---|---|---|---|",
-        *[f"| {m} | {s['pairs_more_than_0.002_below']} / {len(rows)} | {s['max_below_dense']:.4f} | "
-          f"{s['median_below_dense']:.4f} | {s['median_ms']:.1f} |" for m, s in summary.items()],
-        "", *lines, ""])
+    summary = {
+        m: {
+            "max_below_dense": max(g),
+            "median_below_dense": statistics.median(g),
+            "pairs_more_than_0.002_below": sum(x > 0.002 for x in g),
+            "median_ms": statistics.median(r[f"{m}_ms"] for r in rows),
+        }
+        for m, g in gap.items()
+    }
+    stamp = {
+        "cpu": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "biotite": biotite.__version__,
+        "pairs": len(rows),
+    }
+    text = "\n".join(
+        [
+            "# Position-paired TM-score: our search vs biotite",
+            "",
+            f"{len(rows)} pairs from data/, CPU ({stamp['cpu']}), biotite {stamp['biotite']}, numpy {stamp['numpy']}; "
+            "median of 3 timings per pair (`python scripts/bench_tm_score.py --out docs/benchmarks`). The TM-score "
+            "is a maximum over superpositions: higher is closer to right; `dense search` is the reference.",
+            "",
+            "| method | pairs > 0.002 below dense | largest gap | median gap | median ms |",
+            "|---|---|---|---|---|",
+            *[
+                f"| {m} | {s['pairs_more_than_0.002_below']} / {len(rows)} | {s['max_below_dense']:.4f} | "
+                f"{s['median_below_dense']:.4f} | {s['median_ms']:.1f} |"
+                for m, s in summary.items()
+            ],
+            "",
+            *lines,
+            "",
+        ]
+    )
     print(text)
     if args.out:
         out = Path(args.out)

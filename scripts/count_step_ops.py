@@ -17,8 +17,25 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from flashipa_train.data.synthetic import synthetic_batch
 from flashipa_train.config import compose_train_config
 
-VIEWS = {"view", "_unsafe_view", "unsqueeze", "squeeze", "expand", "t", "transpose", "permute", "select", "slice",
-         "detach", "split_with_sizes", "split", "alias", "as_strided", "unbind", "reshape"}
+VIEWS = {
+    "view",
+    "_unsafe_view",
+    "unsqueeze",
+    "squeeze",
+    "expand",
+    "t",
+    "transpose",
+    "permute",
+    "select",
+    "slice",
+    "detach",
+    "split_with_sizes",
+    "split",
+    "alias",
+    "as_strided",
+    "unbind",
+    "reshape",
+}
 
 
 class OpCounter(TorchDispatchMode):
@@ -37,13 +54,15 @@ class OpCounter(TorchDispatchMode):
 def label_parts(model: torch.nn.Module, counter: OpCounter) -> None:
     """Forward hooks that name each child of the model (a ModuleList's members share its name)."""
     for name, child in model.named_children():
-        for member in (child if isinstance(child, torch.nn.ModuleList) else [child]):
+        for member in child if isinstance(child, torch.nn.ModuleList) else [child]:
             member.register_forward_pre_hook(lambda m, a, name=name: counter.where.append(name))
             member.register_forward_hook(lambda m, a, o: counter.where.pop() and None)  # None: output kept
 
 
 def main() -> None:
-    cfg = compose_train_config(["experiment=scaling", "data.length=64", *sys.argv[1:]], output_dir="/tmp/count_step_ops")
+    cfg = compose_train_config(
+        ["experiment=scaling", "data.length=64", *sys.argv[1:]], output_dir="/tmp/count_step_ops"
+    )
     model, flow = instantiate(cfg.model, _convert_="all"), instantiate(cfg.flow)
     batch = synthetic_batch(2, 64, torch.Generator().manual_seed(0))
     batch["all_real"] = True

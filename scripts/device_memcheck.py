@@ -43,7 +43,7 @@ def main():
     L = args.length
     inputs = [x.requires_grad_() for x in random_ipa_inputs(1, L, ANCHOR, DTYPES[args.dtype], "cuda")]
     mask = torch.ones(1, L, dtype=torch.bool, device="cuda")
-    mask[0, 3 * L // 4:] = False
+    mask[0, 3 * L // 4 :] = False
     outs = flash_ipa_attention(*inputs, mask=mask)
     torch.cuda.synchronize()
     print("forward ok", flush=True)

@@ -86,8 +86,16 @@ def row_statistics(args, max_rows=512):
         zr = z[rows]
         for tol in TOLERANCES:
             for method in (HALLEY, BISECT):
-                _, _, passes = solve_threshold(lambda t: power_sums(zr - t[:, None], r), lo[rows], hi[rows], a[h],
-                                               method, tol, 200, active=real[rows])
+                _, _, passes = solve_threshold(
+                    lambda t: power_sums(zr - t[:, None], r),
+                    lo[rows],
+                    hi[rows],
+                    a[h],
+                    method,
+                    tol,
+                    200,
+                    active=real[rows],
+                )
                 stats["passes"].setdefault(f"{method}@{tol:g}", []).append(passes[real[rows]].double())
     stats["passes"] = {k: float(torch.cat(v).mean()) for k, v in stats["passes"].items()}
     stats["zero_block_fraction"] = {k: float(np.mean(v)) for k, v in stats["zero_block_fraction"].items()}
@@ -102,8 +110,14 @@ def noisy_from_atoms(atoms, residue_index, chain_index, t, generator):
     rots_0, trans_0 = sample_prior(res_mask, 10.0, generator)
     tt = torch.full((1,), t)
     rots_t, trans_t = interpolate(rots_0, trans_0, rots_1, trans_1, tt, res_mask)
-    return {"t": tt, "rots_t": rots_t, "trans_t": trans_t, "res_mask": res_mask,
-            "residue_index": residue_index, "chain_index": chain_index}
+    return {
+        "t": tt,
+        "rots_t": rots_t,
+        "trans_t": trans_t,
+        "res_mask": res_mask,
+        "residue_index": residue_index,
+        "chain_index": chain_index,
+    }
 
 
 def real_chains(cache_dir, max_length):
@@ -113,7 +127,7 @@ def real_chains(cache_dir, max_length):
                 ex = np.load(Path(cache_dir) / row["example"])
                 atoms = torch.from_numpy(ex["atoms"]).float()[None]  # [1, L, 4, 3]
                 idx = torch.from_numpy(ex["residue_index"].astype(np.int64))[None]
-                yield f'{row["entry"]}:{row["chain"]}', atoms, idx
+                yield f"{row['entry']}:{row['chain']}", atoms, idx
 
 
 def measure(model, name, atoms, residue_index, ts, generator):
@@ -148,14 +162,20 @@ def main():
     for L in args.lengths:
         batch = synthetic_batch(1, L, g)
         _, ca = centre(batch["atoms"][..., 1, :], batch["res_mask"])
-        rows += measure(model, f"synthetic random walk L={L}", batch["atoms"] - ca[:, None, None], batch["residue_index"],
-                        args.t, g)
+        rows += measure(
+            model, f"synthetic random walk L={L}", batch["atoms"] - ca[:, None, None], batch["residue_index"], args.t, g
+        )
         print(L, rows[-1]["zero_block_fraction"], rows[-1]["passes"], flush=True)
     alphas = [ipa.alpha().tolist() for ipa in model.attention.ipa]
     result = {
-        "checkpoint": str(args.ckpt), "model": loaded.run_config["model"], "alphas": alphas,
-        "device": f"CPU ({platform.processor() or platform.machine()})", "torch": torch.__version__,
-        "blocks": BLOCKS, "tolerances": TOLERANCES, "rows": rows,
+        "checkpoint": str(args.ckpt),
+        "model": loaded.run_config["model"],
+        "alphas": alphas,
+        "device": f"CPU ({platform.processor() or platform.machine()})",
+        "torch": torch.__version__,
+        "blocks": BLOCKS,
+        "tolerances": TOLERANCES,
+        "rows": rows,
     }
     out = Path(args.out)
     (out / "entmax_cpu.json").write_text(json.dumps(result, indent=1))

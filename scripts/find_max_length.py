@@ -21,8 +21,9 @@ from flashipa_train.scaling.results import variant_label  # noqa: E402
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--variants", nargs="+", default=["flash_ipa:sdpa", "inattention:sdpa", "dense_ipa"],
-                        help="variant[:backend]")
+    parser.add_argument(
+        "--variants", nargs="+", default=["flash_ipa:sdpa", "inattention:sdpa", "dense_ipa"], help="variant[:backend]"
+    )
     parser.add_argument("--start", type=int, default=16384, help="first L probed")
     parser.add_argument("--limit", type=int, default=262144, help="largest L probed")
     parser.add_argument("--resolution", type=int, default=4096, help="bisection stops at this gap")
@@ -34,8 +35,14 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     start_time = time.monotonic()
-    found = {"start": args.start, "limit": args.limit, "resolution": args.resolution,
-             "overrides": args.overrides, "python": platform.python_version(), "variants": {}}
+    found = {
+        "start": args.start,
+        "limit": args.limit,
+        "resolution": args.resolution,
+        "overrides": args.overrides,
+        "python": platform.python_version(),
+        "variants": {},
+    }
     for i, spec in enumerate(args.variants):
         variant, _, backend = spec.partition(":")
         backend = backend or ("torch" if variant == "dense_ipa" else "auto")
@@ -46,11 +53,16 @@ def main(argv=None):
             deadline = time.monotonic() + left / (len(args.variants) - i)
         probe = subprocess_probe(
             [f"model.attention={{name:{variant},backend:{backend}}}", *args.overrides],
-            Path(args.work_dir) / label.replace("/", "-"), args.probe_timeout)
+            Path(args.work_dir) / label.replace("/", "-"),
+            args.probe_timeout,
+        )
         found["variants"][label] = search_max_length(probe, args.start, args.limit, args.resolution, deadline)
         result = found["variants"][label]
-        print(f"{label}: longest L that trained {result['max_ok_length']}, shortest that failed "
-              f"{result['min_failed_length']} ({result['failure']}); {len(result['probes'])} probes", flush=True)
+        print(
+            f"{label}: longest L that trained {result['max_ok_length']}, shortest that failed "
+            f"{result['min_failed_length']} ({result['failure']}); {len(result['probes'])} probes",
+            flush=True,
+        )
         write_json(found, args.out)  # after every variant: a later crash loses nothing
     print(f"written {args.out}")
 

@@ -102,21 +102,23 @@ def speed(lengths):
             for mode in fp8.MODES:
                 rows.append(_timed(dict(L=L, kernel=f"fp8_{mode}", what="kernel"), lambda: kernel_only(inputs, mode)))
             for name in ("bf16", "fp8_block_hadamard"):
-                rows.append(_timed(dict(L=L, kernel=name, what="host"), lambda: lambda: KERNELS[name](inputs),
-                                   host_ms))
+                rows.append(_timed(dict(L=L, kernel=name, what="host"), lambda: lambda: KERNELS[name](inputs), host_ms))
         torch.cuda.empty_cache()
     return rows
 
 
 def write_markdown(acc, spd, stamp, L_acc, path):
     lines = [
-        "# FP8 (e4m3) forward for sampling", "",
+        "# FP8 (e4m3) forward for sampling",
+        "",
         f"{stamp['device']}, torch {stamp['torch']}, triton {stamp['triton']}, {stamp['date']}; anchor dims "
         f"({stamp['dims']}), bf16 inputs, batch 1. `kernels/flash_ipa/fp8.py`: fp8_tensor is plain FP8 (one "
         "scale per tensor); fp8_block_hadamard rotates q and k by a random orthogonal Hadamard matrix and "
         "scales blocks of 64 tokens per head (values: one scale per head and column). Point-bias term in "
-        "bf16 hi + lo in both.", "",
-        f"## Error against the float64 reference (L = {L_acc}; outliers: N(0, 10^2) added to 0.1% of q, k)", "",
+        "bf16 hi + lo in both.",
+        "",
+        f"## Error against the float64 reference (L = {L_acc}; outliers: N(0, 10^2) added to 0.1% of q, k)",
+        "",
         "| data | kernel | " + " | ".join(f"{o} RMSE | {o} rel" for o in OUTPUTS) + " |",
         "|---|---|" + "---|---|" * len(OUTPUTS),
     ]
@@ -127,10 +129,15 @@ def write_markdown(acc, spd, stamp, L_acc, path):
                 r = next((r for r in acc if (r["data"], r["kernel"], r.get("output")) == (data, kernel, o)), None)
                 cells += ["failed", "failed"] if r is None else [f"{r['rmse']:.3g}", f"{r['rel']:.3g}"]
             lines.append(f"| {data} | {kernel} | " + " | ".join(cells) + " |")
-    lines += ["", "## Forward time (ms, median of CUDA events; call: the whole call with its prep ops; "
-              "kernel: the FP8 kernel alone on prepared operands)", "",
-              "| L | bf16 call | fp8_tensor call | fp8_block_hadamard call | fp8_block_hadamard kernel | "
-              "speed-up (call) | speed-up (kernel vs bf16 call) |", "|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Forward time (ms, median of CUDA events; call: the whole call with its prep ops; "
+        "kernel: the FP8 kernel alone on prepared operands)",
+        "",
+        "| L | bf16 call | fp8_tensor call | fp8_block_hadamard call | fp8_block_hadamard kernel | "
+        "speed-up (call) | speed-up (kernel vs bf16 call) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for L in sorted({r["L"] for r in spd}):
         ms = {(r["kernel"], r["what"]): r.get("ms", float("nan")) for r in spd if r["L"] == L}
         bf, ft, fb = ms[("bf16", "call")], ms[("fp8_tensor", "call")], ms[("fp8_block_hadamard", "call")]

@@ -21,8 +21,20 @@ import torch
 
 TM_PASS = 0.8
 HELIX_TOLERANCE = 0.1
-SIZES = dict(c_s=128, c_z=64, c_hidden=32, num_blocks=4, num_heads=4, num_qk_points=4, num_v_points=8,
-             pair_rank=2, c_pair_value=16, seq_transformer_layers=1, seq_transformer_heads=4, knn=8)
+SIZES = dict(
+    c_s=128,
+    c_z=64,
+    c_hidden=32,
+    num_blocks=4,
+    num_heads=4,
+    num_qk_points=4,
+    num_v_points=8,
+    pair_rank=2,
+    c_pair_value=16,
+    seq_transformer_layers=1,
+    seq_transformer_heads=4,
+    knn=8,
+)
 
 
 def variant_attention(variant, backend):
@@ -70,7 +82,9 @@ def train(args):
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         with torch.no_grad():
-            torch._foreach_lerp_(ema, [p.detach() for p in model.parameters()], 1 - min(ema_decay, (1 + step) / (10 + step)))
+            torch._foreach_lerp_(
+                ema, [p.detach() for p in model.parameters()], 1 - min(ema_decay, (1 + step) / (10 + step))
+            )
         if step % 100 == 0:
             losses.append((step, float(loss.detach())))
         step += 1
@@ -85,9 +99,19 @@ def train(args):
     folder.mkdir(parents=True, exist_ok=True)
     torch.save({f"len{L}_{i}": out["atoms"][i].cpu() for i in range(args.n)}, folder / "samples.pt")
     torch.save({"atoms": atoms, "atom_mask": atom_mask}, folder / "reference.pt")
-    record = dict(variant=args.variant, example=Path(args.example).name, length=L, steps=step,
-                  train_seconds=round(train_seconds, 1), final_loss=losses[-1][1] if losses else math.nan,
-                  losses=losses, device=str(device), sizes=SIZES, attention=attention, rot_exp_rate=args.rot_exp_rate)
+    record = dict(
+        variant=args.variant,
+        example=Path(args.example).name,
+        length=L,
+        steps=step,
+        train_seconds=round(train_seconds, 1),
+        final_loss=losses[-1][1] if losses else math.nan,
+        losses=losses,
+        device=str(device),
+        sizes=SIZES,
+        attention=attention,
+        rot_exp_rate=args.rot_exp_rate,
+    )
     (folder / "train.json").write_text(json.dumps(record, indent=1))
     print(json.dumps({k: v for k, v in record.items() if k != "losses"}))
 
@@ -105,9 +129,17 @@ def score(args):
         tms = [tm_score(ref, s, method="aligned") for s in samples]
         helix = [sse_fractions(sse_labels(s))["helix_fraction"] for s in samples]
         ref_helix = sse_fractions(sse_labels(ref))["helix_fraction"]
-        row = dict(variant=record["variant"], example=record["example"], steps=record["steps"],
-                   train_seconds=record["train_seconds"], tm_mean=float(np.mean(tms)), tm_min=float(np.min(tms)),
-                   helix_mean=float(np.mean(helix)), helix_reference=ref_helix, n=len(samples))
+        row = dict(
+            variant=record["variant"],
+            example=record["example"],
+            steps=record["steps"],
+            train_seconds=record["train_seconds"],
+            tm_mean=float(np.mean(tms)),
+            tm_min=float(np.min(tms)),
+            helix_mean=float(np.mean(helix)),
+            helix_reference=ref_helix,
+            n=len(samples),
+        )
         row["passes"] = bool(row["tm_mean"] >= TM_PASS and abs(row["helix_mean"] - ref_helix) <= HELIX_TOLERANCE)
         rows.append(row)
         print(json.dumps(row))
@@ -120,7 +152,9 @@ def main():
     sub = parser.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train")
     t.add_argument("--example", required=True, help="a preprocessed example (.npz) from flashipa-preprocess")
-    t.add_argument("--variant", default="flash_ipa", help="a file name of configs/model/attention/ (its fields are used)")
+    t.add_argument(
+        "--variant", default="flash_ipa", help="a file name of configs/model/attention/ (its fields are used)"
+    )
     t.add_argument("--backend", default="auto", help="attention backend (auto, triton, sdpa, torch)")
     t.add_argument("--seconds", type=float, default=300.0)
     t.add_argument("--max-steps", type=int, default=100_000)

@@ -107,7 +107,9 @@ def plot_metric_histograms(sample_rows: list[dict], training_rows: list[dict], p
     metrics = [(key, label) for key, label in HISTOGRAM_METRICS if any(key in row for row in sample_rows)]
     panels = len(metrics) + 1
     columns = 4
-    figure, axes = plt.subplots((panels + columns - 1) // columns, columns, figsize=(4.0 * columns, 3.0 * ((panels + columns - 1) // columns)))
+    figure, axes = plt.subplots(
+        (panels + columns - 1) // columns, columns, figsize=(4.0 * columns, 3.0 * ((panels + columns - 1) // columns))
+    )
     axes = axes.reshape(-1)
     for axis, (key, label) in zip(axes, metrics):
         samples = finite_column(sample_rows, key)
@@ -118,8 +120,23 @@ def plot_metric_histograms(sample_rows: list[dict], training_rows: list[dict], p
             low, high = low - 0.5, high + 0.5
         bins = np.linspace(low, high, 21)
         if training.size:
-            axis.hist(training, bins=bins, density=True, alpha=0.5, color=TRAINING_COLOUR, label=f"training (n={training.size})")
-        axis.hist(samples, bins=bins, density=True, alpha=0.6, color=SAMPLE_COLOUR, histtype="stepfilled", label=f"samples (n={samples.size})")
+            axis.hist(
+                training,
+                bins=bins,
+                density=True,
+                alpha=0.5,
+                color=TRAINING_COLOUR,
+                label=f"training (n={training.size})",
+            )
+        axis.hist(
+            samples,
+            bins=bins,
+            density=True,
+            alpha=0.6,
+            color=SAMPLE_COLOUR,
+            histtype="stepfilled",
+            label=f"samples (n={samples.size})",
+        )
         axis.set_xlabel(label, fontsize=9)
         axis.set_yticks([])
     rg_axis = axes[len(metrics)]
@@ -137,7 +154,14 @@ def plot_metric_histograms(sample_rows: list[dict], training_rows: list[dict], p
 def plot_rg_against_length(axis, sample_rows: list[dict], training_rows: list[dict]) -> None:
     for rows, colour, name in ((training_rows, TRAINING_COLOUR, "training"), (sample_rows, SAMPLE_COLOUR, "samples")):
         if rows:
-            axis.scatter([r["length"] for r in rows], [r["radius_of_gyration"] for r in rows], s=10, color=colour, alpha=0.7, label=name)
+            axis.scatter(
+                [r["length"] for r in rows],
+                [r["radius_of_gyration"] for r in rows],
+                s=10,
+                color=colour,
+                alpha=0.7,
+                label=name,
+            )
     lengths = [r["length"] for r in sample_rows + training_rows]
     grid = np.linspace(max(min(lengths), 1), max(lengths), 100)
     axis.plot(grid, [expected_radius_of_gyration(n) for n in grid], "k--", linewidth=1, label="2.2 L^0.38")
@@ -175,7 +199,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-traces", type=int, default=12, help="panels in ca_traces.png")
     parser.add_argument("--max-training", type=int, default=None, help="read at most this many training chains")
     parser.add_argument("--per-sample", action="store_true", help="also write traces/<name>.png per sample")
-    parser.add_argument("--novelty", action="store_true", help="max TM-score of every sample to the training set (slow: all pairs)")
+    parser.add_argument(
+        "--novelty", action="store_true", help="max TM-score of every sample to the training set (slow: all pairs)"
+    )
     return parser.parse_args(argv)
 
 
@@ -205,8 +231,10 @@ def main(argv: list[str] | None = None) -> int:
         (out / "traces").mkdir(exist_ok=True)
         for backbone, row in zip(backbones, sample_rows):
             plot_one_trace(backbone, row, out / "traces" / f"{row['name']}.png")
-    print(f"wrote {out / 'ca_traces.png'}, {out / 'metric_histograms.png'}, {out / 'metrics.csv'}"
-          f" ({len(sample_rows)} samples, {len(training_rows)} training chains)")
+    print(
+        f"wrote {out / 'ca_traces.png'}, {out / 'metric_histograms.png'}, {out / 'metrics.csv'}"
+        f" ({len(sample_rows)} samples, {len(training_rows)} training chains)"
+    )
     return 0
 
 

@@ -86,9 +86,11 @@ def main(argv=None):
     centre = x.double()[:, :, :].mean(dim=(0, 1))
     from_rounded = lambda kr, k: kr.square().sum(dim=(1, 2))  # noqa: E731
     rows["v5 kernel: centred points rounded to fp16 (emulated)"] = summary(
-        (emulated(x, x, keys, centre, fp16, fp16, from_rounded) - exact).abs())
+        (emulated(x, x, keys, centre, fp16, fp16, from_rounded) - exact).abs()
+    )
     rows["centred points rounded to bf16 once (emulated)"] = summary(
-        (emulated(x, x, keys, centre, bf16, bf16, from_rounded) - exact).abs())
+        (emulated(x, x, keys, centre, bf16, bf16, from_rounded) - exact).abs()
+    )
     zero = torch.zeros(3, dtype=torch.float64)
     norm_bf16 = lambda kr, k: bf16(k.square().sum(dim=(1, 2))).double()  # noqa: E731
     pw_bf16 = bf16(torch.tensor(-0.5 * PW)).double().item() / (-0.5 * PW)  # |k|^2's weight in bf16
@@ -96,12 +98,18 @@ def main(argv=None):
     rows["sdpa backend: bf16 features, uncentred (emulated)"] = summary((sdpa - exact).abs())
     inner = keys < x.shape[0] - 1  # keys with a next residue
     neighbours = exact[keys[inner] + 1, torch.arange(len(keys))[inner]]
-    stamp = dict(structure=args.structure, length=int(x.shape[0]), points="N, CA, C, O (summed)",
-                 pairs=int(exact.numel()), key_stride=args.key_stride, device=(
-                     torch.cuda.get_device_name() if device == "cuda" else "CPU, Triton interpreter"),
-                 torch=torch.__version__, python=platform.python_version(),
-                 date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                 neighbour_d2_median=neighbours.median().item())
+    stamp = dict(
+        structure=args.structure,
+        length=int(x.shape[0]),
+        points="N, CA, C, O (summed)",
+        pairs=int(exact.numel()),
+        key_stride=args.key_stride,
+        device=(torch.cuda.get_device_name() if device == "cuda" else "CPU, Triton interpreter"),
+        torch=torch.__version__,
+        python=platform.python_version(),
+        date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        neighbour_d2_median=neighbours.median().item(),
+    )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "point_term_precision.json").write_text(json.dumps(dict(stamp=stamp, rows=rows), indent=1))

@@ -25,7 +25,9 @@ def main():
     sampler = load_sampler_from_checkpoint(args.ckpt, device=pick_device("auto"), prefer_ema=True)
     for rate in args.rates:
         sampler.flow.rot_exp_rate = rate
-        backbones = generate_backbones(sampler.model, sampler.flow, [args.length], args.n, num_steps=100, batch_size=args.n, seed=0)
+        backbones = generate_backbones(
+            sampler.model, sampler.flow, [args.length], args.n, num_steps=100, batch_size=args.n, seed=0
+        )
         folder = Path(args.out) / f"rot_rate_{rate:g}"
         folder.mkdir(parents=True, exist_ok=True)
         torch.save({b.name: torch.from_numpy(b.atoms) for b in backbones}, folder / "samples.pt")

@@ -25,15 +25,20 @@ def main(argv=None):
     parser.add_argument("--figures-dir", default="docs/figures", help="folder of the PNGs")
     parser.add_argument("--max-length", help="JSON written by scripts/find_max_length.py")
     parser.add_argument("--fit-min-length", type=int, default=2048, help="fit slopes over L >= this")
-    parser.add_argument("--wandb", metavar="PROJECT", help="also make the summary run in this wandb project "
-                        "(offline without credentials; its folder goes under the sweep folder, or ./wandb for a file)")
+    parser.add_argument(
+        "--wandb",
+        metavar="PROJECT",
+        help="also make the summary run in this wandb project "
+        "(offline without credentials; its folder goes under the sweep folder, or ./wandb for a file)",
+    )
     parser.add_argument("--wandb-group", default="scaling-summary")
     args = parser.parse_args(argv)
 
     rows = read_rows(args.results)
     max_lengths = json.loads(Path(args.max_length).read_text()) if args.max_length else None
-    written = write_report(rows, Path(args.out), Path(args.figures_dir), max_lengths, args.fit_min_length,
-                           source=str(args.results))
+    written = write_report(
+        rows, Path(args.out), Path(args.figures_dir), max_lengths, args.fit_min_length, source=str(args.results)
+    )
     for name, path in written.items():
         print(f"{name}: {path}")
     if args.wandb:
@@ -42,8 +47,15 @@ def main(argv=None):
         results = Path(args.results)
         folder = results if results.is_dir() else Path.cwd()  # a sweep's folder keeps its summary run
         figures = {name: path for name, path in written.items() if name != "markdown"}
-        run_dir = log_scaling_summary(rows, args.wandb, save_dir=folder, name=f"summary_{folder.name}",
-                                      group=args.wandb_group, figures=figures, min_length=args.fit_min_length)
+        run_dir = log_scaling_summary(
+            rows,
+            args.wandb,
+            save_dir=folder,
+            name=f"summary_{folder.name}",
+            group=args.wandb_group,
+            figures=figures,
+            min_length=args.fit_min_length,
+        )
         print(f"wandb summary run: {run_dir} (offline: wandb sync {run_dir})")
 
 

@@ -47,8 +47,11 @@ def logit_terms(rec: sc.BlockInputs):
     scalar = torch.einsum("ihc,jhc->hij", q, k) * (W_L / math.sqrt(C))
     bias = torch.einsum("ihr,jhr->hij", rec.bias_q[0].double(), rec.bias_k[0].double()) * W_L
     x, y = rec.q_pts[0].double(), rec.kv["k_pts"][0].double()  # [L, H, P, 3]
-    d2 = (x.square().sum((-1, -2)).T[:, :, None] + y.square().sum((-1, -2)).T[:, None, :]
-          - 2 * torch.einsum("ihpx,jhpx->hij", x, y)).clamp(min=0)
+    d2 = (
+        x.square().sum((-1, -2)).T[:, :, None]
+        + y.square().sum((-1, -2)).T[:, None, :]
+        - 2 * torch.einsum("ihpx,jhpx->hij", x, y)
+    ).clamp(min=0)
     point = -0.5 * rec.point_weights.double()[:, None, None] * d2
     return scalar, bias, point
 
@@ -79,9 +82,14 @@ def study_chain(model, chain: sc.Chain, t: float, seed=0):
         ri, ch = chain.residue_index, chain.chain_index
         window_keep = ((ri[:, None] - ri[None]).abs() <= WINDOW) & (ch[:, None] == ch[None])
         scalar, bias, point = logit_terms(rec)
-        row = {"chain": chain.name, "L": chain.length, "t": t, "block": rec.block,
-               "kernel_mass": [float(m) for m in point.exp().sum((-1, -2))],
-               "point_weights": [float(w) for w in rec.point_weights]}
+        row = {
+            "chain": chain.name,
+            "L": chain.length,
+            "t": t,
+            "block": rec.block,
+            "kernel_mass": [float(m) for m in point.exp().sum((-1, -2))],
+            "point_weights": [float(w) for w in rec.point_weights],
+        }
         for term, logits in zip(TERMS, (scalar + bias + point, point, point + scalar, point + bias)):
             row[term] = masses(logits, dist, rank, window_keep)
         rows.append(row)
@@ -104,6 +112,7 @@ def run(models, chains, ts, max_length):
 
 # ------------------------------------------------------------------ plots
 
+
 def _median(rows, term, key):
     return np.median(np.array([r[term][key] for r in rows]), axis=0)  # [H, n]
 
@@ -118,8 +127,10 @@ def plot(rows, out_dir, synthetic=()):
     data_rows = [r for r in rows if r["t"] == 1.0]
 
     # mass outside r and outside k (full logit vs point term), block 0 and last block, median over chains
-    for key, xs, xlabel, fname in (("outside_r_mean", RADII, "radius r (Angstrom)", "spatial_mass_vs_radius.png"),
-                                   ("outside_k_window_mean", KS, "k nearest (+ window |i-j|<=8)", "spatial_mass_vs_k.png")):
+    for key, xs, xlabel, fname in (
+        ("outside_r_mean", RADII, "radius r (Angstrom)", "spatial_mass_vs_radius.png"),
+        ("outside_k_window_mean", KS, "k nearest (+ window |i-j|<=8)", "spatial_mass_vs_k.png"),
+    ):
         fig, axes = plt.subplots(len(models), 2, figsize=(10, 3.2 * len(models)), squeeze=False)
         for mi, m in enumerate(models):
             mrows = [r for r in data_rows if r["model"] == m]
@@ -129,7 +140,13 @@ def plot(rows, out_dir, synthetic=()):
                 for b, ls in ((blocks[0], "-"), (blocks[-1], "--")):
                     med = _median([r for r in mrows if r["block"] == b], term, key)
                     for h in range(med.shape[0]):
-                        ax.plot(xs, np.maximum(med[h], 1e-8), ls, color=f"C{h}", label=f"block {b} head {h}" if ti == 0 else None)
+                        ax.plot(
+                            xs,
+                            np.maximum(med[h], 1e-8),
+                            ls,
+                            color=f"C{h}",
+                            label=f"block {b} head {h}" if ti == 0 else None,
+                        )
                 ax.set_yscale("log")
                 ax.set_xscale("log" if key.startswith("outside_k") else "linear")
                 ax.set_title(f"{m}: {term} logit", fontsize=9)
@@ -151,16 +168,20 @@ def plot(rows, out_dir, synthetic=()):
         for h in range(km.shape[1]):
             ax.loglog(L, km[:, h], ".", color=f"C{h}", label=f"head {h}")
             slope = np.polyfit(np.log(L), np.log(km[:, h]), 1)[0]
-            ax.text(0.02, 0.95 - 0.07 * h, f"head {h}: slope {slope:.2f}", transform=ax.transAxes, fontsize=7, color=f"C{h}")
+            ax.text(
+                0.02, 0.95 - 0.07 * h, f"head {h}: slope {slope:.2f}", transform=ax.transAxes, fontsize=7, color=f"C{h}"
+            )
         if synthetic and m.startswith("random (anchor"):
             sL = np.array([r["L"] for r in synthetic])
             skm = np.array([r["kernel_mass"] for r in synthetic])
             for h in range(skm.shape[1]):
                 ax.loglog(sL, skm[:, h], "x--", color=f"C{h}", lw=0.8)
-            ax.text(0.02, 0.95 - 0.07 * km.shape[1], "x: compact synthetic assemblies", transform=ax.transAxes, fontsize=7)
+            ax.text(
+                0.02, 0.95 - 0.07 * km.shape[1], "x: compact synthetic assemblies", transform=ax.transAxes, fontsize=7
+            )
         xs = np.array([L.min(), max([L.max()] + [r["L"] for r in synthetic])], dtype=float)
         ax.loglog(xs, 10 * xs, "k:", label="10 L (linear)")
-        ax.loglog(xs, xs ** 2, "k--", label="L^2")
+        ax.loglog(xs, xs**2, "k--", label="L^2")
         ax.set_title(f"{m}, block 0: sum_ij K_ij", fontsize=9)
         ax.set_xlabel("residues L")
         ax.legend(fontsize=6, loc="lower right")
@@ -178,7 +199,9 @@ def plot(rows, out_dir, synthetic=()):
         for m in models:
             for t in (1.0, 0.1):
                 sel = [r for r in rows if r["model"] == m and r["t"] == t]
-                vals.append(np.mean([np.mean(np.array(r[term]["outside_r_mean"])[:, ri]) for r in sel]) if sel else np.nan)
+                vals.append(
+                    np.mean([np.mean(np.array(r[term]["outside_r_mean"])[:, ri]) for r in sel]) if sel else np.nan
+                )
         ax.bar(np.arange(len(vals)) + ti * width, vals, width, label=term)
     ax.set_xticks(np.arange(len(models) * 2) + 0.4)
     short = {m: m.replace(" (", "\n").replace(")", "") for m in models}
@@ -201,7 +224,7 @@ def synthetic_kernel_mass(model, domain, lengths, chunk=32):
         w = rec.point_weights.double()
         total = torch.zeros(x.shape[1], dtype=torch.float64)
         for s in range(0, L, chunk):
-            d2 = (x[s:s + chunk, None] - y[None]).square().sum((-1, -2))  # [c, L, H]
+            d2 = (x[s : s + chunk, None] - y[None]).square().sum((-1, -2))  # [c, L, H]
             total += torch.exp(-0.5 * w * d2).sum((0, 1))
         out.append(dict(chain=chain.name, L=L, kernel_mass=total.tolist()))
         print(f"synthetic kernel mass L={L}: {[round(m / L, 1) for m in total.tolist()]} per row", flush=True)
@@ -214,11 +237,28 @@ def summarise(rows):
     groups = {}
     for r in rows:
         groups.setdefault((r["model"], r["t"], r["block"]), []).append(r)
-    curves = [dict(model=m, t=t, block=b, chains=len(g),
-                   **{term: {key: _median(g, term, key).round(5).tolist() for key in g[0][term]} for term in TERMS})
-              for (m, t, b), g in groups.items()]
-    kernel = [dict(model=r["model"], t=r["t"], chain=r["chain"], L=r["L"], kernel_mass=r["kernel_mass"],
-                   point_weights=r["point_weights"]) for r in rows if r["block"] == 0]
+    curves = [
+        dict(
+            model=m,
+            t=t,
+            block=b,
+            chains=len(g),
+            **{term: {key: _median(g, term, key).round(5).tolist() for key in g[0][term]} for term in TERMS},
+        )
+        for (m, t, b), g in groups.items()
+    ]
+    kernel = [
+        dict(
+            model=r["model"],
+            t=r["t"],
+            chain=r["chain"],
+            L=r["L"],
+            kernel_mass=r["kernel_mass"],
+            point_weights=r["point_weights"],
+        )
+        for r in rows
+        if r["block"] == 0
+    ]
     return dict(curves=curves, kernel_mass=kernel)
 
 
@@ -230,8 +270,13 @@ def main(argv=None):
     parser.add_argument("--fig-dir", default=os.path.join(sc.ROOT, "docs", "figures"))
     parser.add_argument("--no-anchor", action="store_true", help="skip the anchor-size random model")
     parser.add_argument("--limit", type=int, default=0, help="first N chains only (smoke runs)")
-    parser.add_argument("--synthetic-lengths", type=int, nargs="*", default=[1024, 4096, 16384],
-                        help="compact synthetic assemblies for the kernel mass vs L (anchor-size random model)")
+    parser.add_argument(
+        "--synthetic-lengths",
+        type=int,
+        nargs="*",
+        default=[1024, 4096, 16384],
+        help="compact synthetic assemblies for the kernel mass vs L (anchor-size random model)",
+    )
     parser.add_argument("--skip-folders", nargs="*", default=(), help="entries of these folders are left out")
     parser.add_argument("--rows-json", help="also write every row (large) to this file")
     args = parser.parse_args(argv)
@@ -250,7 +295,15 @@ def main(argv=None):
     os.makedirs(os.path.dirname(args.out_json), exist_ok=True)
     domain = max((c for c in chains if c.name.endswith("_A") and c.length < 300), key=lambda c: c.length)
     synthetic = synthetic_kernel_mass(sc.anchor_model(), domain, args.synthetic_lengths)
-    meta = {"synthetic_kernel_mass_anchor_random": synthetic, "radii": RADII, "ks": KS, "window": WINDOW, "torch": torch.__version__, "device": "cpu", "ckpt": args.ckpt}
+    meta = {
+        "synthetic_kernel_mass_anchor_random": synthetic,
+        "radii": RADII,
+        "ks": KS,
+        "window": WINDOW,
+        "torch": torch.__version__,
+        "device": "cpu",
+        "ckpt": args.ckpt,
+    }
     with open(args.out_json, "w") as f:
         json.dump({**meta, **summarise(rows)}, f)
     if args.rows_json:

@@ -39,7 +39,7 @@ TINY = IPADims(heads=2, c=8, c_v=8, p_q=2, p_v=2, r_bias=2, r_pair=1, c_z=4)
 def compact_positions(L, generator, spacing=0.5, jitter=0.05):
     """[L, 3] CA positions (nm) of a compact chain: a serpentine walk through a jittered cubic lattice."""
     n = math.ceil(L ** (1 / 3))
-    i = torch.arange(n ** 3)
+    i = torch.arange(n**3)
     z, rem = i // (n * n), i % (n * n)
     y, x = rem // n, rem % n
     y = torch.where(z % 2 == 1, n - 1 - y, y)  # serpentine: every row and layer reverses
@@ -102,6 +102,7 @@ def _fwd_bwd(fn, inputs):
     def run():
         outs = fn(inputs)
         torch.autograd.backward(outs, [torch.ones_like(o) for o in outs])
+
     return run
 
 
@@ -170,17 +171,31 @@ def train_step(L, device, args, generator):
 
     row = dict(train_step_L=L)
     try:
-        model = FlowModel({"name": "spatial_ipa", "backend": "triton" if device == "cuda" else "torch",
-                           "k": args.k, "window": args.window, "radius": args.radius},
-                          seq_transformer_layers=args.train_seq_layers,
-                          **(dict(checkpoint_blocks=args.train_checkpoint_blocks) if device == "cuda" else
-                             dict(c_s=16, c_hidden=4, num_blocks=1, num_heads=2)))
+        model = FlowModel(
+            {
+                "name": "spatial_ipa",
+                "backend": "triton" if device == "cuda" else "torch",
+                "k": args.k,
+                "window": args.window,
+                "radius": args.radius,
+            },
+            seq_transformer_layers=args.train_seq_layers,
+            **(
+                dict(checkpoint_blocks=args.train_checkpoint_blocks)
+                if device == "cuda"
+                else dict(c_s=16, c_hidden=4, num_blocks=1, num_heads=2)
+            ),
+        )
         model = model.to(device).train()
         trans = compact_positions(L, generator)[None].to(device) * 10.0  # Angstrom
-        noisy = dict(trans_t=trans, rots_t=uniform_so3((1, L), generator=generator).to(device),
-                     t=torch.full((1,), 0.9, device=device), res_mask=torch.ones(1, L, dtype=torch.bool, device=device),
-                     residue_index=torch.arange(L, device=device)[None],
-                     chain_index=torch.zeros(1, L, dtype=torch.long, device=device))
+        noisy = dict(
+            trans_t=trans,
+            rots_t=uniform_so3((1, L), generator=generator).to(device),
+            t=torch.full((1,), 0.9, device=device),
+            res_mask=torch.ones(1, L, dtype=torch.bool, device=device),
+            residue_index=torch.arange(L, device=device)[None],
+            chain_index=torch.zeros(1, L, dtype=torch.long, device=device),
+        )
 
         def step():
             with torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
@@ -203,11 +218,20 @@ def train_step(L, device, args, generator):
 def stamp(args, dims, dtype):
     import triton
 
-    return dict(device=torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu (interpreter dry run)",
-                torch=torch.__version__, triton=triton.__version__, python=platform.python_version(),
-                dtype=str(dtype).removeprefix("torch."), dims=dims.__dict__, k=args.k, window=args.window,
-                radius_nm=args.radius, max_per_cell=args.max_per_cell, point_weight=args.point_weight,
-                date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
+    return dict(
+        device=torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu (interpreter dry run)",
+        torch=torch.__version__,
+        triton=triton.__version__,
+        python=platform.python_version(),
+        dtype=str(dtype).removeprefix("torch."),
+        dims=dims.__dict__,
+        k=args.k,
+        window=args.window,
+        radius_nm=args.radius,
+        max_per_cell=args.max_per_cell,
+        point_weight=args.point_weight,
+        date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    )
 
 
 def _fmt(x, spec):
@@ -215,32 +239,44 @@ def _fmt(x, spec):
 
 
 def write_markdown(rows, st, path):
-    lines = [f"# Spatially sparse IPA vs FlashIPA: forward+backward ({st['device']})", "",
-             f"torch {st['torch']}, triton {st['triton']}, {st['dtype']}, dims {st['dims']}, k {st['k']}, "
-             f"window {st['window']}, radius {st['radius_nm']} nm, point weight {st['point_weight']}, compact "
-             f"synthetic chains; {st['date']}. "
-             "Times: median of CUDA-event timed runs after warm-up; rel_err vs exact FlashIPA (fp32 dots).", "",
-             "| L | list len | lists ms | spatial ms | spatial MiB | FlashIPA ms | FlashIPA MiB | speed-up | rel err fp32 | error |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# Spatially sparse IPA vs FlashIPA: forward+backward ({st['device']})",
+        "",
+        f"torch {st['torch']}, triton {st['triton']}, {st['dtype']}, dims {st['dims']}, k {st['k']}, "
+        f"window {st['window']}, radius {st['radius_nm']} nm, point weight {st['point_weight']}, compact "
+        f"synthetic chains; {st['date']}. "
+        "Times: median of CUDA-event timed runs after warm-up; rel_err vs exact FlashIPA (fp32 dots).",
+        "",
+        "| L | list len | lists ms | spatial ms | spatial MiB | FlashIPA ms | FlashIPA MiB | speed-up | rel err fp32 | error |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         if "L" not in r:
             continue
-        lines.append(f"| {r['L']} | {_fmt(r.get('list_len'), '.1f')} | {_fmt(r.get('lists_ms'), '.2f')} | "
-                     f"{_fmt(r.get('spatial_ms'), '.2f')} | {_fmt(r.get('spatial_mib'), '.0f')} | "
-                     f"{_fmt(r.get('flash_ms'), '.2f')} | {_fmt(r.get('flash_mib'), '.0f')} | "
-                     f"{_fmt(r.get('speedup'), '.1f')} | {_fmt(r.get('rel_err_fp32'), '.2e')} | {r.get('error', '')} |")
+        lines.append(
+            f"| {r['L']} | {_fmt(r.get('list_len'), '.1f')} | {_fmt(r.get('lists_ms'), '.2f')} | "
+            f"{_fmt(r.get('spatial_ms'), '.2f')} | {_fmt(r.get('spatial_mib'), '.0f')} | "
+            f"{_fmt(r.get('flash_ms'), '.2f')} | {_fmt(r.get('flash_mib'), '.0f')} | "
+            f"{_fmt(r.get('speedup'), '.1f')} | {_fmt(r.get('rel_err_fp32'), '.2e')} | {r.get('error', '')} |"
+        )
     full = [r for r in rows if "rel_err_full_lists" in r]
     if full:
-        lines += ["", f"Check: with every key in every list (L = {full[0]['L']}) the error vs FlashIPA is "
-                      f"{full[0]['rel_err_full_lists']:.1e}."]
+        lines += [
+            "",
+            f"Check: with every key in every list (L = {full[0]['L']}) the error vs FlashIPA is "
+            f"{full[0]['rel_err_full_lists']:.1e}.",
+        ]
     timed = [r for r in rows if "spatial_ms" in r and r["L"] >= 16384]
     if len(timed) >= 2:
         slope = math.log(timed[-1]["spatial_ms"] / timed[0]["spatial_ms"]) / math.log(timed[-1]["L"] / timed[0]["L"])
         lines += ["", f"Spatial time grows as L^{slope:.2f} from L = {timed[0]['L']} to {timed[-1]['L']}."]
     for r in rows:
         if "train_step_L" in r:
-            lines += ["", f"One training step (anchor FlowModel, spatial_ipa, bf16 autocast) at L = {r['train_step_L']}: "
-                          f"{_fmt(r.get('train_step_s'), '.2f')} s, peak {_fmt(r.get('train_step_mib'), '.0f')} MiB {r.get('error', '')}"]
+            lines += [
+                "",
+                f"One training step (anchor FlowModel, spatial_ipa, bf16 autocast) at L = {r['train_step_L']}: "
+                f"{_fmt(r.get('train_step_s'), '.2f')} s, peak {_fmt(r.get('train_step_mib'), '.0f')} MiB {r.get('error', '')}",
+            ]
     Path(path).write_text("\n".join(lines) + "\n")
 
 
@@ -278,8 +314,12 @@ def main(argv=None):
     parser.add_argument("--window", type=int, default=8)
     parser.add_argument("--radius", type=float, default=1.2)
     parser.add_argument("--max-per-cell", type=int, default=64)
-    parser.add_argument("--point-weight", type=float, default=0.096,
-                        help="per-head point weight; 0.096 is the anchor's at init (gamma = 1, P_q = 8)")
+    parser.add_argument(
+        "--point-weight",
+        type=float,
+        default=0.096,
+        help="per-head point weight; 0.096 is the anchor's at init (gamma = 1, P_q = 8)",
+    )
     parser.add_argument("--flash-max-length", type=int, default=65536)
     parser.add_argument("--error-max-length", type=int, default=16384)
     parser.add_argument("--train-step-length", type=int, default=0, help="0: no training step")

@@ -73,11 +73,23 @@ def read_chains(path, min_length=20, assemblies=True):
             continue
         atoms = bb.atoms[keep].copy()
         atoms[~bb.atom_mask[keep][:, 3], 3] = atoms[~bb.atom_mask[keep][:, 3], 1]  # missing O: at CA
-        chains.append(Chain(f"{parsed.entry_id}_{bb.chain_id}", torch.from_numpy(atoms),
-                            torch.full((int(keep.sum()),), ci), torch.from_numpy(bb.residue_index[keep]).long()))
+        chains.append(
+            Chain(
+                f"{parsed.entry_id}_{bb.chain_id}",
+                torch.from_numpy(atoms),
+                torch.full((int(keep.sum()),), ci),
+                torch.from_numpy(bb.residue_index[keep]).long(),
+            )
+        )
     if assemblies and len(chains) > 1:
-        chains.append(Chain(f"{parsed.entry_id}_all", torch.cat([c.atoms for c in chains]),
-                            torch.cat([c.chain_index for c in chains]), torch.cat([c.residue_index for c in chains])))
+        chains.append(
+            Chain(
+                f"{parsed.entry_id}_all",
+                torch.cat([c.atoms for c in chains]),
+                torch.cat([c.chain_index for c in chains]),
+                torch.cat([c.residue_index for c in chains]),
+            )
+        )
     return chains
 
 
@@ -107,8 +119,10 @@ def compact_assembly(domain: Chain, length: int, generator: torch.Generator) -> 
     atoms = torch.einsum("nij,laj->nlai", rots, centred) + spacing * grid[:, None, None].float()
     n = domain.length
     return Chain(
-        f"compact_{domain.name}_x{copies}", atoms.reshape(-1, 4, 3)[:length],
-        torch.arange(copies).repeat_interleave(n)[:length], domain.residue_index.repeat(copies)[:length],
+        f"compact_{domain.name}_x{copies}",
+        atoms.reshape(-1, 4, 3)[:length],
+        torch.arange(copies).repeat_interleave(n)[:length],
+        domain.residue_index.repeat(copies)[:length],
     )
 
 
@@ -123,8 +137,14 @@ def model_inputs(chain: Chain, t: float, generator: torch.Generator | None = Non
     if t < 1.0:
         rots_0, trans_0 = sample_prior(res_mask, 10.0, generator, dtype)
         rots_1, trans_1 = interpolate(rots_0, trans_0, rots_1, trans_1, tt, res_mask)
-    return dict(trans_t=trans_1, rots_t=rots_1, t=tt, res_mask=res_mask,
-                residue_index=chain.residue_index[None], chain_index=chain.chain_index[None])
+    return dict(
+        trans_t=trans_1,
+        rots_t=rots_1,
+        t=tt,
+        res_mask=res_mask,
+        residue_index=chain.residue_index[None],
+        chain_index=chain.chain_index[None],
+    )
 
 
 @dataclass
@@ -152,8 +172,20 @@ def capture_block_inputs(model, inputs: dict) -> list[BlockInputs]:
             s, rigids, factors = args[0], args[1], args[2]
             q, q_pts = module.queries(s, rigids)
             kv = module.keys_values(s, rigids)
-            records.append(BlockInputs(block, q, q_pts, kv, factors.bias_q, factors.bias_k, factors.pair_k,
-                                       module.point_weights(), rigids.trans))
+            records.append(
+                BlockInputs(
+                    block,
+                    q,
+                    q_pts,
+                    kv,
+                    factors.bias_q,
+                    factors.bias_k,
+                    factors.pair_k,
+                    module.point_weights(),
+                    rigids.trans,
+                )
+            )
+
         return record
 
     handles = [ipa.register_forward_pre_hook(hook(b)) for b, ipa in enumerate(model.attention.ipa)]
@@ -170,8 +202,19 @@ def quickstart_model(seed=0, **overrides):
     from flashipa_train.model import FlowModel
 
     torch.manual_seed(seed)
-    sizes = dict(c_s=64, c_z=32, c_hidden=32, num_blocks=2, num_heads=4, num_qk_points=4, num_v_points=4,
-                 c_pair_value=16, seq_transformer_layers=1, seq_transformer_heads=4, knn=8)
+    sizes = dict(
+        c_s=64,
+        c_z=32,
+        c_hidden=32,
+        num_blocks=2,
+        num_heads=4,
+        num_qk_points=4,
+        num_v_points=4,
+        c_pair_value=16,
+        seq_transformer_layers=1,
+        seq_transformer_heads=4,
+        knn=8,
+    )
     sizes.update(overrides)
     return FlowModel({"name": "flash_ipa", "backend": "torch"}, **sizes).eval()
 
@@ -200,9 +243,20 @@ def block0_inputs(model, inputs: dict) -> BlockInputs:
     res_mask = inputs["res_mask"]
     rigids = Rigid(inputs["rots_t"], inputs["trans_t"] * 0.1)
     s0 = model.node_embedder(inputs["t"], inputs["residue_index"], inputs["chain_index"], res_mask)
-    s0 = s0 + model.neighbour_features(inputs["trans_t"], None, inputs["residue_index"], inputs["chain_index"], res_mask)
+    s0 = s0 + model.neighbour_features(
+        inputs["trans_t"], None, inputs["residue_index"], inputs["chain_index"], res_mask
+    )
     factors = model.attention.pair_factors(s0, inputs["residue_index"], inputs["chain_index"], res_mask)
     ipa = model.attention.ipa[0]
     q, q_pts = ipa.queries(s0, rigids)
-    return BlockInputs(0, q, q_pts, ipa.keys_values(s0, rigids), factors.bias_q, factors.bias_k, factors.pair_k,
-                       ipa.point_weights(), rigids.trans)
+    return BlockInputs(
+        0,
+        q,
+        q_pts,
+        ipa.keys_values(s0, rigids),
+        factors.bias_q,
+        factors.bias_k,
+        factors.pair_k,
+        ipa.point_weights(),
+        rigids.trans,
+    )

@@ -29,24 +29,47 @@ DEFAULT_CALLBACKS = [
     "+callbacks.ema={_target_:flashipa_train.train.ema.EMA,decay:0.999}",
     "+callbacks.progress_bar={_target_:flashipa_train.train.progress_bar.StepProgressBar,refresh_rate:10}",
     "+callbacks.lr_monitor={_target_:pytorch_lightning.callbacks.LearningRateMonitor,logging_interval:step}",
-    "callbacks.nonfinite_guard.check_every_n_steps=100", "trainer.log_every_n_steps=10",
-    "trainer.enable_progress_bar=true", "optimizer.fused=auto", "scaling.warmup_steps=20",
+    "callbacks.nonfinite_guard.check_every_n_steps=100",
+    "trainer.log_every_n_steps=10",
+    "trainer.enable_progress_bar=true",
+    "optimizer.fused=auto",
+    "scaling.warmup_steps=20",
 ]
 POINTS = {
     "sdpa_256x8": [SDPA, *SHORT],
     "triton_256x8": [TRITON, *SHORT],
     "sdpa_4096x1": [SDPA, "data.length=4096", "scaling.warmup_steps=5", "scaling.timed_steps=15"],
     "sdpa_32768x1": [SDPA, "data.length=32768", "scaling.warmup_steps=2", "scaling.timed_steps=5"],
-    "default_256x8": [SDPA, *SHORT, *DEFAULT_CALLBACKS, "+callbacks.sync_probe={_target_:"
-                      "flashipa_train.scaling.sync_probe.SyncProbe,start_step:5,num_steps:10,out_file:OUT/syncs.txt}"],
-    "profile_256x8": [SDPA, "data.length=256", "scaling.warmup_steps=8", "scaling.timed_steps=3",
-                      "+callbacks.step_profiler={_target_:flashipa_train.scaling.step_profiler.StepProfiler,"
-                      "start_step:8,num_steps:3,out_file:OUT/profile_256x8.txt}"],
-    "profile_32768x1": [SDPA, "data.length=32768", "scaling.warmup_steps=2", "scaling.timed_steps=2",
-                        "+callbacks.step_profiler={_target_:flashipa_train.scaling.step_profiler.StepProfiler,"
-                        "start_step:2,num_steps:2,out_file:OUT/profile_32768x1.txt}"],
-    "graphs_256x8": [TRITON, *SHORT, "compile=auto", "+callbacks.sync_probe={_target_:"
-                     "flashipa_train.scaling.sync_probe.SyncProbe,start_step:8,num_steps:4,out_file:OUT/syncs.txt}"],
+    "default_256x8": [
+        SDPA,
+        *SHORT,
+        *DEFAULT_CALLBACKS,
+        "+callbacks.sync_probe={_target_:"
+        "flashipa_train.scaling.sync_probe.SyncProbe,start_step:5,num_steps:10,out_file:OUT/syncs.txt}",
+    ],
+    "profile_256x8": [
+        SDPA,
+        "data.length=256",
+        "scaling.warmup_steps=8",
+        "scaling.timed_steps=3",
+        "+callbacks.step_profiler={_target_:flashipa_train.scaling.step_profiler.StepProfiler,"
+        "start_step:8,num_steps:3,out_file:OUT/profile_256x8.txt}",
+    ],
+    "profile_32768x1": [
+        SDPA,
+        "data.length=32768",
+        "scaling.warmup_steps=2",
+        "scaling.timed_steps=2",
+        "+callbacks.step_profiler={_target_:flashipa_train.scaling.step_profiler.StepProfiler,"
+        "start_step:2,num_steps:2,out_file:OUT/profile_32768x1.txt}",
+    ],
+    "graphs_256x8": [
+        TRITON,
+        *SHORT,
+        "compile=auto",
+        "+callbacks.sync_probe={_target_:"
+        "flashipa_train.scaling.sync_probe.SyncProbe,start_step:8,num_steps:4,out_file:OUT/syncs.txt}",
+    ],
 }
 # seconds a point needs at least (cold start of its kernels included); later points are skipped when less is left
 NEEDS_S = {"sdpa_32768x1": 25, "profile_32768x1": 30, "triton_256x8": 25, "graphs_256x8": 120}
@@ -68,16 +91,24 @@ def main() -> None:
             continue
         overrides = [o.replace("OUT/", f"{args.out}/") for o in POINTS[name]]
         if args.smoke:
-            overrides = [o.replace("data.length=256", "data.length=16").replace("data.length=4096", "data.length=32")
-                         .replace("data.length=32768", "data.length=64") for o in overrides]
+            overrides = [
+                o.replace("data.length=256", "data.length=16")
+                .replace("data.length=4096", "data.length=32")
+                .replace("data.length=32768", "data.length=64")
+                for o in overrides
+            ]
         experiment = "experiment=scaling_smoke" if args.smoke else "experiment=scaling"
-        cfg = compose_train_config([experiment, f"scaling.results_dir={args.out}", *overrides],
-                                   output_dir=args.out / "runs" / name)
+        cfg = compose_train_config(
+            [experiment, f"scaling.results_dir={args.out}", *overrides], output_dir=args.out / "runs" / name
+        )
         start = time.time()
         row = run_scaling_point(cfg, train)
-        print(f"step_table: {args.tag} {name}: {row['status']}, median {row.get('step_ms_median', float('nan')):.1f} ms, "
-              f"warm-up {row.get('warmup_s', float('nan')):.1f} s, peak {row.get('peak_gib', float('nan')):.2f} GiB, "
-              f"wall {time.time() - start:.0f} s", flush=True)
+        print(
+            f"step_table: {args.tag} {name}: {row['status']}, median {row.get('step_ms_median', float('nan')):.1f} ms, "
+            f"warm-up {row.get('warmup_s', float('nan')):.1f} s, peak {row.get('peak_gib', float('nan')):.2f} GiB, "
+            f"wall {time.time() - start:.0f} s",
+            flush=True,
+        )
         if row.get("compile", "off") != "off":  # where the compile time went (dynamo, AOT autograd, inductor)
             import torch._dynamo.utils
 

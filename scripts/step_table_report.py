@@ -54,13 +54,16 @@ def _number(row: dict | None, key: str, fmt: str) -> str:
 
 def markdown(rows: dict, syncs: list[tuple[str, str]], stamp: str) -> str:
     lines = [
-        "# Training step on the H200: before / after the sync-free step (issue 21)", "",
-        f"{stamp}", "",
+        "# Training step on the H200: before / after the sync-free step (issue 21)",
+        "",
+        f"{stamp}",
+        "",
         "`experiment=scaling` points (synthetic chains, flash_ipa trunk as configured, bf16-mixed, fused AdamW, "
         "gradient clipping 1.0 in *after* (off in *before*), no EMA unless named), all from one device call "
         "by `scripts/device_step_table.sh`; median of the timed steps after the warm-up (CUDA events); "
         "*before* = main's code, *after* = this branch, same session. flash_ipa = its own example model's step "
-        "on the same GPU kind (issue 21's table, 2026-12-02). Ratio = flash_ipa / after.", "",
+        "on the same GPU kind (issue 21's table, 2026-12-02). Ratio = flash_ipa / after.",
+        "",
         "| point | flash_ipa ms | before ms | after ms | ratio | after peak GiB | warm-up s |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -69,21 +72,34 @@ def markdown(rows: dict, syncs: list[tuple[str, str]], stamp: str) -> str:
         ref = None
         if after is not None:
             ref = FLASH_IPA_MS.get((after["length"], after.get("batch_size")))
-        ratio = (f"{ref / after['step_ms_median']:.2f}x" if ref and after and after.get("status") == "ok" else "-")
+        ratio = f"{ref / after['step_ms_median']:.2f}x" if ref and after and after.get("status") == "ok" else "-"
         peak, warm = _number(after, "peak_gib", "{:.2f}"), _number(after, "warmup_s", "{:.0f}")
         lines.append(f"| {title} | {ref if ref else '-'} | {_ms(before)} | {_ms(after)} | {ratio} | {peak} | {warm} |")
     for title, text in syncs:
-        lines += ["", f"Host synchronisations, {title} (`torch.cuda.set_sync_debug_mode(\"warn\")`, "
-                  "`flashipa_train/scaling/sync_probe.py`):", "", "```", text.strip() or "(not recorded)", "```"]
+        lines += [
+            "",
+            f'Host synchronisations, {title} (`torch.cuda.set_sync_debug_mode("warn")`, '
+            "`flashipa_train/scaling/sync_probe.py`):",
+            "",
+            "```",
+            text.strip() or "(not recorded)",
+            "```",
+        ]
     return "\n".join(lines) + "\n"
 
 
 def profile_markdown(results: Path, op_counts: str, stamp: str, kernel_rows: int = 15) -> str:
     """The StepProfiler reports (summary, forward time per module, top kernels) and the ATen call counts."""
-    lines = ["# Where a training step's time goes (issue 21)", "", stamp, "",
-             "torch.profiler over a few eager steps of `experiment=scaling` points (flash_ipa, sdpa, bf16-mixed; "
-             "`flashipa_train/scaling/step_profiler.py`, run by `scripts/device_step_table.sh`). GPU busy = union "
-             "of the device's kernel and copy intervals; the rest of the wall time the GPU waits for the host.", ""]
+    lines = [
+        "# Where a training step's time goes (issue 21)",
+        "",
+        stamp,
+        "",
+        "torch.profiler over a few eager steps of `experiment=scaling` points (flash_ipa, sdpa, bf16-mixed; "
+        "`flashipa_train/scaling/step_profiler.py`, run by `scripts/device_step_table.sh`). GPU busy = union "
+        "of the device's kernel and copy intervals; the rest of the wall time the GPU waits for the host.",
+        "",
+    ]
     for name in ("profile_256x8", "profile_32768x1"):
         path = results / "after" / f"{name}.txt"
         if not path.is_file():
@@ -91,12 +107,26 @@ def profile_markdown(results: Path, op_counts: str, stamp: str, kernel_rows: int
             continue
         text = path.read_text().split("\n")
         kernels = text.index("device kernels by total time (all profiled steps):")
-        lines += [f"## {name.replace('profile_', '').replace('x', ' x ')}", "", "```",
-                  *text[:kernels + 2 + kernel_rows], "```", ""]
+        lines += [
+            f"## {name.replace('profile_', '').replace('x', ' x ')}",
+            "",
+            "```",
+            *text[: kernels + 2 + kernel_rows],
+            "```",
+            "",
+        ]
     if op_counts:
-        lines += ["## ATen calls per step, by part of the model (CPU count, `scripts/count_step_ops.py`)", "",
-                  "Each call that is not a view is about one kernel launch of an eager GPU step (plus the casts "
-                  "that bf16 autocast adds); views cost host time only.", "", "```", op_counts.strip(), "```", ""]
+        lines += [
+            "## ATen calls per step, by part of the model (CPU count, `scripts/count_step_ops.py`)",
+            "",
+            "Each call that is not a view is about one kernel launch of an eager GPU step (plus the casts "
+            "that bf16 autocast adds); views cost host time only.",
+            "",
+            "```",
+            op_counts.strip(),
+            "```",
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -120,8 +150,10 @@ def main() -> None:
     args = parser.parse_args()
     rows = load(args.results)
     syncs = []
-    for folder, title in (("after", "steps 5-14 of the default-callbacks point (eager)"),
-                          ("graphs", "steps 8-11 of the CUDA-graph point")):
+    for folder, title in (
+        ("after", "steps 5-14 of the default-callbacks point (eager)"),
+        ("graphs", "steps 8-11 of the CUDA-graph point"),
+    ):
         path = args.results / folder / "syncs.txt"
         syncs.append((title, path.read_text() if path.is_file() else ""))
     stamp_file = args.results / "device.log"

@@ -24,8 +24,20 @@ import yaml
 
 import torch
 
-QUICKSTART = dict(c_s=64, c_z=32, c_hidden=32, num_blocks=2, num_heads=4, num_qk_points=4, num_v_points=4,
-                  pair_rank=2, c_pair_value=16, seq_transformer_layers=1, seq_transformer_heads=4, knn=8)
+QUICKSTART = dict(
+    c_s=64,
+    c_z=32,
+    c_hidden=32,
+    num_blocks=2,
+    num_heads=4,
+    num_qk_points=4,
+    num_v_points=4,
+    pair_rank=2,
+    c_pair_value=16,
+    seq_transformer_layers=1,
+    seq_transformer_heads=4,
+    knn=8,
+)
 T_BINS = (0.0, 0.25, 0.5, 0.75, 1.0)
 TERMS = ("loss", "trans_loss", "rot_loss", "atom_loss", "local_dist_loss")
 
@@ -45,19 +57,28 @@ def _dense_attention_without(part):
     def attention(q, k, v, q_pts, k_pts, v_pts, pair_bias, pair_values, point_weights, mask):
         if part == "bias":
             pair_bias = torch.zeros_like(pair_bias)
-        o, o_pts, o_pair = dense_ipa_attention(q, k, v, q_pts, k_pts, v_pts, pair_bias, pair_values, point_weights, mask)
+        o, o_pts, o_pair = dense_ipa_attention(
+            q, k, v, q_pts, k_pts, v_pts, pair_bias, pair_values, point_weights, mask
+        )
         return o, o_pts, torch.zeros_like(o_pair) if part == "values" else o_pair
 
     return attention
 
 
 DENSE_ABLATIONS = {
-    "no_distances": lambda: mock.patch("flashipa_train.model.pair_dense.radial_basis",
-                                       lambda d, *args: d.new_zeros(*d.shape, args[-1])),
-    "no_edge_transition": lambda: mock.patch("flashipa_train.model.attention_dense.DenseIPAAttention.after_block",
-                                             lambda self, block, s, res_mask, state: state),
-    "no_pair_bias": lambda: mock.patch("flashipa_train.model.ipa.dense_ipa_attention", _dense_attention_without("bias")),
-    "no_pair_values": lambda: mock.patch("flashipa_train.model.ipa.dense_ipa_attention", _dense_attention_without("values")),
+    "no_distances": lambda: mock.patch(
+        "flashipa_train.model.pair_dense.radial_basis", lambda d, *args: d.new_zeros(*d.shape, args[-1])
+    ),
+    "no_edge_transition": lambda: mock.patch(
+        "flashipa_train.model.attention_dense.DenseIPAAttention.after_block",
+        lambda self, block, s, res_mask, state: state,
+    ),
+    "no_pair_bias": lambda: mock.patch(
+        "flashipa_train.model.ipa.dense_ipa_attention", _dense_attention_without("bias")
+    ),
+    "no_pair_values": lambda: mock.patch(
+        "flashipa_train.model.ipa.dense_ipa_attention", _dense_attention_without("values")
+    ),
 }
 
 
@@ -76,8 +97,14 @@ def parse_variant(spec):
 def batches(data_dir, crop_length, max_tokens, seed):
     from flashipa_train.data.datamodule import BackboneDataModule
 
-    dm = BackboneDataModule(data_dir=data_dir, crop_length=crop_length, max_tokens_per_batch=max_tokens,
-                            num_workers=0, pin_memory=False, seed=seed)
+    dm = BackboneDataModule(
+        data_dir=data_dir,
+        crop_length=crop_length,
+        max_tokens_per_batch=max_tokens,
+        num_workers=0,
+        pin_memory=False,
+        seed=seed,
+    )
     dm.setup("fit")
     return dm
 
@@ -108,7 +135,9 @@ def evaluate(model, flow, examples, draws):
     n = max(sum(counts), 1)
     result = {"all": {term: sum(sums[b][j] for b in range(bins)) / n for j, term in enumerate(TERMS)}}
     for b in range(bins):
-        result[f"t{T_BINS[b]:.2f}-{T_BINS[b + 1]:.2f}"] = {term: sums[b][j] / max(counts[b], 1) for j, term in enumerate(TERMS)}
+        result[f"t{T_BINS[b]:.2f}-{T_BINS[b + 1]:.2f}"] = {
+            term: sums[b][j] / max(counts[b], 1) for j, term in enumerate(TERMS)
+        }
     return result
 
 
@@ -153,9 +182,18 @@ def _train_and_score(spec, attention, sizes, args, dm):
     with torch.no_grad():  # score the EMA weights: a single step's weights swing with the last batches
         for p, e in zip(model.parameters(), ema):
             p.copy_(e)
-    final = {"val": evaluate(model, flow, val_examples, args.draws), "train": evaluate(model, flow, train_examples, args.draws)}
-    return {"variant": spec, "steps": step, "seconds": time.perf_counter() - started,
-            "parameters": sum(p.numel() for p in model.parameters()), "history": history, "final": final}
+    final = {
+        "val": evaluate(model, flow, val_examples, args.draws),
+        "train": evaluate(model, flow, train_examples, args.draws),
+    }
+    return {
+        "variant": spec,
+        "steps": step,
+        "seconds": time.perf_counter() - started,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "history": history,
+        "final": final,
+    }
 
 
 def main():
@@ -176,8 +214,15 @@ def main():
     results = [run_variant(spec, args, dm) for spec in args.variants]
     for r in results:
         for split, by_bin in r["final"].items():
-            print(r["variant"], r["steps"], f"{r['seconds']:.0f}s", split,
-                  " ".join(f"{b}:{d['loss']:.3f}(tr {d['trans_loss']:.3f} rot {d['rot_loss']:.3f})" for b, d in by_bin.items()))
+            print(
+                r["variant"],
+                r["steps"],
+                f"{r['seconds']:.0f}s",
+                split,
+                " ".join(
+                    f"{b}:{d['loss']:.3f}(tr {d['trans_loss']:.3f} rot {d['rot_loss']:.3f})" for b, d in by_bin.items()
+                ),
+            )
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"args": vars(args), "results": results}, f, indent=1)

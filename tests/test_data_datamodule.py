@@ -59,7 +59,9 @@ def test_no_entry_or_grouped_sequence_straddles_the_split(group_sequences):
 
 def test_token_budget_batches_never_exceed_the_budget_and_cover_every_example_once():
     lengths = np.random.default_rng(0).integers(20, 600, size=300)
-    sampler = TokenBudgetBatchSampler(lengths, max_tokens=2000, crop_length=384, shuffle=True, random_crop=True, max_batch_size=12)
+    sampler = TokenBudgetBatchSampler(
+        lengths, max_tokens=2000, crop_length=384, shuffle=True, random_crop=True, max_batch_size=12
+    )
     epochs = []
     for epoch in range(3):
         sampler.set_epoch(epoch)
@@ -171,13 +173,17 @@ def test_pdb_dir_is_preprocessed_once_into_the_cache_and_reused(tmp_path):
     pdb_dir.mkdir()
     for name in ("1qys.pdb.gz", "5ugo.cif.gz", "5eil.pdb.gz", "4zey.cif.gz", "4gxy.pdb.gz"):
         (pdb_dir / name).write_bytes((DATA_DIR / name).read_bytes())
-    module = BackboneDataModule(pdb_dir=str(pdb_dir), cache_dir=str(tmp_path / "cache"), crop_length=64, max_tokens_per_batch=256)
+    module = BackboneDataModule(
+        pdb_dir=str(pdb_dir), cache_dir=str(tmp_path / "cache"), crop_length=64, max_tokens_per_batch=256
+    )
     module.prepare_data()
     module.setup()
     assert len(module.train_dataset) + len(module.val_dataset) == 6  # 1qys, 5ugo, 5eil x3, 4zey
     records = sorted((Path(module.data_dir) / "records").iterdir())
     stamps = [p.stat().st_mtime_ns for p in records]
-    again = BackboneDataModule(pdb_dir=str(pdb_dir), cache_dir=str(tmp_path / "cache"), crop_length=64, max_tokens_per_batch=256)
+    again = BackboneDataModule(
+        pdb_dir=str(pdb_dir), cache_dir=str(tmp_path / "cache"), crop_length=64, max_tokens_per_batch=256
+    )
     again.prepare_data()
     again.setup()
     assert again.data_dir == module.data_dir
@@ -244,8 +250,13 @@ def test_lightning_trainer_reshuffles_every_epoch(cache_dir):
     module = BackboneDataModule(data_dir=str(cache_dir), crop_length=128, max_tokens_per_batch=512, num_workers=0)
     model = RecordingModule.build()
     trainer = pl.Trainer(
-        max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, num_sanity_val_steps=0,
+        max_epochs=2,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
     )
     trainer.fit(model, datamodule=module)
     assert set(model.seen) == {0, 1}

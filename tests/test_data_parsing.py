@@ -42,7 +42,7 @@ def test_nmr_ensemble_yields_model_one():
     path = SHARED_PDB / "biotite" / "1l2y.pdb"
     parsed = parse_structure(str(path), path.read_bytes())
     assert parsed.model_count == 38 and parsed.method == "SOLUTION NMR"
-    (chain, atoms), = protein_chain_atoms(parsed.atoms)
+    ((chain, atoms),) = protein_chain_atoms(parsed.atoms)
     ca = chain_backbone(chain, atoms).atoms[:, 1]
     pdb_file = pdb.PDBFile.read(str(path))
     for model, should_match in ((1, True), (2, False)):

@@ -44,9 +44,7 @@ def shared_cache(tmp_path_factory) -> tuple[Path, object]:
 
 def test_every_shared_file_is_accepted_or_rejected_with_a_reason(shared_cache):
     out, summary = shared_cache
-    inputs = sorted(
-        str(p) for p in SHARED_PDB.rglob("*") if p.suffix in (".pdb", ".cif", ".bcif") and p.is_file()
-    )
+    inputs = sorted(str(p) for p in SHARED_PDB.rglob("*") if p.suffix in (".pdb", ".cif", ".bcif") and p.is_file())
     accepted = read_csv(out / METADATA_FILE)
     rejected = read_csv(out / REJECTED_FILE)
     accounted = {row["source"] for row in accepted} | {row["source"] for row in rejected}
@@ -150,7 +148,15 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
 
 def test_killed_process_resumes_without_losing_or_duplicating_rows(tmp_path):
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "flashipa_train.data.preprocess", str(DATA_DIR), "--out", str(out), "--no-progress"]
+    command = [
+        sys.executable,
+        "-m",
+        "flashipa_train.data.preprocess",
+        str(DATA_DIR),
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 60

@@ -50,8 +50,12 @@ def test_output_is_equivariant_to_global_rigid_motion_and_padding_changes_nothin
     noisy = noisy_inputs(dtype=torch.float64, self_condition=True)
     g = torch.Generator().manual_seed(7)
     rot, shift = so3_exp(torch.randn(3, generator=g, dtype=torch.float64) * 2), torch.randn(3, dtype=torch.float64) * 20
-    moved = {**noisy, "trans_t": noisy["trans_t"] @ rot.T + shift, "rots_t": rot @ noisy["rots_t"],
-             "trans_sc": noisy["trans_sc"] @ rot.T + shift}
+    moved = {
+        **noisy,
+        "trans_t": noisy["trans_t"] @ rot.T + shift,
+        "rots_t": rot @ noisy["rots_t"],
+        "trans_sc": noisy["trans_sc"] @ rot.T + shift,
+    }
     out, out_moved = model(noisy), model(moved)
     mask = noisy["res_mask"]
     torch.testing.assert_close(out_moved["pred_atoms"][mask], (out["pred_atoms"] @ rot.T + shift)[mask])
@@ -72,9 +76,17 @@ def test_bad_alpha_and_backend_are_named():
 @pytest.mark.slow
 def test_hydra_cli_trains_entmax_ipa_and_samples(tmp_path, small_folder):  # noqa: F811
     result = _flashipa_train(
-        ["experiment=quickstart", "model/attention=entmax_ipa", "model.attention.learn_alpha=true",
-         f"data.pdb_dir={small_folder}", "trainer.max_steps=2", "trainer.val_check_interval=2",
-         "sample.lengths=[16]", "sample.num_steps=3", *TINY_MODEL],
+        [
+            "experiment=quickstart",
+            "model/attention=entmax_ipa",
+            "model.attention.learn_alpha=true",
+            f"data.pdb_dir={small_folder}",
+            "trainer.max_steps=2",
+            "trainer.val_check_interval=2",
+            "sample.lengths=[16]",
+            "sample.num_steps=3",
+            *TINY_MODEL,
+        ],
         tmp_path,
     )
     samples = Path(re.search(r"sampled backbones \(PDB\): (\S+)", result.stdout).group(1))

@@ -97,6 +97,7 @@ def test_halley_needs_several_times_fewer_passes_than_bisection(alpha):
     q, k = q_feat.transpose(1, 2), k_feat.transpose(1, 2)  # [B, H, L, D]
     key_bias = torch.zeros(1, 64, dtype=torch.float64)
     a = torch.full((1, 3, 1, 1), alpha, dtype=torch.float64)
-    passes = {m: tile_threshold(q, k, key_bias, a, 32, method=m, tol=1e-10)[2].double().mean()
-              for m in ("halley", "bisect")}
+    passes = {
+        m: tile_threshold(q, k, key_bias, a, 32, method=m, tol=1e-10)[2].double().mean() for m in ("halley", "bisect")
+    }
     assert passes["bisect"] >= 5 * passes["halley"], passes

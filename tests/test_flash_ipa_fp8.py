@@ -56,8 +56,8 @@ def test_block_quantisation_scales_each_block_and_round_trips_within_e4m3_precis
     assert x8.dtype == fp8.FP8 and scale.shape == (3, 100)
     assert torch.equal(scale[:, 0], scale[:, 31]) and not torch.equal(scale[:, 31], scale[:, 32])
     back = x8.float() * scale.t()[:, :, None]
-    assert ((back - x).abs() <= x.abs() * 2.0 ** -4 + scale.t()[:, :, None] * 2.0 ** -9).all()
-    assert back.abs().amax() <= x.abs().amax() * (1 + 2.0 ** -4)
+    assert ((back - x).abs() <= x.abs() * 2.0**-4 + scale.t()[:, :, None] * 2.0**-9).all()
+    assert back.abs().amax() <= x.abs().amax() * (1 + 2.0**-4)
 
 
 @pytest.mark.parametrize("mode", fp8.MODES)

@@ -23,12 +23,13 @@ def _compare(inputs, mask, ref_dtype, tol, **kwargs):
     torch.manual_seed(0)
     with torch.no_grad():
         grad_outputs = [torch.randn_like(o) for o in flash_ipa_attention(*inputs, mask=mask, **kwargs)]
-    outs, grads = _outputs_and_grads(
-        lambda xs: flash_ipa_attention(*xs, mask=mask, **kwargs), inputs, grad_outputs)
+    outs, grads = _outputs_and_grads(lambda xs: flash_ipa_attention(*xs, mask=mask, **kwargs), inputs, grad_outputs)
     ref_in = [x.to(ref_dtype) for x in inputs]
     ref_outs, ref_grads = _outputs_and_grads(
-        lambda xs: ipa_attention_core(*xs, mask=mask, backend="torch", tile=1024), ref_in,
-        [g.to(ref_dtype) for g in grad_outputs])
+        lambda xs: ipa_attention_core(*xs, mask=mask, backend="torch", tile=1024),
+        ref_in,
+        [g.to(ref_dtype) for g in grad_outputs],
+    )
     errors = {n: relative_error(a, b) for n, a, b in zip(("o", "o_pts", "o_pair"), outs, ref_outs)}
     errors.update({"d" + n: relative_error(a, b) for n, a, b in zip(INPUT_NAMES, grads, ref_grads)})
     print(errors)
@@ -40,7 +41,7 @@ def test_bf16_anchor_dims_at_16384_residues_200_angstrom_out_match_float64_refer
     L = 16384
     inputs = random_ipa_inputs(1, L, ANCHOR, torch.bfloat16, "cuda", point_scale=3.0, point_offset=200.0)
     mask = torch.ones(1, L, dtype=torch.bool, device="cuda")
-    mask[0, L - 300:] = False
+    mask[0, L - 300 :] = False
     _compare(inputs, mask, torch.float64, 1e-2)
 
 
@@ -71,8 +72,7 @@ def test_varlen_equals_padded_batch_on_gpu():
     mask = torch.zeros(len(lengths), L, dtype=torch.bool, device="cuda")
     for b, n in enumerate(lengths):
         mask[b, :n] = True
-    packed = [x if x.dim() == 1 else torch.cat([x[b, :n] for b, n in enumerate(lengths)])[None]
-              for x in padded]
+    packed = [x if x.dim() == 1 else torch.cat([x[b, :n] for b, n in enumerate(lengths)])[None] for x in padded]
     cu = torch.tensor([0, 1000, 4000, 4050], dtype=torch.int32, device="cuda")
     out_packed = flash_ipa_attention(*packed, cu_seqlens=cu)
     out_padded = flash_ipa_attention(*padded, mask=mask)

@@ -98,8 +98,9 @@ def test_varlen_packed_sequences_match_reference_per_sequence():
                 assert relative_error(a[:, rows], b) <= 1e-5, (name, start)
     # point_weights gradient sums over sequences
     total_dpw = sum(
-        reference_outputs_and_grads([x[:, s:s + n] if x.dim() > 1 else x for x in packed],
-                                    [g[:, s:s + n] for g in grad_outputs])[1][-1]
+        reference_outputs_and_grads(
+            [x[:, s : s + n] if x.dim() > 1 else x for x in packed], [g[:, s : s + n] for g in grad_outputs]
+        )[1][-1]
         for s, n in zip(starts, lengths)
     )
     assert relative_error(grads[-1], total_dpw) <= 1e-5
@@ -173,7 +174,8 @@ def test_custom_op_passes_torch_library_opcheck():
     key_mask = torch.ones(B * L, dtype=torch.uint8, device=DEVICE)
     cu_seqlens = torch.tensor([0, L], dtype=torch.int32, device=DEVICE)
     torch.library.opcheck(
-        op.attention_fwd, (*tokens, key_mask, cu_seqlens, L, False),
+        op.attention_fwd,
+        (*tokens, key_mask, cu_seqlens, L, False),
         test_utils=("test_schema", "test_faketensor", "test_autograd_registration"),
     )
 

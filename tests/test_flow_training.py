@@ -12,8 +12,20 @@ from flashipa_train.model import FlowModel
 
 DATA_DIR = os.path.join(os.path.dirname(__file__), "..", "data")
 TWO_CHAINS = (("1l2y.pdb.gz", "A"), ("1YCR.pdb.gz", "B"))  # Trp-cage (20 residues), p53 peptide (13)
-TINY = dict(c_s=32, c_z=16, c_hidden=8, num_blocks=2, num_heads=4, num_qk_points=4, num_v_points=4,
-            pair_rank=2, c_pair_value=8, seq_transformer_layers=1, seq_transformer_heads=2, knn=8)
+TINY = dict(
+    c_s=32,
+    c_z=16,
+    c_hidden=8,
+    num_blocks=2,
+    num_heads=4,
+    num_qk_points=4,
+    num_v_points=4,
+    pair_rank=2,
+    c_pair_value=8,
+    seq_transformer_layers=1,
+    seq_transformer_heads=2,
+    knn=8,
+)
 VARIANTS = [("dense_ipa", "torch"), ("flash_ipa", "torch"), ("flash_ipa", "sdpa"), ("inattention", "torch")]
 
 

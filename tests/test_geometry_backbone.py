@@ -101,7 +101,9 @@ def test_default_psi_is_alpha_helix_and_matches_ideal_backbone_local():
     assert DEFAULT_PSI == pytest.approx(math.radians(-47.0))
     rigid = random_rigid((6,), torch.float64, seed=3)
     default = backbone_atoms_from_frames(rigid)
-    assert rel_err(default, backbone_atoms_from_frames(rigid, torch.full((6,), DEFAULT_PSI, dtype=torch.float64))) < 1e-15
+    assert (
+        rel_err(default, backbone_atoms_from_frames(rigid, torch.full((6,), DEFAULT_PSI, dtype=torch.float64))) < 1e-15
+    )
     identity_atoms = backbone_atoms_from_frames(Rigid.identity((), torch.float64))
     assert rel_err(identity_atoms, ideal_backbone_local(torch.float64)) < 1e-15
 

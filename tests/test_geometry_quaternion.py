@@ -26,9 +26,14 @@ def branch_switch_rotations(dtype: torch.dtype) -> torch.Tensor:
     s = 1 / math.sqrt(2)
     rotvecs = [
         (0.0, 0.0, 0.0),
-        (math.pi, 0.0, 0.0), (0.0, math.pi, 0.0), (0.0, 0.0, math.pi),
-        (math.pi * s, math.pi * s, 0.0), (0.0, -math.pi * s, math.pi * s), (math.pi * s, 0.0, math.pi * s),
-        (math.pi / 2, 0.0, 0.0), (0.0, 0.0, -math.pi / 2),
+        (math.pi, 0.0, 0.0),
+        (0.0, math.pi, 0.0),
+        (0.0, 0.0, math.pi),
+        (math.pi * s, math.pi * s, 0.0),
+        (0.0, -math.pi * s, math.pi * s),
+        (math.pi * s, 0.0, math.pi * s),
+        (math.pi / 2, 0.0, 0.0),
+        (0.0, 0.0, -math.pi / 2),
     ]
     third = 2 * math.pi / 3 / math.sqrt(3)
     rotvecs.append((third, third, third))

@@ -67,7 +67,12 @@ def test_apply_broadcasts_a_per_residue_rigid_over_points():
 def test_compose_broadcasts_leading_dims():
     pairwise = random_rigid((6,), seed=3)[:, None].invert().compose(random_rigid((6,), seed=3)[None, :])
     assert pairwise.shape == (6, 6)
-    assert rel_err(pairwise.rots.diagonal(dim1=0, dim2=1).permute(2, 0, 1), torch.eye(3, dtype=torch.float64).expand(6, 3, 3)) < 1e-14
+    assert (
+        rel_err(
+            pairwise.rots.diagonal(dim1=0, dim2=1).permute(2, 0, 1), torch.eye(3, dtype=torch.float64).expand(6, 3, 3)
+        )
+        < 1e-14
+    )
 
 
 def test_getitem_indexes_leading_dims_like_a_tensor():

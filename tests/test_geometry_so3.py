@@ -47,7 +47,9 @@ def test_hat_is_the_cross_product_and_vee_inverts_it():
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_so3_exp_matches_float64_quaternion_reference_for_random_rotvecs(dtype):
-    rotvec = random_axes(256) * torch.rand(256, 1, dtype=torch.float64, generator=torch.Generator().manual_seed(3)) * math.pi
+    rotvec = (
+        random_axes(256) * torch.rand(256, 1, dtype=torch.float64, generator=torch.Generator().manual_seed(3)) * math.pi
+    )
     out = so3_exp(rotvec.to(dtype))
     assert out.dtype == dtype
     assert rel_err(out.double(), exp_reference(rotvec)) < TOL[dtype]
@@ -121,8 +123,9 @@ def test_so3_exp_and_log_pass_gradcheck(scale):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_geodesic_interpolation_hits_endpoints(dtype):
-    rots_0, rots_1 = uniform_so3((64,), dtype, generator=torch.Generator().manual_seed(11)), uniform_so3(
-        (64,), dtype, generator=torch.Generator().manual_seed(12)
+    rots_0, rots_1 = (
+        uniform_so3((64,), dtype, generator=torch.Generator().manual_seed(11)),
+        uniform_so3((64,), dtype, generator=torch.Generator().manual_seed(12)),
     )
     assert rel_err(so3_geodesic_interpolate(rots_0, rots_1, 0.0), rots_0) < TOL[dtype]
     assert rel_err(so3_geodesic_interpolate(rots_0, rots_1, 1.0), rots_1) < 10 * TOL[dtype]
@@ -169,5 +172,12 @@ def test_uniform_so3_has_requested_shape_dtype_and_is_reproducible(dtype):
 def test_so3_functions_preserve_dtype(dtype):
     rotvec = random_axes(4).to(dtype)
     rots = so3_exp(rotvec)
-    outputs = [hat(rotvec), vee(rots), rots, so3_log(rots), rotation_angle(rots), so3_geodesic_interpolate(rots, rots.flip(0), 0.3)]
+    outputs = [
+        hat(rotvec),
+        vee(rots),
+        rots,
+        so3_log(rots),
+        rotation_angle(rots),
+        so3_geodesic_interpolate(rots, rots.flip(0), 0.3),
+    ]
     assert all(out.dtype == dtype for out in outputs)

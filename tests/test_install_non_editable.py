@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(
-        importlib.util.find_spec("setuptools.command.bdist_wheel") is None and importlib.util.find_spec("wheel") is None,
+        importlib.util.find_spec("setuptools.command.bdist_wheel") is None
+        and importlib.util.find_spec("wheel") is None,
         reason="building a wheel offline needs setuptools >= 70.1 (or the wheel package) in this environment",
     ),
 ]
@@ -33,10 +34,27 @@ def _run(command, **kwargs):
 def venv(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("install")
     source = tmp_path / "source"  # a copy, so the build leaves no build/ or egg-info in the checkout
-    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
-        ".git", "logs", "cache", "samples", "wandb", "__pycache__", "*.egg-info", "build", "docs", ".devwt"))
-    _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist"),
-          str(source)])
+    shutil.copytree(
+        ROOT,
+        source,
+        ignore=shutil.ignore_patterns(
+            ".git", "logs", "cache", "samples", "wandb", "__pycache__", "*.egg-info", "build", "docs", ".devwt"
+        ),
+    )
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp_path / "dist"),
+            str(source),
+        ]
+    )
     (wheel,) = (tmp_path / "dist").glob("flashipa_train-*.whl")
     venv = tmp_path / "venv"
     _run([sys.executable, "-m", "venv", "--without-pip", str(venv)])
@@ -44,8 +62,20 @@ def venv(tmp_path_factory):
     # this environment's packages (torch, Lightning, Hydra, ...) behind the venv's own: --system-site-packages
     # for a base interpreter or a virtualenv alike
     (purelib / "parent_environment.pth").write_text("\n".join(site.getsitepackages()) + "\n")
-    _run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "-q", "--no-deps",
-          "--no-index", str(wheel)])
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(venv / "bin" / "python"),
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-index",
+            str(wheel),
+        ]
+    )
     return venv, wheel
 
 
@@ -56,16 +86,22 @@ def _outside_env(tmp_path):
 
 def test_wheel_carries_every_yaml_of_the_configs_folder(venv):
     _, wheel = venv
-    shipped = {name.removeprefix("flashipa_train/configs/") for name in zipfile.ZipFile(wheel).namelist()
-               if name.startswith("flashipa_train/configs/") and name.endswith(".yaml")}
+    shipped = {
+        name.removeprefix("flashipa_train/configs/")
+        for name in zipfile.ZipFile(wheel).namelist()
+        if name.startswith("flashipa_train/configs/") and name.endswith(".yaml")
+    }
     assert shipped == {str(p.relative_to(ROOT / "configs")) for p in (ROOT / "configs").rglob("*.yaml")}
 
 
 def test_installed_commands_compose_their_configs_from_another_folder(venv, tmp_path):
     venv_dir, _ = venv
     env = _outside_env(tmp_path)
-    where = _run([str(venv_dir / "bin" / "python"), "-c", "import flashipa_train.config as c; print(c.CONFIG_DIR)"],
-                 cwd=tmp_path, env=env).stdout.strip()
+    where = _run(
+        [str(venv_dir / "bin" / "python"), "-c", "import flashipa_train.config as c; print(c.CONFIG_DIR)"],
+        cwd=tmp_path,
+        env=env,
+    ).stdout.strip()
     assert where.startswith(str(venv_dir)), where  # the installed copy, not the checkout
     job = _run([str(venv_dir / "bin" / "flashipa-train"), "--cfg", "job"], cwd=tmp_path, env=env).stdout
     assert "task_name: train" in job and "name: flash_ipa" in job

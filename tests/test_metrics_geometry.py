@@ -52,8 +52,12 @@ def test_bond_deviations_are_small_on_real_chains_and_large_on_a_perturbed_copy(
     for chain in real_chains:
         real = bond_deviations(chain)
         perturbed = bond_deviations(
-            Backbone(chain.atoms + rng.normal(scale=0.3, size=chain.atoms.shape), chain.atom_mask,
-                     chain.chain_ids, chain.residue_index)
+            Backbone(
+                chain.atoms + rng.normal(scale=0.3, size=chain.atoms.shape),
+                chain.atom_mask,
+                chain.chain_ids,
+                chain.residue_index,
+            )
         )
         for key, value in real.items():
             small, large = (0.03, 0.15) if key.startswith("bond") else (5.0, 10.0)
@@ -132,15 +136,20 @@ def test_one_sse_fractions_for_preprocessing_and_metrics_nan_without_labels():
 
     assert chain_features.sse_fractions is sse_fractions
     assert all(np.isnan(v) for v in sse_fractions(np.array(["", ""])).values())
-    assert sse_fractions(np.array(["a", "a", "c", ""])) == {"helix_fraction": 2 / 3, "strand_fraction": 0.0,
-                                                           "coil_fraction": 1 / 3}
+    assert sse_fractions(np.array(["a", "a", "c", ""])) == {
+        "helix_fraction": 2 / 3,
+        "strand_fraction": 0.0,
+        "coil_fraction": 1 / 3,
+    }
 
 
 def test_inputs_may_be_torch_tensors_or_example_dicts(real_chains):
     chain = real_chains[0]
     from_numpy = backbone_metrics(chain)
     from_torch = backbone_metrics(torch.from_numpy(chain.atoms).float())
-    from_dict = backbone_metrics({"atoms": chain.atoms, "atom_mask": chain.atom_mask, "residue_index": chain.residue_index})
+    from_dict = backbone_metrics(
+        {"atoms": chain.atoms, "atom_mask": chain.atom_mask, "residue_index": chain.residue_index}
+    )
     for key in ("ca_ca_mean", "clashes_per_100", "radius_of_gyration", "helix_fraction"):
         assert from_torch[key] == pytest.approx(from_numpy[key], abs=1e-4)
         assert from_dict[key] == pytest.approx(from_numpy[key])

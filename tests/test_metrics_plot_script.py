@@ -25,7 +25,9 @@ def test_plot_samples_writes_traces_histograms_and_metrics(tmp_path):
     for backbone in iter_backbones(str(ROOT / "data" / "5eil.pdb.gz"), 2):
         write_backbone(backbone.atoms, samples / f"{backbone.name}.pdb")
     out = tmp_path / "plots"
-    load_script().main([str(samples), "--training", str(ROOT / "data" / "2axd.bcif.gz"), "--out", str(out), "--per-sample"])
+    load_script().main(
+        [str(samples), "--training", str(ROOT / "data" / "2axd.bcif.gz"), "--out", str(out), "--per-sample"]
+    )
     for name in ("ca_traces.png", "metric_histograms.png", "traces/5eil_A.png", "traces/5eil_B.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     with open(out / "metrics.csv") as f:

@@ -39,8 +39,12 @@ def test_tm_score_of_a_structure_with_itself_and_a_rotated_copy_is_one(chains):
     rng = np.random.default_rng(0)
     for chain in chains[:4]:
         copy = moved(chain, rng)
-        for score in (aligned_tm_score(chain, chain), aligned_tm_score(chain, copy),
-                      structural_tm_score(chain, chain), structural_tm_score(chain, copy)):
+        for score in (
+            aligned_tm_score(chain, chain),
+            aligned_tm_score(chain, copy),
+            structural_tm_score(chain, chain),
+            structural_tm_score(chain, copy),
+        ):
             assert score == pytest.approx(1.0, abs=1e-4), chain.name
 
 
@@ -108,8 +112,10 @@ def test_samples_too_dissimilar_for_an_anchor_score_nan_and_are_skipped_by_novel
     """biotite raises "No anchors found" for, e.g., diverged samples spread over 100 A: a NaN TM-score
     (like other degenerate samples), never an error, and novelty keeps the best real score."""
     rng = np.random.default_rng(3)
-    spread = [np.repeat(rng.normal(scale=30.0, size=(32, 1, 3)), 4, axis=1) + rng.normal(scale=0.5, size=(32, 4, 3))
-              for _ in range(2)]  # [L, 4, 3] backbones of scattered residues
+    spread = [
+        np.repeat(rng.normal(scale=30.0, size=(32, 1, 3)), 4, axis=1) + rng.normal(scale=0.5, size=(32, 4, 3))
+        for _ in range(2)
+    ]  # [L, 4, 3] backbones of scattered residues
     assert np.isnan(structural_tm_score(spread[0], spread[1]))
     assert np.isnan(pairwise_tm_diversity(spread))
     row = novelty([chains[3]], iter([chains[4], spread[1]]))[0]  # the NaN comes after a real score

@@ -7,8 +7,20 @@ from flashipa_train.geometry import so3_exp, uniform_so3
 from flashipa_train.model import FlowModel
 from flashipa_train.model.attention_flash import FlashIPAAttention
 
-TINY = dict(c_s=32, c_z=16, c_hidden=8, num_blocks=2, num_heads=2, num_qk_points=2, num_v_points=3,
-            pair_rank=2, c_pair_value=8, seq_transformer_layers=1, seq_transformer_heads=2, knn=6)
+TINY = dict(
+    c_s=32,
+    c_z=16,
+    c_hidden=8,
+    num_blocks=2,
+    num_heads=2,
+    num_qk_points=2,
+    num_v_points=3,
+    pair_rank=2,
+    c_pair_value=8,
+    seq_transformer_layers=1,
+    seq_transformer_heads=2,
+    knn=6,
+)
 
 
 def tiny_model(name, backend="torch", **overrides):
@@ -26,7 +38,7 @@ def noisy_inputs(B=2, L=11, dtype=torch.float32, self_condition=False, seed=0):
     g = torch.Generator().manual_seed(seed)
     res_mask = torch.ones(B, L, dtype=torch.bool)
     if B > 1:
-        res_mask[-1, L - 3:] = False
+        res_mask[-1, L - 3 :] = False
     noisy = {
         "trans_t": torch.randn(B, L, 3, generator=g, dtype=dtype) * 8,
         "rots_t": uniform_so3((B, L), dtype=dtype, generator=g),
@@ -91,9 +103,13 @@ def test_padded_residues_do_not_change_real_ones(name):
     short["res_mask"][:] = True
     g = torch.Generator().manual_seed(1)
     padded = {
-        "trans_t": torch.cat([short["trans_t"], torch.randn(1, L_pad - L_real, 3, generator=g, dtype=torch.float64) * 50], 1),
+        "trans_t": torch.cat(
+            [short["trans_t"], torch.randn(1, L_pad - L_real, 3, generator=g, dtype=torch.float64) * 50], 1
+        ),
         "rots_t": torch.cat([short["rots_t"], uniform_so3((1, L_pad - L_real), dtype=torch.float64, generator=g)], 1),
-        "trans_sc": torch.cat([short["trans_sc"], torch.randn(1, L_pad - L_real, 3, generator=g, dtype=torch.float64)], 1),
+        "trans_sc": torch.cat(
+            [short["trans_sc"], torch.randn(1, L_pad - L_real, 3, generator=g, dtype=torch.float64)], 1
+        ),
         "t": short["t"],
         "res_mask": torch.arange(L_pad)[None] < L_real,
         "residue_index": torch.arange(L_pad)[None] * 3,
@@ -150,7 +166,10 @@ def test_sdpa_trunk_reads_padding_once_per_forward_and_matches_with_or_without_p
     assert prepare(model.attention, torch.zeros(2, 11, TINY["c_s"]), None, padded)["all_real"] is False
     # the flag read off the CPU batch (FlowModule.on_before_batch_transfer): no device read, no break
     assert not torch._dynamo.explain(model)({**noisy, "all_real": True}).break_reasons
-    assert prepare(model.attention, torch.zeros(2, 11, TINY["c_s"]), None, {**padded, "all_real": False})["all_real"] is False
+    assert (
+        prepare(model.attention, torch.zeros(2, 11, TINY["c_s"]), None, {**padded, "all_real": False})["all_real"]
+        is False
+    )
 
 
 def _saved_bytes_and_grads(model, noisy):

@@ -48,7 +48,10 @@ def test_factorized_ipa_equals_dense_ipa_on_the_pair_tensors_of_its_factors(back
     )
     out_flash = flash(s, rigids, factors, mask, backend=backend)
     out_dense = dense(
-        s, rigids, pair_values_from_factors(factors.pair_q, factors.pair_k), mask,
+        s,
+        rigids,
+        pair_values_from_factors(factors.pair_q, factors.pair_k),
+        mask,
         pair_bias=pair_bias_from_factors(factors.bias_q, factors.bias_k),
     )
     assert relative_error(out_flash, out_dense) < 1e-12
@@ -71,11 +74,15 @@ def test_pair_factors_give_learned_plus_relative_position_plus_same_chain_bias_e
     learned_q, learned_k = embedder.linear_bias(embedder.layer_norm(s0)).view(B, L, 2, H, R).unbind(2)
     learned = torch.einsum("bihr,bjhr->bijh", learned_q, learned_k)
     # [B, L, L, F]
-    diff = (residue_index[:, :, None] - residue_index[:, None, :]).double()[..., None] * embedder.relpos_frequencies.double()
+    diff = (residue_index[:, :, None] - residue_index[:, None, :]).double()[
+        ..., None
+    ] * embedder.relpos_frequencies.double()
     relpos = torch.einsum("bijf,hf->bijh", torch.cos(diff), embedder.relpos_cos_weight) + torch.einsum(
         "bijf,hf->bijh", torch.sin(diff), embedder.relpos_sin_weight
     )
-    same_chain = (chain_index[:, :, None] % 4 == chain_index[:, None, :] % 4).double()[..., None] * embedder.same_chain_weight
+    same_chain = (chain_index[:, :, None] % 4 == chain_index[:, None, :] % 4).double()[
+        ..., None
+    ] * embedder.same_chain_weight
     expected = learned + relpos + same_chain  # [B, L, L, H]
     assert relative_error(pair_bias_from_factors(factors.bias_q, factors.bias_k), expected) < 1e-12
     periods = 2 * math.pi / embedder.relpos_frequencies
@@ -98,7 +105,9 @@ def test_content_relpos_factors_give_a_query_weighted_relative_position_bias_exa
     # [B, L, H, F] each: the weights read from the query's s_i
     a, c = content.linear(content.layer_norm(s)).view(B, L, 2, H, 5).unbind(2)
     # [B, L, L, F]
-    diff = (residue_index[:, :, None] - residue_index[:, None, :]).double()[..., None] * embedder.relpos_frequencies.double()
+    diff = (residue_index[:, :, None] - residue_index[:, None, :]).double()[
+        ..., None
+    ] * embedder.relpos_frequencies.double()
     expected = torch.einsum("bijf,bihf->bijh", torch.cos(diff), a) + torch.einsum("bijf,bihf->bijh", torch.sin(diff), c)
     assert relative_error(pair_bias_from_factors(bias_q, bias_k), expected) < 1e-12
 

@@ -72,9 +72,7 @@ def run_path(module, inputs, path):
 
 def output_and_grads(module, inputs, path, cotangent):
     """Output and gradients of <output, cotangent> w.r.t. every float input and every parameter."""
-    leaves = {
-        name: x.detach().requires_grad_() if x.is_floating_point() else x for name, x in inputs.items()
-    }
+    leaves = {name: x.detach().requires_grad_() if x.is_floating_point() else x for name, x in inputs.items()}
     out = run_path(module, leaves, path)
     params = {name: p for name, p in module.named_parameters() if name != "linear_b.weight"}
     params = {name: p for name, p in params.items() if name != "linear_b.bias"}  # unused with factors
@@ -127,9 +125,9 @@ def algorithm22_in_openfold_layout(m, s, z, rots, trans, mask):
     k_pts, v_pts = kv_pts[..., :Pq, :], kv_pts[..., Pq:, :]
     gamma = F.softplus(m.head_weights) * math.sqrt(1.0 / (3 * Pq * 9.0 / 2))
     d2 = ((q_pts[:, :, None] - k_pts[:, None]) ** 2).sum(dim=(-1, -2))  # [B, L, L, H]
-    logits = math.sqrt(1.0 / 3) * (
-        torch.einsum("bihc,bjhc->bijh", q, k) / math.sqrt(C) + m.linear_b(z)
-    ) - 0.5 * gamma * d2
+    logits = (
+        math.sqrt(1.0 / 3) * (torch.einsum("bihc,bjhc->bijh", q, k) / math.sqrt(C) + m.linear_b(z)) - 0.5 * gamma * d2
+    )
     logits = logits.masked_fill(~mask[:, None, :, None], float("-inf"))
     a = torch.softmax(logits, dim=2)  # over keys j
     o = torch.einsum("bijh,bjhc->bihc", a, v)

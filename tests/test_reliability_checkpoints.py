@@ -99,8 +99,16 @@ def test_a_nan_validation_loss_is_never_saved_as_best_or_last(structures, tmp_pa
 
 
 def test_a_learning_rate_that_ruins_the_weights_stops_naming_the_step_and_the_rate(structures, tmp_path):
-    run = SHORT + ["optimizer.lr=1e6", "scheduler.warmup_steps=0", "trainer.max_steps=8", "trainer.val_check_interval=2"]
-    with pytest.raises(FloatingPointError, match=r"the last finite loss was \S+ at step \d+ \(learning rate [\d.e+-]+\).*lower optimizer.lr"):
+    run = SHORT + [
+        "optimizer.lr=1e6",
+        "scheduler.warmup_steps=0",
+        "trainer.max_steps=8",
+        "trainer.val_check_interval=2",
+    ]
+    with pytest.raises(
+        FloatingPointError,
+        match=r"the last finite loss was \S+ at step \d+ \(learning rate [\d.e+-]+\).*lower optimizer.lr",
+    ):
         train(_config(structures, tmp_path, run))
     for path in (tmp_path / "checkpoints").glob("*.ckpt"):  # any checkpoint written holds finite weights
         checkpoint = torch.load(path, weights_only=True)
@@ -133,15 +141,19 @@ def test_a_stored_model_config_with_a_file_writing_target_is_refused_by_sampling
     from flashipa_train.sampling import load_sampler_from_checkpoint
 
     marker = tmp_path / "written_by_checkpoint.txt"
-    evil = _with_run_config(trained, tmp_path / "evil.ckpt", _target_="pathlib.Path.write_text",
-                            _args_=[str(marker), "pwned"])
-    with pytest.raises(CheckpointError, match=r"_target_='pathlib.Path.write_text'; only flashipa_train.model.FlowModel"):
+    evil = _with_run_config(
+        trained, tmp_path / "evil.ckpt", _target_="pathlib.Path.write_text", _args_=[str(marker), "pwned"]
+    )
+    with pytest.raises(
+        CheckpointError, match=r"_target_='pathlib.Path.write_text'; only flashipa_train.model.FlowModel"
+    ):
         load_sampler_from_checkpoint(evil)
     finetune = ["experiment=finetune", f"init_from={evil}", "trainer.max_steps=1"]
     with pytest.raises(CheckpointError, match="_target_"):
         train(_config(structures, tmp_path / "finetune", finetune, model=[]))
-    nested = _with_run_config(trained, tmp_path / "nested.ckpt",
-                              knn={"_target_": "pathlib.Path.write_text", "self": str(marker), "data": "x"})
+    nested = _with_run_config(
+        trained, tmp_path / "nested.ckpt", knn={"_target_": "pathlib.Path.write_text", "self": str(marker), "data": "x"}
+    )
     with pytest.raises(CheckpointError, match=r"run_config.model.knn is dict"):
         load_sampler_from_checkpoint(nested)
     assert not marker.exists()
@@ -200,11 +212,14 @@ def test_a_checkpoint_url_is_refused_unless_allowed_and_then_still_read_as_data(
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("content, message", [
-    (bytes(range(256)) * 8, "not a PyTorch checkpoint"),  # fixed bytes: urandom made the test id and outcome vary
-    ("tensor", "holds a Tensor, not a checkpoint dict"),
-    (b"", "not a readable PyTorch checkpoint"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (bytes(range(256)) * 8, "not a PyTorch checkpoint"),  # fixed bytes: urandom made the test id and outcome vary
+        ("tensor", "holds a Tensor, not a checkpoint dict"),
+        (b"", "not a readable PyTorch checkpoint"),
+    ],
+)
 @pytest.mark.parametrize("field", ["ckpt_path", "init_from"])
 def test_a_file_that_is_not_a_checkpoint_gets_one_line_naming_the_field(structures, tmp_path, content, message, field):
     path = tmp_path / "bad.ckpt"
@@ -218,7 +233,9 @@ def test_a_file_that_is_not_a_checkpoint_gets_one_line_naming_the_field(structur
 
 
 def test_a_checkpoint_of_another_attention_variant_names_both(structures, trained, tmp_path):
-    with pytest.raises(CheckpointError, match="this checkpoint is flash_ipa, the config is dense_ipa; add model/attention=flash_ipa"):
+    with pytest.raises(
+        CheckpointError, match="this checkpoint is flash_ipa, the config is dense_ipa; add model/attention=flash_ipa"
+    ):
         train(_config(structures, tmp_path, SHORT + ["model/attention=dense_ipa", f"ckpt_path={trained}"]))
     with pytest.raises(CheckpointError, match=r"model.c_s=48 \(checkpoint: 32\)"):
         wider = [o.replace("model.c_s=32", "model.c_s=48") for o in TINY_MODEL]
@@ -228,16 +245,19 @@ def test_a_checkpoint_of_another_attention_variant_names_both(structures, traine
 # Config values checked at startup
 
 
-@pytest.mark.parametrize("override, field", [
-    ("data.crop_length=0", "data.crop_length=0"),
-    ("data.crop_length=-4", "data.crop_length=-4"),
-    ("data.max_batch_size=0", "data.max_batch_size=0"),
-    ("data.max_batch_size=-1", "data.max_batch_size=-1"),
-    ("trainer.max_steps=-1", "trainer.max_steps=-1 with trainer.max_epochs=-1"),
-    ("trainer.max_steps=0", "trainer.max_steps=0"),
-    ("sample.lengths=[0]", r"sample.lengths=\[0\]"),
-    ("compile=autoo", "compile='autoo'"),
-])
+@pytest.mark.parametrize(
+    "override, field",
+    [
+        ("data.crop_length=0", "data.crop_length=0"),
+        ("data.crop_length=-4", "data.crop_length=-4"),
+        ("data.max_batch_size=0", "data.max_batch_size=0"),
+        ("data.max_batch_size=-1", "data.max_batch_size=-1"),
+        ("trainer.max_steps=-1", "trainer.max_steps=-1 with trainer.max_epochs=-1"),
+        ("trainer.max_steps=0", "trainer.max_steps=0"),
+        ("sample.lengths=[0]", r"sample.lengths=\[0\]"),
+        ("compile=autoo", "compile='autoo'"),
+    ],
+)
 def test_bad_config_values_fail_at_startup_naming_the_field(structures, tmp_path, override, field):
     with pytest.raises(ConfigError, match=f"^{field}: "):
         train(_config(structures, tmp_path, [override]))
@@ -247,7 +267,9 @@ def test_bad_config_values_fail_at_startup_naming_the_field(structures, tmp_path
 def test_an_unwritable_checkpoint_folder_fails_at_startup(structures, tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("")
-    with pytest.raises(ConfigError, match=r"callbacks.model_checkpoint.dirpath=.*a_file/checkpoints: cannot write there"):
+    with pytest.raises(
+        ConfigError, match=r"callbacks.model_checkpoint.dirpath=.*a_file/checkpoints: cannot write there"
+    ):
         train(_config(structures, tmp_path / "run", [f"callbacks.model_checkpoint.dirpath={blocker / 'checkpoints'}"]))
 
 
@@ -267,7 +289,11 @@ def test_the_train_command_prints_one_line_for_a_bad_value(tmp_path):
     env["PYTHONPATH"] = str(root)
     done = subprocess.run(
         [sys.executable, "-m", "flashipa_train.train.cli", "data.crop_length=0", f"paths.log_dir={tmp_path}"],
-        cwd=root, env=env, capture_output=True, text=True, timeout=120,
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1].startswith("flashipa-train: error: data.crop_length=0: give a whole")
@@ -281,8 +307,12 @@ def test_stored_config_schema_accepts_the_project_model_only():
     good.pop("defaults")
     good["attention"] = {"name": "flash_ipa", "backend": "auto"}
     assert checked_model_config(good, "x")["c_s"] == 256
-    for bad in ({"_partial_": True}, {"c_s": "${oc.env:HOME}"}, {"attention": {"name": "flash_ipa", "_target_": "os.system"}},
-                {"unknown_field": 1}):
+    for bad in (
+        {"_partial_": True},
+        {"c_s": "${oc.env:HOME}"},
+        {"attention": {"name": "flash_ipa", "_target_": "os.system"}},
+        {"unknown_field": 1},
+    ):
         with pytest.raises(CheckpointError):
             checked_model_config({**good, **bad}, "x")
 
@@ -294,8 +324,20 @@ def _sample_config(trained: Path, out: Path, *extra: str):
     from hydra import compose, initialize_config_dir
 
     with initialize_config_dir(config_dir=str(Path(__file__).resolve().parents[1] / "configs"), version_base="1.3"):
-        return compose("sample", [f"ckpt_path={trained}", f"out={out}", "n=1", "num_steps=2", "device=cpu",
-                                  "progress=false", "diversity=null", "formats=[pdb]", *extra])
+        return compose(
+            "sample",
+            [
+                f"ckpt_path={trained}",
+                f"out={out}",
+                "n=1",
+                "num_steps=2",
+                "device=cpu",
+                "progress=false",
+                "diversity=null",
+                "formats=[pdb]",
+                *extra,
+            ],
+        )
 
 
 def test_sampling_refuses_a_non_empty_out_unless_overwrite_which_replaces_the_old_samples(trained, tmp_path):

@@ -22,14 +22,34 @@ ROOT = Path(__file__).resolve().parents[1]
 STRUCTURES = ["4zey.cif.gz", "1qys.pdb.gz", "2axd.bcif.gz", "3u8v.cif.gz"]
 MAX_STEPS = 14
 RUN = [
-    "model.c_s=16", "model.c_z=8", "model.c_hidden=8", "model.num_blocks=1", "model.num_heads=2",
-    "model.num_qk_points=2", "model.num_v_points=2", "model.c_pair_value=4", "model.seq_transformer_layers=0",
-    "model.knn=4", "trainer=cpu", "trainer.log_every_n_steps=1", "trainer.num_sanity_val_steps=0",
-    "trainer.enable_progress_bar=false", "callbacks.progress_bar=null", "trainer.enable_model_summary=false",
-    "callbacks.validation_sampling=null", "+logger.csv.flush_logs_every_n_steps=1", "sample.lengths=[]",
-    "data.crop_length=24", "data.max_tokens_per_batch=24", "data.num_workers=0", "data.pin_memory=false",
-    "data.preprocess.min_length=20", "data.val_fraction=0.25", "scheduler.warmup_steps=2",
-    f"trainer.max_steps={MAX_STEPS}", "trainer.val_check_interval=2",
+    "model.c_s=16",
+    "model.c_z=8",
+    "model.c_hidden=8",
+    "model.num_blocks=1",
+    "model.num_heads=2",
+    "model.num_qk_points=2",
+    "model.num_v_points=2",
+    "model.c_pair_value=4",
+    "model.seq_transformer_layers=0",
+    "model.knn=4",
+    "trainer=cpu",
+    "trainer.log_every_n_steps=1",
+    "trainer.num_sanity_val_steps=0",
+    "trainer.enable_progress_bar=false",
+    "callbacks.progress_bar=null",
+    "trainer.enable_model_summary=false",
+    "callbacks.validation_sampling=null",
+    "+logger.csv.flush_logs_every_n_steps=1",
+    "sample.lengths=[]",
+    "data.crop_length=24",
+    "data.max_tokens_per_batch=24",
+    "data.num_workers=0",
+    "data.pin_memory=false",
+    "data.preprocess.min_length=20",
+    "data.val_fraction=0.25",
+    "scheduler.warmup_steps=2",
+    f"trainer.max_steps={MAX_STEPS}",
+    "trainer.val_check_interval=2",
 ]
 
 
@@ -67,8 +87,16 @@ class KillDuringCheckpointWrite(pl.Callback):
 
 def _start(run_dir: Path, tmp_path: Path, extra: list[str]) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{ROOT / 'tests'}")
-    command = [sys.executable, "-m", "flashipa_train.train.cli", *RUN, f"data.pdb_dir={tmp_path / 'pdbs'}",
-               f"data.cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={run_dir}", *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "flashipa_train.train.cli",
+        *RUN,
+        f"data.pdb_dir={tmp_path / 'pdbs'}",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        f"hydra.run.dir={run_dir}",
+        *extra,
+    ]
     return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
@@ -101,8 +129,10 @@ def test_a_run_killed_again_and_again_resumes_to_the_uninterrupted_weights_and_l
     first, second = sorted(rng.sample(range(2, MAX_STEPS - 1), 2))
     faults = [
         ["+callbacks.fault._target_=test_reliability_faults.KillAtStep", f"+callbacks.fault.step={first}"],
-        ["+callbacks.fault._target_=test_reliability_faults.KillDuringCheckpointWrite",
-         f"+callbacks.fault.nth={rng.randint(1, 2)}"],
+        [
+            "+callbacks.fault._target_=test_reliability_faults.KillDuringCheckpointWrite",
+            f"+callbacks.fault.nth={rng.randint(1, 2)}",
+        ],
         ["+callbacks.fault._target_=test_reliability_faults.KillAtStep", f"+callbacks.fault.step={second}"],
         "outside",  # SIGKILL from this process at a random moment after training started
         [],  # the final resume runs to the end
@@ -147,5 +177,7 @@ def test_a_run_killed_again_and_again_resumes_to_the_uninterrupted_weights_and_l
     assert sorted(p.name for p in checkpoints.iterdir() if not p.name.startswith("step_")) == ["last.ckpt"]
     assert len(list(checkpoints.glob("step_*.ckpt"))) == 1  # save_top_k=1 across all resumes
     assert kills >= 3
-    print(f"fault injection (seed {seed}): {kills} kills, {len(faults) - 1} resumes, final loss "
-          f"{logged[MAX_STEPS - 1]:.6f} == {straight[MAX_STEPS - 1]:.6f}")
+    print(
+        f"fault injection (seed {seed}): {kills} kills, {len(faults) - 1} resumes, final loss "
+        f"{logged[MAX_STEPS - 1]:.6f} == {straight[MAX_STEPS - 1]:.6f}"
+    )

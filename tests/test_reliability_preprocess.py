@@ -82,8 +82,14 @@ def test_a_datamodule_cache_follows_a_deleted_file(folder, tmp_path):
     from flashipa_train.data.datamodule import BackboneDataModule
 
     def examples():
-        datamodule = BackboneDataModule(pdb_dir=str(folder), cache_dir=str(tmp_path / "cache"), crop_length=32,
-                                        max_tokens_per_batch=64, val_fraction=0.0, preprocess={"min_length": 20})
+        datamodule = BackboneDataModule(
+            pdb_dir=str(folder),
+            cache_dir=str(tmp_path / "cache"),
+            crop_length=32,
+            max_tokens_per_batch=64,
+            val_fraction=0.0,
+            preprocess={"min_length": 20},
+        )
         datamodule.prepare_data()
         datamodule.setup()
         return sorted(Path(r["source"]).name for r in datamodule.train_dataset.rows)
@@ -101,11 +107,14 @@ def test_a_folder_with_a_structure_name_gets_a_rejected_row(folder, tmp_path):
     assert "IsADirectoryError" in rows["looks_like.pdb"]["message"]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--min-length", "0"], "min_length=0, max_length=512"),
-    (["--out-is-a-file"], "is a file; pass a folder"),
-    (["--workers", "0"], "--workers 0"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--min-length", "0"], "min_length=0, max_length=512"),
+        (["--out-is-a-file"], "is a file; pass a folder"),
+        (["--workers", "0"], "--workers 0"),
+    ],
+)
 def test_bad_command_line_values_get_one_line(folder, tmp_path, capsys, args, message):
     out = tmp_path / "out"
     if args == ["--out-is-a-file"]:

@@ -19,9 +19,20 @@ from flashipa_train.sampling.outputs import write_structure_files  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_MODEL = {
-    "_target_": "flashipa_train.model.FlowModel", "attention": {"name": "flash_ipa", "backend": "torch"},
-    "c_s": 16, "c_z": 8, "c_hidden": 8, "num_blocks": 1, "num_heads": 2, "num_qk_points": 2, "num_v_points": 2,
-    "pair_rank": 2, "c_pair_value": 4, "seq_transformer_layers": 1, "seq_transformer_heads": 2, "knn": 4,
+    "_target_": "flashipa_train.model.FlowModel",
+    "attention": {"name": "flash_ipa", "backend": "torch"},
+    "c_s": 16,
+    "c_z": 8,
+    "c_hidden": 8,
+    "num_blocks": 1,
+    "num_heads": 2,
+    "num_qk_points": 2,
+    "num_v_points": 2,
+    "pair_rank": 2,
+    "c_pair_value": 4,
+    "seq_transformer_layers": 1,
+    "seq_transformer_heads": 2,
+    "knn": 4,
 }
 
 
@@ -40,11 +51,14 @@ def _tiny_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     model, _, flow_cfg = _tiny_parts()
     raw = model.state_dict()
     ema = {name: p.detach() + 0.01 * torch.randn_like(p) for name, p in model.named_parameters()}
-    torch.save({
-        "state_dict": {f"model.{k}": v for k, v in raw.items()},
-        "callbacks": {"EMA": {"decay": 0.99, "num_updates": 3, "shadow": ema}},
-        "run_config": {"model": TINY_MODEL, "flow": flow_cfg},
-    }, path)
+    torch.save(
+        {
+            "state_dict": {f"model.{k}": v for k, v in raw.items()},
+            "callbacks": {"EMA": {"decay": 0.99, "num_updates": 3, "shadow": ema}},
+            "run_config": {"model": TINY_MODEL, "flow": flow_cfg},
+        },
+        path,
+    )
     return ema
 
 
@@ -55,8 +69,11 @@ def test_samples_of_a_random_model_are_written_as_pdb_mmcif_and_bcif_that_biotit
     paths = write_structure_files(backbones, tmp_path, formats=("pdb", "cif", "bcif"))
     assert len(paths) == 12
     for backbone in backbones:
-        for path in (tmp_path / f"{backbone.name}.pdb", tmp_path / "cif" / f"{backbone.name}.cif",
-                     tmp_path / "bcif" / f"{backbone.name}.bcif"):
+        for path in (
+            tmp_path / f"{backbone.name}.pdb",
+            tmp_path / "cif" / f"{backbone.name}.cif",
+            tmp_path / "bcif" / f"{backbone.name}.bcif",
+        ):
             array = structure_io.load_structure(str(path))
             assert (array.atom_name == "CA").sum() == backbone.length, path
             assert array.array_length() == 4 * backbone.length
@@ -95,10 +112,21 @@ def test_checkpoint_without_run_config_is_refused_with_what_to_pass(tmp_path):
 def test_flashipa_sample_command_writes_structures_metrics_and_summary(tmp_path):
     _tiny_checkpoint(tmp_path / "tiny.ckpt")
     out = tmp_path / "samples"
-    command = [sys.executable, "-m", "flashipa_train.sampling.cli", f"ckpt_path={tmp_path / 'tiny.ckpt'}",
-               "lengths=[10,14]", "n=2", f"out={out}", "num_steps=3", "device=cpu", "diversity=aligned",
-               "progress=false", f"training_set={ROOT / 'data' / '1qys.pdb.gz'}",
-               "model.attention.fp8_sampling=true"]  # accepted; FP8 runs on CUDA only (no effect here)
+    command = [
+        sys.executable,
+        "-m",
+        "flashipa_train.sampling.cli",
+        f"ckpt_path={tmp_path / 'tiny.ckpt'}",
+        "lengths=[10,14]",
+        "n=2",
+        f"out={out}",
+        "num_steps=3",
+        "device=cpu",
+        "diversity=aligned",
+        "progress=false",
+        f"training_set={ROOT / 'data' / '1qys.pdb.gz'}",
+        "model.attention.fp8_sampling=true",
+    ]  # accepted; FP8 runs on CUDA only (no effect here)
     env = dict(os.environ, PYTHONPATH=str(ROOT), HYDRA_FULL_ERROR="1")
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -120,10 +148,22 @@ def test_without_biotite_the_samples_are_kept_as_a_tensor_file(tmp_path, monkeyp
 
     _tiny_checkpoint(tmp_path / "tiny.ckpt")
     real_find_spec = cli.importlib.util.find_spec
-    monkeypatch.setattr(cli.importlib.util, "find_spec", lambda name: None if name == "biotite" else real_find_spec(name))
+    monkeypatch.setattr(
+        cli.importlib.util, "find_spec", lambda name: None if name == "biotite" else real_find_spec(name)
+    )
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        cfg = compose("sample", [f"ckpt_path={tmp_path / 'tiny.ckpt'}", "lengths=[9]", "n=2", f"out={tmp_path / 's'}",
-                                 "num_steps=2", "device=cpu", "progress=false"])
+        cfg = compose(
+            "sample",
+            [
+                f"ckpt_path={tmp_path / 'tiny.ckpt'}",
+                "lengths=[9]",
+                "n=2",
+                f"out={tmp_path / 's'}",
+                "num_steps=2",
+                "device=cpu",
+                "progress=false",
+            ],
+        )
     result = cli.sample(cfg)
     saved = torch.load(tmp_path / "s" / "samples.pt", weights_only=True)
     assert result["files"] == [tmp_path / "s" / "samples.pt"]
@@ -139,8 +179,9 @@ def test_from_samples_turns_a_saved_tensor_file_into_structures_and_metrics(tmp_
     backbones = generate_backbones(model, flow, [11], samples_per_length=2, num_steps=2)
     torch.save({b.name: torch.from_numpy(b.atoms) for b in backbones}, tmp_path / "samples.pt")
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        cfg = compose("sample", [f"from_samples={tmp_path / 'samples.pt'}", f"out={tmp_path / 'o'}",
-                                 "diversity=aligned"])
+        cfg = compose(
+            "sample", [f"from_samples={tmp_path / 'samples.pt'}", f"out={tmp_path / 'o'}", "diversity=aligned"]
+        )
     result = cli.sample(cfg)
     assert sorted(p.name for p in (tmp_path / "o").glob("*.pdb")) == ["len11_0.pdb", "len11_1.pdb"]
     assert [int(r["length"]) for r in result["rows"]] == [11, 11]
@@ -149,8 +190,14 @@ def test_from_samples_turns_a_saved_tensor_file_into_structures_and_metrics(tmp_
 
 def test_without_arguments_flashipa_sample_says_what_to_pass_in_one_line_and_makes_no_folder(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    done = subprocess.run([sys.executable, "-m", "flashipa_train.sampling.cli"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "flashipa_train.sampling.cli"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 1 and done.stdout == ""
     assert done.stderr.strip().count("\n") == 0 and "ckpt_path=CKPT" in done.stderr and "--help" in done.stderr
     assert list(tmp_path.iterdir()) == []
@@ -158,8 +205,14 @@ def test_without_arguments_flashipa_sample_says_what_to_pass_in_one_line_and_mak
 
 def test_flashipa_sample_help_lists_its_own_options_not_the_training_groups(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    done = subprocess.run([sys.executable, "-m", "flashipa_train.sampling.cli", "--help"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "flashipa_train.sampling.cli", "--help"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0
     assert "flashipa-sample ckpt_path=CKPT" in done.stdout and "from_samples: null" in done.stdout
     assert "model/attention" not in done.stdout and "Configuration groups" not in done.stdout
@@ -190,9 +243,13 @@ def test_end_of_training_samples_pt_is_the_format_from_samples_reads(tmp_path, m
     module = SimpleNamespace(model=model, flow=flow, device=torch.device("cpu"))
     monkeypatch.setattr(samples, "sampling_weights", lambda m: nullcontext())
     real_find_spec = samples.importlib.util.find_spec
-    monkeypatch.setattr(samples.importlib.util, "find_spec",
-                        lambda name: None if name == "biotite" else real_find_spec(name))
+    monkeypatch.setattr(
+        samples.importlib.util, "find_spec", lambda name: None if name == "biotite" else real_find_spec(name)
+    )
     (path,) = samples.write_final_samples(module, [9, 9, 12], num_steps=2, out_dir=tmp_path)
     assert path.name == "samples.pt"
     assert [(b.name, b.atoms.shape) for b in load_samples(path)] == [
-        ("len9_0", (9, 4, 3)), ("len9_1", (9, 4, 3)), ("len12_0", (12, 4, 3))]
+        ("len9_0", (9, 4, 3)),
+        ("len9_1", (9, 4, 3)),
+        ("len12_0", (12, 4, 3)),
+    ]

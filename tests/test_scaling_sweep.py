@@ -33,7 +33,10 @@ def smoke_sweep(tmp_path_factory):
 def test_smoke_sweep_writes_one_timed_row_per_variant_and_length(smoke_sweep):
     rows = read_rows(smoke_sweep)
     assert sorted((r["label"], r["length"]) for r in rows) == sorted(
-        (label, n) for label in ("dense_ipa", "flash_ipa/torch", "flash_ipa/sdpa", "inattention/torch") for n in (16, 32))
+        (label, n)
+        for label in ("dense_ipa", "flash_ipa/torch", "flash_ipa/sdpa", "inattention/torch")
+        for n in (16, 32)
+    )
     for row in rows:
         assert row["status"] == "ok" and row["steps_timed"] == 2 and row["step_ms"] > 0
         assert row["residues_per_s"] == pytest.approx(64 / (row["step_ms"] / 1e3))  # 64-token batches
@@ -43,8 +46,20 @@ def test_smoke_sweep_writes_one_timed_row_per_variant_and_length(smoke_sweep):
 
 def test_report_script_writes_markdown_and_log_log_plots(smoke_sweep, tmp_path):
     out = tmp_path / "docs" / "scaling.md"
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "scaling_report.py"), str(smoke_sweep), "--out", str(out),
-                    "--figures-dir", str(tmp_path / "docs" / "figures")], check=True, env=ENV, timeout=120)
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "scaling_report.py"),
+            str(smoke_sweep),
+            "--out",
+            str(out),
+            "--figures-dir",
+            str(tmp_path / "docs" / "figures"),
+        ],
+        check=True,
+        env=ENV,
+        timeout=120,
+    )
     text = out.read_text()
     assert "![scaling_step_time.png](figures/scaling_step_time.png)" in text
     assert "| flash_ipa/sdpa | 16 x 4 | ok |" in text and "Fitted slopes" in text and "256 x 8" in text
@@ -54,9 +69,19 @@ def test_report_script_writes_markdown_and_log_log_plots(smoke_sweep, tmp_path):
 
 @pytest.mark.slow
 def test_ddp_with_two_cpu_processes_records_one_row_with_both_ranks_throughput(tmp_path):
-    _train(["experiment=scaling_smoke", "model.attention={name:flash_ipa,backend:torch}", "data.length=16",
-            "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.precision=32-true",
-            f"scaling.results_dir={tmp_path / 'results'}"], tmp_path)
+    _train(
+        [
+            "experiment=scaling_smoke",
+            "model.attention={name:flash_ipa,backend:torch}",
+            "data.length=16",
+            "trainer=ddp",
+            "trainer.accelerator=cpu",
+            "trainer.devices=2",
+            "trainer.precision=32-true",
+            f"scaling.results_dir={tmp_path / 'results'}",
+        ],
+        tmp_path,
+    )
     (row,) = read_rows(tmp_path / "results")
     assert row["status"] == "ok" and row["world_size"] == 2 and row["residues_per_step"] == 128
 
@@ -65,8 +90,16 @@ def test_ddp_with_two_cpu_processes_records_one_row_with_both_ranks_throughput(t
 def test_model_compiles_with_torch_compile_and_trains(tmp_path):
     """aot_eager traces the model through dynamo and AOTAutograd without inductor's C++ build (which takes
     minutes on 2 cores); `compile=true` uses inductor."""
-    _train(["experiment=scaling_smoke", "model.attention={name:flash_ipa,backend:torch}", "data.length=16",
-            "compile={backend:aot_eager}", f"scaling.results_dir={tmp_path / 'results'}"], tmp_path)
+    _train(
+        [
+            "experiment=scaling_smoke",
+            "model.attention={name:flash_ipa,backend:torch}",
+            "data.length=16",
+            "compile={backend:aot_eager}",
+            f"scaling.results_dir={tmp_path / 'results'}",
+        ],
+        tmp_path,
+    )
     (row,) = read_rows(tmp_path / "results")
     assert row["status"] == "ok" and row["compile"] == "backend=aot_eager" and row["loss"] > 0
     assert row["label"] == "flash_ipa/torch compile(backend=aot_eager)"

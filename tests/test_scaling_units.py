@@ -18,14 +18,18 @@ from flashipa_train.train.nonfinite_guard import NonFiniteGuard, skips_on_device
 
 
 def _scaling_config(tmp_path, extra=()):
-    return compose_train_config(["experiment=scaling_smoke", f"scaling.results_dir={tmp_path}", *extra],
-                                output_dir=tmp_path / "run")
+    return compose_train_config(
+        ["experiment=scaling_smoke", f"scaling.results_dir={tmp_path}", *extra], output_dir=tmp_path / "run"
+    )
 
 
-@pytest.mark.parametrize("error, status", [
-    (torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB"), "out of memory"),
-    (ValueError("bad value\nsecond line"), "failed: ValueError: bad value"),
-])
+@pytest.mark.parametrize(
+    "error, status",
+    [
+        (torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB"), "out of memory"),
+        (ValueError("bad value\nsecond line"), "failed: ValueError: bad value"),
+    ],
+)
 def test_a_failed_point_becomes_a_row_and_the_call_returns(tmp_path, error, status):
     def failing_train(cfg):
         raise error
@@ -145,8 +149,10 @@ def test_guard_with_a_plain_adamw_reads_every_step_and_drops_the_gradients():
     assert guard.num_skipped == 1 and torch.equal(param.detach(), before)
 
 
-@pytest.mark.parametrize("overrides", [["experiment=scaling"], ["experiment=scaling", "logger=wandb"],
-                                       ["experiment=scaling_smoke"], ["data=synthetic"]])
+@pytest.mark.parametrize(
+    "overrides",
+    [["experiment=scaling"], ["experiment=scaling", "logger=wandb"], ["experiment=scaling_smoke"], ["data=synthetic"]],
+)
 def test_scaling_configs_compose_and_resolve(overrides, tmp_path):
     from omegaconf import OmegaConf
 
@@ -166,6 +172,8 @@ def test_slurm_launcher_config_is_used_only_when_selected():
 
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         plain = compose(config_name="train", return_hydra_config=True)
-        slurm = compose(config_name="train", overrides=["hydra/launcher=slurm", "trainer=ddp"], return_hydra_config=True)
+        slurm = compose(
+            config_name="train", overrides=["hydra/launcher=slurm", "trainer=ddp"], return_hydra_config=True
+        )
     assert "submitit" not in plain.hydra.launcher._target_
     assert slurm.hydra.launcher._target_.endswith("SlurmLauncher") and slurm.hydra.launcher.tasks_per_node == 2

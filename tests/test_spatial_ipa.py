@@ -22,7 +22,7 @@ def _chain(B, L, seed=0):
     steps = torch.randn(B, L, 3, generator=g, dtype=torch.float64)
     pos = 0.38 * torch.cumsum(steps / steps.norm(dim=-1, keepdim=True), dim=1)
     mask = torch.ones(B, L, dtype=torch.bool)
-    mask[-1, L - L // 5:] = False
+    mask[-1, L - L // 5 :] = False
     return pos, mask
 
 
@@ -87,8 +87,13 @@ def test_kernel_forward_and_backward_match_float64_reference(dtype, tol):
     loss_ref = (o_ref * go.cpu().double()).sum() + (torch.where(finite.cpu(), lse_ref, 0.0) * glse.cpu().double()).sum()
     grads_ref = torch.autograd.grad(loss_ref, x64)
     assert (finite.cpu() == torch.isfinite(lse_ref)).all() and (o[2] == 0).all()
-    errors = {"o": relative_error(o, o_ref), "lse": relative_error(torch.where(finite, lse, 0.0), torch.where(finite.cpu(), lse_ref, 0.0))}
-    errors.update({"d" + n: relative_error(a, b) for n, a, b in zip(("qs", "ks", "qp", "kp", "pw", "v"), grads, grads_ref)})
+    errors = {
+        "o": relative_error(o, o_ref),
+        "lse": relative_error(torch.where(finite, lse, 0.0), torch.where(finite.cpu(), lse_ref, 0.0)),
+    }
+    errors.update(
+        {"d" + n: relative_error(a, b) for n, a, b in zip(("qs", "ks", "qp", "kp", "pw", "v"), grads, grads_ref)}
+    )
     bad = {n: e for n, e in errors.items() if not e <= tol}
     assert not bad, f"relative errors above {tol}: {bad}"
 
@@ -111,8 +116,15 @@ def test_full_lists_give_exact_ipa_attention(backend, far_cell_size):
     inputs = random_ipa_inputs(B, L, ODD_DIMS, dtype, DEVICE if backend == "triton" else "cpu")
     ca, mask = _chain(B, L)
     ca, mask = ca.to(inputs[0].device, dtype), mask.to(inputs[0].device)
-    lists = spatial_neighbour_lists(ca, mask, torch.arange(L).expand(B, L).to(ca.device),
-                                    torch.zeros(B, L, dtype=torch.long, device=ca.device), k=L, window=2, cell_size=100.0)
+    lists = spatial_neighbour_lists(
+        ca,
+        mask,
+        torch.arange(L).expand(B, L).to(ca.device),
+        torch.zeros(B, L, dtype=torch.long, device=ca.device),
+        k=L,
+        window=2,
+        cell_size=100.0,
+    )
     out = spatial_ipa_attention(*inputs, mask, lists, ca=ca, backend=backend, far_cell_size=far_cell_size)
     ref = ipa_attention_core(*[x.cpu().double() for x in inputs], mask=mask.cpu())
     tol = 1e-12 if backend == "torch" else 1e-5
@@ -132,7 +144,9 @@ def test_far_field_reduces_the_error_of_short_lists_on_a_compact_chain():
     inputs[0], inputs[1] = inputs[0] * 0.1, inputs[1] * 0.1
     inputs[-1] = torch.full((2,), 0.5, dtype=torch.float64)
     mask = torch.ones(B, L, dtype=torch.bool)
-    lists = spatial_neighbour_lists(ca, mask, torch.arange(L)[None], torch.zeros(B, L, dtype=torch.long), k=16, window=2, cell_size=1.0)
+    lists = spatial_neighbour_lists(
+        ca, mask, torch.arange(L)[None], torch.zeros(B, L, dtype=torch.long), k=16, window=2, cell_size=1.0
+    )
     ref = ipa_attention_core(*inputs, mask=mask)
     near = spatial_ipa_attention(*inputs, mask, lists, ca=ca)
     far = spatial_ipa_attention(*inputs, mask, lists, ca=ca, far_cell_size=0.5)

@@ -41,8 +41,12 @@ def test_output_is_equivariant_to_global_rigid_motion():
     model = spatial_model().double()
     noisy = noisy_inputs(dtype=torch.float64, self_condition=True)
     rot, shift = _random_rigid_motion(torch.float64)
-    moved = {**noisy, "trans_t": noisy["trans_t"] @ rot.T + shift, "rots_t": rot @ noisy["rots_t"],
-             "trans_sc": noisy["trans_sc"] @ rot.T + shift}
+    moved = {
+        **noisy,
+        "trans_t": noisy["trans_t"] @ rot.T + shift,
+        "rots_t": rot @ noisy["rots_t"],
+        "trans_sc": noisy["trans_sc"] @ rot.T + shift,
+    }
     out, out_moved = model(noisy), model(moved)
     mask = noisy["res_mask"]
     torch.testing.assert_close(out_moved["pred_trans"][mask], (out["pred_trans"] @ rot.T + shift)[mask])
@@ -84,9 +88,18 @@ def test_bad_option_names_the_config_file():
 @pytest.mark.slow
 def test_cli_trains_and_samples_with_spatial_ipa(tmp_path, small_folder):  # noqa: F811
     result = _flashipa_train(
-        ["experiment=quickstart", "model/attention=spatial_ipa", "model.attention.k=8", "model.attention.far_field=true",
-         f"data.pdb_dir={small_folder}", "trainer.max_steps=2", "trainer.val_check_interval=2",
-         "sample.lengths=[16]", "sample.num_steps=3", *TINY_MODEL],
+        [
+            "experiment=quickstart",
+            "model/attention=spatial_ipa",
+            "model.attention.k=8",
+            "model.attention.far_field=true",
+            f"data.pdb_dir={small_folder}",
+            "trainer.max_steps=2",
+            "trainer.val_check_interval=2",
+            "sample.lengths=[16]",
+            "sample.num_steps=3",
+            *TINY_MODEL,
+        ],
         tmp_path,
     )
     samples = Path(re.search(r"sampled backbones \(PDB\): (\S+)", result.stdout).group(1))
@@ -105,9 +118,13 @@ def _largest_tensor_of_a_training_step(L):
     grid = torch.stack(torch.meshgrid(*[torch.arange(side)] * 3, indexing="ij"), -1).reshape(-1, 3)[:L]
     ca = 5.0 * grid.float() + 0.3 * torch.randn(L, 3, generator=g)
     frames = Rigid(uniform_so3((1, L), generator=g), ca[None])
-    batch = {"atoms": backbone_atoms_from_frames(frames), "atom_mask": torch.ones(1, L, 4, dtype=torch.bool),
-             "res_mask": torch.ones(1, L, dtype=torch.bool), "residue_index": torch.arange(L)[None],
-             "chain_index": torch.zeros(1, L, dtype=torch.long)}
+    batch = {
+        "atoms": backbone_atoms_from_frames(frames),
+        "atom_mask": torch.ones(1, L, 4, dtype=torch.bool),
+        "res_mask": torch.ones(1, L, dtype=torch.bool),
+        "residue_index": torch.arange(L)[None],
+        "chain_index": torch.zeros(1, L, dtype=torch.long),
+    }
     model = FlowModel({**SPATIAL, "backend": "torch", "max_per_cell": 16}, **{**MICRO, "seq_transformer_layers": 0})
     flow = FlowMatcher(self_condition_prob=1.0, local_loss_t_threshold=0.0)
     with LargestTensor() as record:

@@ -14,9 +14,17 @@ from flashipa_train.train.wandb_logger import make_wandb_logger
 ROOT = Path(__file__).resolve().parents[1]
 SMALL_STRUCTURES = ["3zee.cif.gz", "4zey.cif.gz", "1qys.pdb.gz"]
 TINY_MODEL = [
-    "model.c_s=32", "model.c_z=16", "model.c_hidden=16", "model.num_blocks=1", "model.num_heads=2",
-    "model.num_qk_points=2", "model.num_v_points=2", "model.c_pair_value=8", "model.seq_transformer_layers=1",
-    "model.seq_transformer_heads=2", "model.knn=4",
+    "model.c_s=32",
+    "model.c_z=16",
+    "model.c_hidden=16",
+    "model.num_blocks=1",
+    "model.num_heads=2",
+    "model.num_qk_points=2",
+    "model.num_v_points=2",
+    "model.c_pair_value=8",
+    "model.seq_transformer_layers=1",
+    "model.seq_transformer_heads=2",
+    "model.knn=4",
 ]
 
 
@@ -44,8 +52,14 @@ def test_quickstart_command_leaves_a_checkpoint_and_sampled_pdb_files(tmp_path, 
     from biotite.structure.io.pdb import PDBFile
 
     result = _flashipa_train(
-        ["experiment=quickstart", f"data.pdb_dir={small_folder}", "trainer.max_steps=2", "trainer.val_check_interval=2",
-         "sample.lengths=[16,24]", "sample.num_steps=3"],
+        [
+            "experiment=quickstart",
+            f"data.pdb_dir={small_folder}",
+            "trainer.max_steps=2",
+            "trainer.val_check_interval=2",
+            "sample.lengths=[16,24]",
+            "sample.num_steps=3",
+        ],
         tmp_path,
     )
     last = Path(re.search(r"last checkpoint: (\S+)", result.stdout).group(1))
@@ -60,9 +74,19 @@ def test_quickstart_command_leaves_a_checkpoint_and_sampled_pdb_files(tmp_path, 
 @pytest.mark.slow
 def test_multirun_trains_each_attention_variant_in_its_own_folder(tmp_path, small_folder):
     _flashipa_train(
-        ["-m", "model/attention=dense_ipa,flash_ipa", "trainer=cpu", "logger=csv", "trainer.max_steps=2",
-         "trainer.val_check_interval=2", "sample.lengths=[]", "data.crop_length=24", "data.max_tokens_per_batch=48",
-         f"data.pdb_dir={small_folder}"] + TINY_MODEL,
+        [
+            "-m",
+            "model/attention=dense_ipa,flash_ipa",
+            "trainer=cpu",
+            "logger=csv",
+            "trainer.max_steps=2",
+            "trainer.val_check_interval=2",
+            "sample.lengths=[]",
+            "data.crop_length=24",
+            "data.max_tokens_per_batch=48",
+            f"data.pdb_dir={small_folder}",
+        ]
+        + TINY_MODEL,
         tmp_path,
     )
     runs = sorted((tmp_path / "logs" / "train" / "multiruns").glob("*/*"))

@@ -20,15 +20,34 @@ FOLDER_A = ["3zee.cif.gz", "4zey.cif.gz", "1qys.pdb.gz", "2axd.bcif.gz"]  # 76-9
 FOLDER_B = ["3u8v.cif.gz", "1YCR.pdb.gz"]
 
 TINY_MODEL = [
-    "model.c_s=32", "model.c_z=16", "model.c_hidden=16", "model.num_blocks=2", "model.num_heads=2",
-    "model.num_qk_points=2", "model.num_v_points=2", "model.c_pair_value=8", "model.seq_transformer_layers=1",
-    "model.seq_transformer_heads=2", "model.knn=4",
+    "model.c_s=32",
+    "model.c_z=16",
+    "model.c_hidden=16",
+    "model.num_blocks=2",
+    "model.num_heads=2",
+    "model.num_qk_points=2",
+    "model.num_v_points=2",
+    "model.c_pair_value=8",
+    "model.seq_transformer_layers=1",
+    "model.seq_transformer_heads=2",
+    "model.knn=4",
 ]
 TINY_RUN = [
-    "trainer=cpu", "logger=csv", "trainer.log_every_n_steps=1", "trainer.num_sanity_val_steps=0",
-    "trainer.enable_progress_bar=false", "callbacks.progress_bar=null", "trainer.enable_model_summary=false",
-    "data.crop_length=24", "data.max_tokens_per_batch=48", "data.num_workers=0", "data.pin_memory=false",
-    "data.preprocess.min_length=20", "data.val_fraction=0.25", "scheduler.warmup_steps=2", "sample.lengths=[]",
+    "trainer=cpu",
+    "logger=csv",
+    "trainer.log_every_n_steps=1",
+    "trainer.num_sanity_val_steps=0",
+    "trainer.enable_progress_bar=false",
+    "callbacks.progress_bar=null",
+    "trainer.enable_model_summary=false",
+    "data.crop_length=24",
+    "data.max_tokens_per_batch=48",
+    "data.num_workers=0",
+    "data.pin_memory=false",
+    "data.preprocess.min_length=20",
+    "data.val_fraction=0.25",
+    "scheduler.warmup_steps=2",
+    "sample.lengths=[]",
     "callbacks.validation_sampling=null",
 ]
 
@@ -65,8 +84,13 @@ def _train_steps(run_dir: Path) -> list[int]:
 
 @pytest.mark.parametrize(
     "attention, backend",
-    [("dense_ipa", None), ("flash_ipa", "torch"), ("flash_ipa", "sdpa"), ("flash_ipa", "triton"),
-     ("inattention", "torch")],
+    [
+        ("dense_ipa", None),
+        ("flash_ipa", "torch"),
+        ("flash_ipa", "sdpa"),
+        ("flash_ipa", "triton"),
+        ("inattention", "torch"),
+    ],
 )
 def test_one_training_step_per_attention_variant_has_finite_loss_and_gradients(
     structures, tmp_path, attention, backend
@@ -106,7 +130,9 @@ class KeyboardInterruptStandIn(RuntimeError):
 def test_a_killed_run_resumed_from_its_checkpoint_reproduces_the_uninterrupted_losses(structures, tmp_path):
     # checkpoints at each epoch end (the DataModule's batch order is a function of seed and epoch)
     epoch_checkpoints = [
-        "trainer.check_val_every_n_epoch=1", "trainer.val_check_interval=1.0", "data.max_tokens_per_batch=24"
+        "trainer.check_val_every_n_epoch=1",
+        "trainer.val_check_interval=1.0",
+        "data.max_tokens_per_batch=24",
     ]
     datamodule = instantiate(_config(structures, tmp_path / "probe", epoch_checkpoints).data)
     datamodule.setup()
@@ -152,7 +178,9 @@ def test_a_run_killed_mid_epoch_resumes_from_its_mid_epoch_checkpoint_with_the_u
 ):
     # 2 batches per epoch, a checkpoint every 3 steps: the one at step 3 is one batch into epoch 1
     run = [
-        "trainer.val_check_interval=3", "data.max_tokens_per_batch=24", "trainer.max_steps=6",
+        "trainer.val_check_interval=3",
+        "data.max_tokens_per_batch=24",
+        "trainer.max_steps=6",
         f"data.num_workers={num_workers}",
     ]
     datamodule = instantiate(_config(structures, tmp_path / "probe", run).data)
@@ -184,8 +212,13 @@ def test_finetuning_builds_the_checkpoint_model_loads_its_weights_and_trains_on_
     short_run = ["trainer.max_steps=2", "trainer.val_check_interval=2"]
     pretrain = train(_config(structures, tmp_path / "pretrain", short_run))
     checkpoint = Path(pretrain["last_checkpoint"])
-    finetune = ["experiment=finetune", f"init_from={checkpoint}", "trainer.max_steps=2", "trainer.val_check_interval=2",
-                "scheduler.warmup_steps=1"]
+    finetune = [
+        "experiment=finetune",
+        f"init_from={checkpoint}",
+        "trainer.max_steps=2",
+        "trainer.val_check_interval=2",
+        "scheduler.warmup_steps=1",
+    ]
     # no model overrides: the tiny architecture comes from the config stored in the checkpoint
     cfg = _config(structures, tmp_path / "finetune", finetune, folder="b", model=[])
     assert cfg.data.pdb_dir == str(structures["b"]) and cfg.init_from == str(checkpoint)
@@ -213,9 +246,11 @@ def test_finetuning_a_model_of_another_shape_names_the_mismatched_field(structur
     pretrain = train(_config(structures, tmp_path / "pretrain", short_run))
     wider = [o.replace("model.c_s=32", "model.c_s=48") for o in TINY_MODEL]
     cfg = _config(
-        structures, tmp_path / "finetune",
+        structures,
+        tmp_path / "finetune",
         ["experiment=finetune", f"init_from={pretrain['last_checkpoint']}", "model_from_init=false"],
-        folder="b", model=wider,
+        folder="b",
+        model=wider,
     )
     with pytest.raises(ValueError, match=r"another model than the checkpoint's: model.c_s=48 \(checkpoint: 32\)"):
         train(cfg)

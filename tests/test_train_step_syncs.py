@@ -43,12 +43,15 @@ def _cfg(data, accelerator="auto", option="auto"):
     return OmegaConf.create({"compile": option, "data": data, "trainer": {"accelerator": accelerator}})
 
 
-@pytest.mark.parametrize("data, expected", [
-    ({"length": 256, "batch_size": None, "tokens_per_batch": 2048}, {"mode": "reduce-overhead"}),  # 256 x 8
-    ({"length": 4096, "batch_size": None, "tokens_per_batch": 2048}, {"mode": "reduce-overhead"}),
-    ({"length": 32768, "batch_size": None, "tokens_per_batch": 2048}, False),  # GPU-bound: eager
-    ({"crop_length": 256, "max_tokens_per_batch": 4096}, False),  # real chains: shapes vary per batch
-])
+@pytest.mark.parametrize(
+    "data, expected",
+    [
+        ({"length": 256, "batch_size": None, "tokens_per_batch": 2048}, {"mode": "reduce-overhead"}),  # 256 x 8
+        ({"length": 4096, "batch_size": None, "tokens_per_batch": 2048}, {"mode": "reduce-overhead"}),
+        ({"length": 32768, "batch_size": None, "tokens_per_batch": 2048}, False),  # GPU-bound: eager
+        ({"crop_length": 256, "max_tokens_per_batch": 4096}, False),  # real chains: shapes vary per batch
+    ],
+)
 def test_compile_auto_turns_cuda_graphs_on_for_short_fixed_shape_batches_on_a_gpu(monkeypatch, data, expected):
     monkeypatch.setattr(compile_choice.torch.cuda, "is_available", lambda: True)
     resolved = resolved_compile(_cfg(data))
@@ -76,7 +79,7 @@ def test_sync_probe_counts_synchronisations_by_call_site_and_lets_other_warnings
     with pytest.warns(DeprecationWarning):
         warnings.warn("something else", DeprecationWarning)
     probe.stop()
-    (site, count), = probe.sites.items()
+    ((site, count),) = probe.sites.items()
     assert count == 3 and "_synchronising_call" in site and "test_train_step_syncs.py" in site
     assert "3 host synchronisations" in (tmp_path / "syncs.txt").read_text()
     with warnings.catch_warnings(record=True):
@@ -94,6 +97,11 @@ def test_step_profiler_counts_the_gpu_busy_time_as_the_union_of_overlapping_devi
     def event(start, end, device=torch.autograd.DeviceType.CUDA):
         return SimpleNamespace(device_type=device, time_range=SimpleNamespace(start=start, end=end))
 
-    events = [event(0, 1000), event(500, 1500), event(3000, 4000), event(3100, 3200),
-              event(0, 9000, torch.autograd.DeviceType.CPU)]  # microseconds; host events do not count
+    events = [
+        event(0, 1000),
+        event(500, 1500),
+        event(3000, 4000),
+        event(3100, 3200),
+        event(0, 9000, torch.autograd.DeviceType.CPU),
+    ]  # microseconds; host events do not count
     assert _busy_ms(SimpleNamespace(events=lambda: events)) == 2.5

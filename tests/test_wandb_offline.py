@@ -29,8 +29,13 @@ def test_offline_wandb_run_writes_structures_and_tables_without_network(tmp_path
     for name in ["3zee.cif.gz", "1qys.pdb.gz", "4zey.cif.gz"]:
         shutil.copy(DATA / name, folder / name)
     overrides = [o for o in TINY if not o.startswith("logger=")] + [
-        "logger=wandb", "logger.wandb.project=flashipa-test", "run_name=tiny", "trainer.max_steps=2",
-        f"data.pdb_dir={folder}", f"data.cache_dir={tmp_path / 'cache'}", "++trainer.val_check_interval=2",
+        "logger=wandb",
+        "logger.wandb.project=flashipa-test",
+        "run_name=tiny",
+        "trainer.max_steps=2",
+        f"data.pdb_dir={folder}",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        "++trainer.val_check_interval=2",
     ]
     cfg = compose_train_config(overrides, output_dir=tmp_path / "run")
     assert cfg.logger.wandb.group == "flash_ipa" and cfg.logger.wandb.name == "tiny"

@@ -21,11 +21,26 @@ ROOT = Path(__file__).resolve().parents[1]
 def sweep(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("wandb_sweep")
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
-    env.update(PYTHONPATH=str(ROOT), HYDRA_FULL_ERROR="1", WANDB_MODE="offline", NETRC=str(tmp_path / "no_netrc"),
-               WANDB_BASE_URL="http://127.0.0.1:9",  # nothing listens there: any upload would fail
-               WANDB_CONFIG_DIR=str(tmp_path / "wandb_config"), WANDB_CACHE_DIR=str(tmp_path / "wandb_cache"))
-    command = [sys.executable, "-m", "flashipa_train.train.cli", "-m", "experiment=scaling_smoke", "logger=wandb",
-               "model.attention={name:flash_ipa,backend:torch}", "data.length=16,32", f"paths.log_dir={tmp_path}"]
+    env.update(
+        PYTHONPATH=str(ROOT),
+        HYDRA_FULL_ERROR="1",
+        WANDB_MODE="offline",
+        NETRC=str(tmp_path / "no_netrc"),
+        WANDB_BASE_URL="http://127.0.0.1:9",  # nothing listens there: any upload would fail
+        WANDB_CONFIG_DIR=str(tmp_path / "wandb_config"),
+        WANDB_CACHE_DIR=str(tmp_path / "wandb_cache"),
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "flashipa_train.train.cli",
+        "-m",
+        "experiment=scaling_smoke",
+        "logger=wandb",
+        "model.attention={name:flash_ipa,backend:torch}",
+        "data.length=16,32",
+        f"paths.log_dir={tmp_path}",
+    ]
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     (sweep_dir,) = (tmp_path / "scaling_smoke" / "multiruns").iterdir()
@@ -53,8 +68,10 @@ def test_summary_run_holds_a_table_of_all_points_and_log_log_charts(sweep):
     info = run_info(summary_run)
     assert info["group"] == "scaling-summary" and info["config"]["lengths"] == [16, 32]
     rows = table_rows(summary_run, "scaling_summary/points")
-    assert [(r["label"], r["length"], r["status"]) for r in rows] == [("flash_ipa/torch", 16, "ok"),
-                                                                      ("flash_ipa/torch", 32, "ok")]
+    assert [(r["label"], r["length"], r["status"]) for r in rows] == [
+        ("flash_ipa/torch", 16, "ok"),
+        ("flash_ipa/torch", 32, "ok"),
+    ]
     assert all(r["step_ms"] > 0 for r in rows)
     chart = table_rows(summary_run, "scaling_summary/step_ms_loglog_table")
     assert sorted(r["step"] for r in chart) == [4.0, 5.0]  # log2 of 16 and 32, one line (key) per variant

@@ -25,7 +25,7 @@ def records(run_dir: Path):
             position += left_in_block
             continue
         start = position + CHUNK_HEADER.size
-        chunks.append(data[start:start + length])
+        chunks.append(data[start : start + length])
         position = start + length
         if kind in (1, 4):
             record = wandb_internal_pb2.Record()

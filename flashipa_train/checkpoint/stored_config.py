@@ -38,7 +38,9 @@ def _checked_fields(stored: Any, targets: tuple[str, ...], cls: type, section: s
     """Constructor arguments of `cls` from a stored `section` config, after checking it field by field."""
     where = f"{source}: the stored run_config.{section}"
     if not isinstance(stored, Mapping):
-        raise CheckpointError(f"{where} is a {type(stored).__name__}, not a mapping; the checkpoint is not from flashipa-train.")
+        raise CheckpointError(
+            f"{where} is a {type(stored).__name__}, not a mapping; the checkpoint is not from flashipa-train."
+        )
     target = stored.get("_target_")
     if target not in targets:
         raise CheckpointError(
@@ -51,7 +53,9 @@ def _checked_fields(stored: Any, targets: tuple[str, ...], cls: type, section: s
         if key == "_target_":
             continue
         if key not in allowed:
-            raise CheckpointError(f"{where} has field {key!r}, which {cls.__name__} does not take; refusing this checkpoint.")
+            raise CheckpointError(
+                f"{where} has field {key!r}, which {cls.__name__} does not take; refusing this checkpoint."
+            )
         if key == "attention" and cls is FlowModel:
             fields[key] = _checked_attention(value, where)
         elif _plain_scalar(value):
@@ -67,7 +71,9 @@ def _checked_fields(stored: Any, targets: tuple[str, ...], cls: type, section: s
 def _checked_attention(value: Any, where: str) -> dict[str, Any]:
     """{name, backend} and the variant's own fields (its constructor arguments, plain scalars only)."""
     if not isinstance(value, Mapping):
-        raise CheckpointError(f"{where}.attention must be a mapping, got {str(value)[:120]!r}; refusing this checkpoint.")
+        raise CheckpointError(
+            f"{where}.attention must be a mapping, got {str(value)[:120]!r}; refusing this checkpoint."
+        )
     if value.get("name") not in ATTENTION_VARIANTS:
         raise CheckpointError(
             f"{where}.attention.name={value.get('name')!r} is not one of {sorted(ATTENTION_VARIANTS)}; "

@@ -102,7 +102,7 @@ def model_weights_from_checkpoint(
                 "(not all values are tensors)."
             )
         return dict(checkpoint)
-    weights = {k[len(_MODULE_PREFIX):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(_MODULE_PREFIX)}
+    weights = {k[len(_MODULE_PREFIX) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(_MODULE_PREFIX)}
     ema = ema_weights_from_checkpoint(checkpoint) if prefer_ema else None
     if ema is not None:
         weights.update(ema)

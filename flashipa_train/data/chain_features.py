@@ -127,8 +127,10 @@ def sse_fractions(sse: np.ndarray) -> dict[str, float]:
     labelled = sse[sse != ""]
     if labelled.size == 0:
         return {"helix_fraction": float("nan"), "strand_fraction": float("nan"), "coil_fraction": float("nan")}
-    return {f"{name}_fraction": float(np.mean(labelled == label))
-            for name, label in (("helix", "a"), ("strand", "b"), ("coil", "c"))}
+    return {
+        f"{name}_fraction": float(np.mean(labelled == label))
+        for name, label in (("helix", "a"), ("strand", "b"), ("coil", "c"))
+    }
 
 
 def ca_radius_of_gyration(backbone: ChainBackbone) -> float:

@@ -97,9 +97,7 @@ class BackboneDataModule(pl.LightningDataModule):
 
     def _cache_dir_for(self, pdb_dir: str, cache_dir: str) -> str:
         """cache_dir/<folder name>-<hash of folder path, settings and format version>."""
-        key = json.dumps(
-            [os.path.abspath(pdb_dir), self.preprocess_config.to_dict(), FORMAT_VERSION], sort_keys=True
-        )
+        key = json.dumps([os.path.abspath(pdb_dir), self.preprocess_config.to_dict(), FORMAT_VERSION], sort_keys=True)
         name = os.path.basename(os.path.normpath(os.path.abspath(pdb_dir))) or "structures"
         return os.path.join(cache_dir, f"{name}-{hashlib.sha1(key.encode()).hexdigest()[:10]}")
 

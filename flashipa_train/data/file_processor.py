@@ -125,7 +125,9 @@ def _examples_of_file(path: str, raw: bytes, checksum: str, config: PreprocessCo
 
 def _resolution_problem(resolution: float, config: PreprocessConfig) -> str:
     if math.isnan(resolution):
-        return "" if config.allow_missing_resolution else "header gives no resolution and allow_missing_resolution=False"
+        return (
+            "" if config.allow_missing_resolution else "header gives no resolution and allow_missing_resolution=False"
+        )
     if resolution > config.max_resolution:
         return f"resolution {resolution:.2f} Å > max_resolution {config.max_resolution} Å"
     return ""

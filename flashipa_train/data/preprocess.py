@@ -126,7 +126,9 @@ def prepare_output_dir(out_dir: str, config: PreprocessConfig) -> None:
     check_format_version(out_dir, found)
     if found.get("config") != config.to_dict():
         differing = {
-            k: (found.get("config", {}).get(k), v) for k, v in config.to_dict().items() if found.get("config", {}).get(k) != v
+            k: (found.get("config", {}).get(k), v)
+            for k, v in config.to_dict().items()
+            if found.get("config", {}).get(k) != v
         }
         raise PreprocessedDirError(
             f"{out_dir} was preprocessed with other settings (key: (stored, requested)) {differing}. "
@@ -168,7 +170,11 @@ def previous_inputs(out_dir: str) -> dict[str, str]:
 
 
 def preprocess(
-    inputs: list[str], out_dir: str, config: PreprocessConfig = PreprocessConfig(), workers: int = 1, progress: bool = True
+    inputs: list[str],
+    out_dir: str,
+    config: PreprocessConfig = PreprocessConfig(),
+    workers: int = 1,
+    progress: bool = True,
 ) -> PreprocessSummary:
     """Preprocess `inputs` (files, folders, globs) into `out_dir`; resumable; returns the run's summary."""
     paths = find_structure_files(inputs)

@@ -123,9 +123,7 @@ def _parse_pdbx(raw: bytes, binary: bool, model: int, altloc: str) -> ParsedStru
     model_count = one_model[1] if one_model else pdbx.get_model_count(pdbx_file)
     _check_model(model, model_count)
     model_in_file = 1 if one_model else model
-    atoms = pdbx.get_structure(
-        pdbx_file, model=model_in_file, altloc=altloc, extra_fields=["b_factor", "occupancy"]
-    )
+    atoms = pdbx.get_structure(pdbx_file, model=model_in_file, altloc=altloc, extra_fields=["b_factor", "occupancy"])
     method = ";".join(_column_strings(block, "exptl", "method"))
     resolution = math.nan
     for category, key in (

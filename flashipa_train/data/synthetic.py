@@ -60,8 +60,9 @@ class SyntheticBatches(Dataset):
         pin_memory: keep the batches in page-locked memory.
     """
 
-    def __init__(self, length: int, batch_size: int, num_batches: int, num_distinct: int, seed: int,
-                 pin_memory: bool = False):
+    def __init__(
+        self, length: int, batch_size: int, num_batches: int, num_distinct: int, seed: int, pin_memory: bool = False
+    ):
         self.num_batches = int(num_batches)
         self.batches = []
         for i in range(min(int(num_distinct), self.num_batches)):
@@ -128,9 +129,11 @@ class SyntheticDataModule(pl.LightningDataModule):
             return
         world = self._world_size()
         self.train_dataset = SyntheticBatches(
-            self.length, self.batch_size, self.num_train_batches * world, self.num_distinct, self.seed, self.pin_memory)
+            self.length, self.batch_size, self.num_train_batches * world, self.num_distinct, self.seed, self.pin_memory
+        )
         self.val_dataset = SyntheticBatches(
-            self.length, self.batch_size, self.num_val_batches * world, 1, self.seed + 1, self.pin_memory)
+            self.length, self.batch_size, self.num_val_batches * world, 1, self.seed + 1, self.pin_memory
+        )
 
     def _world_size(self) -> int:
         trainer = getattr(self, "trainer", None)

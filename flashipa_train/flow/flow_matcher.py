@@ -35,9 +35,19 @@ class FlowMatcher:
     """
 
     def __init__(
-        self, trans_prior_std=10.0, t_min=0.01, self_condition_prob=0.5, trans_loss_weight=2.0, rot_loss_weight=1.0,
-        atom_loss_weight=1.0, local_dist_loss_weight=1.0, local_loss_t_threshold=0.75, local_window=4,
-        rot_schedule="exp", rot_exp_rate=10.0, sample_self_condition=True,
+        self,
+        trans_prior_std=10.0,
+        t_min=0.01,
+        self_condition_prob=0.5,
+        trans_loss_weight=2.0,
+        rot_loss_weight=1.0,
+        atom_loss_weight=1.0,
+        local_dist_loss_weight=1.0,
+        local_loss_t_threshold=0.75,
+        local_window=4,
+        rot_schedule="exp",
+        rot_exp_rate=10.0,
+        sample_self_condition=True,
     ):
         if not 0.0 <= t_min < 1.0:
             raise ValueError(f"flow.t_min={t_min} must be in [0, 1)")
@@ -161,7 +171,12 @@ class FlowMatcher:
         trans_sc = None
         for t_now, t_next in zip(ts[:-1], ts[1:]):
             dt = t_next - t_now
-            noisy = {**features, "t": torch.full((B,), t_now, dtype=dtype, device=device), "rots_t": rots_t, "trans_t": trans_t}
+            noisy = {
+                **features,
+                "t": torch.full((B,), t_now, dtype=dtype, device=device),
+                "rots_t": rots_t,
+                "trans_t": trans_t,
+            }
             if trans_sc is not None:
                 noisy["trans_sc"] = trans_sc
             pred = model(noisy)

@@ -59,6 +59,7 @@ def local_distance_loss(pred_atoms, atoms_1, atom_mask, window):
     count = pred_atoms.new_zeros(pred_atoms.shape[0])
     mask = atom_mask.to(pred_atoms.dtype)
     for offset in range(1, min(window, pred_atoms.shape[1] - 1) + 1):
+
         def distances(x):
             # [B, L - o, 4, 4] distances between the atoms of residue i and of residue i + o
             return torch.sqrt((x[:, :-offset, :, None] - x[:, offset:, None, :]).square().sum(-1) + 1e-10)

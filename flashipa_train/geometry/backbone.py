@@ -76,9 +76,9 @@ def _oxygen_local(psi_sin_cos: torch.Tensor) -> torch.Tensor:
     """O [*, 3] in the backbone frame for unit (sin psi, cos psi) [*, 2]."""
     sin, cos = psi_sin_cos.unbind(-1)
     one, zero = torch.ones_like(sin), torch.zeros_like(sin)
-    torsion_rots = torch.stack(
-        [one, zero, zero, zero, cos, -sin, zero, sin, cos], dim=-1
-    ).unflatten(-1, (3, 3))  # [*, 3, 3] rotation by psi about x
+    torsion_rots = torch.stack([one, zero, zero, zero, cos, -sin, zero, sin, cos], dim=-1).unflatten(
+        -1, (3, 3)
+    )  # [*, 3, 3] rotation by psi about x
     _, o_in_psi_frame, psi_frame = _ideal_constants(sin.dtype, sin.device)
     return psi_frame.apply(torch.matmul(torsion_rots, o_in_psi_frame[:, None]).squeeze(-1))  # [*, 3]
 

@@ -30,7 +30,9 @@ def write_backbone(atoms: torch.Tensor | np.ndarray, path: str | Path, chain_id:
 
     path = Path(path)
     if path.suffix.lower() not in STRUCTURE_SUFFIXES:
-        raise ValueError(f"backbone writer: {path} must end in one of {STRUCTURE_SUFFIXES} (the suffix picks the format).")
+        raise ValueError(
+            f"backbone writer: {path} must end in one of {STRUCTURE_SUFFIXES} (the suffix picks the format)."
+        )
     coords = atoms.detach().float().cpu().numpy() if isinstance(atoms, torch.Tensor) else np.asarray(atoms)
     if coords.ndim != 3 or coords.shape[1:] != (4, 3):
         raise ValueError(f"backbone writer: atoms must be [L, 4, 3] (N, CA, C, O), got {coords.shape} for {path}.")

@@ -11,7 +11,9 @@ BACKBONE_ATOM_NAMES = ("N", "CA", "C", "O")
 BACKBONE_ELEMENTS = ("N", "C", "C", "O")
 
 
-def backbone_to_atom_array(atoms, mask=None, chain_id="A", res_name: str = "GLY", residue_index=None) -> struc.AtomArray:
+def backbone_to_atom_array(
+    atoms, mask=None, chain_id="A", res_name: str = "GLY", residue_index=None
+) -> struc.AtomArray:
     """AtomArray of the modelled backbone atoms, residues numbered residue_index + 1.
 
     Args:

@@ -190,7 +190,9 @@ def _best_superposition_tm(x: np.ndarray, y: np.ndarray, norm_length: int) -> fl
     best = 0.0
     fragment = num
     while True:
-        starts = np.unique(np.linspace(0, num - fragment, min(SEED_STARTS_PER_FRAGMENT, num - fragment + 1)).astype(int))
+        starts = np.unique(
+            np.linspace(0, num - fragment, min(SEED_STARTS_PER_FRAGMENT, num - fragment + 1)).astype(int)
+        )
         for start in starts:
             selected = np.zeros(num, dtype=bool)
             selected[start : start + fragment] = True

@@ -27,7 +27,12 @@ class DenseIPAAttention(nn.Module):
     def prepare(self, s0, rigids_in, inputs):
         """Pair state before the first block: {"z": [B, L, L, c_z]}."""
         z = self.edge_embedder(
-            s0, inputs["trans_t"], inputs.get("trans_sc"), inputs["residue_index"], inputs["chain_index"], inputs["res_mask"]
+            s0,
+            inputs["trans_t"],
+            inputs.get("trans_sc"),
+            inputs["residue_index"],
+            inputs["chain_index"],
+            inputs["res_mask"],
         )
         return {"z": z}
 

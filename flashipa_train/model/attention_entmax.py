@@ -56,8 +56,18 @@ class EntmaxIPA(IPAProjections):
         core = entmax_ipa_attention if backend == "triton" else tiled_entmax_ipa_attention
         # [B, L, H, C], [B, L, H, P_v, 3], [B, L, H, R, c_pair]
         o, o_pts, o_pair_r = core(
-            q, kv["k"], kv["v"], q_pts, kv["k_pts"], kv["v_pts"], factors.bias_q, factors.bias_k, factors.pair_k,
-            self.point_weights(), self.alpha(), res_mask,
+            q,
+            kv["k"],
+            kv["v"],
+            q_pts,
+            kv["k_pts"],
+            kv["v_pts"],
+            factors.bias_q,
+            factors.bias_k,
+            factors.pair_k,
+            self.point_weights(),
+            self.alpha(),
+            res_mask,
         )
         # [B, L, H, c_pair]
         o_pair = torch.einsum("birc,bihrc->bihc", factors.pair_q.to(o_pair_r.dtype), o_pair_r)
@@ -77,8 +87,20 @@ class EntmaxIPAAttention(nn.Module):
         learn_alpha:  learn alpha per head and block
     """
 
-    def __init__(self, c_s, c_hidden, num_heads, num_qk_points, num_v_points, num_blocks, pair_rank, c_pair_value,
-                 backend="auto", alpha=1.5, learn_alpha=False):
+    def __init__(
+        self,
+        c_s,
+        c_hidden,
+        num_heads,
+        num_qk_points,
+        num_v_points,
+        num_blocks,
+        pair_rank,
+        c_pair_value,
+        backend="auto",
+        alpha=1.5,
+        learn_alpha=False,
+    ):
         super().__init__()
         if backend not in BACKENDS:
             raise ValueError(

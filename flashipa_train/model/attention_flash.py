@@ -50,15 +50,31 @@ class FlashIPAAttention(nn.Module):
                         docstring); false in checkpoints from before it
     """
 
-    def __init__(self, c_s, c_hidden, num_heads, num_qk_points, num_v_points, num_blocks, pair_rank, c_pair_value,
-                 backend="auto", sc_points=True, edge_messages=True, edge_neighbours=16, c_edge=64, fp8_sampling=False,
-                 content_relpos=False):
+    def __init__(
+        self,
+        c_s,
+        c_hidden,
+        num_heads,
+        num_qk_points,
+        num_v_points,
+        num_blocks,
+        pair_rank,
+        c_pair_value,
+        backend="auto",
+        sc_points=True,
+        edge_messages=True,
+        edge_neighbours=16,
+        c_edge=64,
+        fp8_sampling=False,
+        content_relpos=False,
+    ):
         super().__init__()
         self.backend = check_backend(backend)
         self.fp8_sampling = fp8_sampling
         self.pair_factors = PairFactorEmbedder(c_s, num_heads, pair_rank, c_pair_value)
         self.ipa = nn.ModuleList(
-            FactorizedIPA(c_s, c_pair_value, c_hidden, num_heads, num_qk_points, num_v_points) for _ in range(num_blocks)
+            FactorizedIPA(c_s, c_pair_value, c_hidden, num_heads, num_qk_points, num_v_points)
+            for _ in range(num_blocks)
         )
         self.sc_points = sc_points
         if sc_points:
@@ -67,9 +83,11 @@ class FlashIPAAttention(nn.Module):
         self.edge_neighbours = edge_neighbours
         self.edges = nn.ModuleList(EdgeMessages(c_s, c_edge) for _ in range(num_blocks)) if edge_messages else None
         num_frequencies = self.pair_factors.relpos_frequencies.numel()
-        self.content_relpos = nn.ModuleList(
-            ContentRelposBias(c_s, num_heads, num_frequencies) for _ in range(num_blocks)
-        ) if content_relpos else None
+        self.content_relpos = (
+            nn.ModuleList(ContentRelposBias(c_s, num_heads, num_frequencies) for _ in range(num_blocks))
+            if content_relpos
+            else None
+        )
 
     def prepare(self, s0, rigids_in, inputs):
         factors = self.pair_factors(s0, inputs["residue_index"], inputs["chain_index"], inputs["res_mask"])
@@ -96,8 +114,13 @@ class FlashIPAAttention(nn.Module):
         if self.edges is not None:
             k_seq = self.edge_neighbours // 2
             state["edge_graph"] = build_edge_graph(
-                inputs["trans_t"], trans_sc, inputs["residue_index"], inputs["chain_index"], inputs["res_mask"],
-                k_seq, self.edge_neighbours - k_seq,
+                inputs["trans_t"],
+                trans_sc,
+                inputs["residue_index"],
+                inputs["chain_index"],
+                inputs["res_mask"],
+                k_seq,
+                self.edge_neighbours - k_seq,
             )
         return state
 
@@ -119,8 +142,15 @@ class FlashIPAAttention(nn.Module):
         )
 
     def forward(self, block, s, rigids, res_mask, state):
-        out = self.ipa[block](s, rigids, self._factors(block, s, state), res_mask, state["backend"], all_real=state["all_real"],
-                              shared_points=state.get("shared_points"))
+        out = self.ipa[block](
+            s,
+            rigids,
+            self._factors(block, s, state),
+            res_mask,
+            state["backend"],
+            all_real=state["all_real"],
+            shared_points=state.get("shared_points"),
+        )
         return out + self._edge_update(block, s, rigids, res_mask, state)
 
     def after_block(self, block, s, res_mask, state):

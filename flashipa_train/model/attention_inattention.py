@@ -18,7 +18,13 @@ class InAttentionIPAAttention(FlashIPAAttention):
 
     def forward(self, block, s, rigids, res_mask, state):
         out = self.ipa[block](
-            s, rigids, self._factors(block, s, state), res_mask, state["backend"], keys_values=state["keys_values"][block],
-            all_real=state["all_real"], shared_points=state.get("shared_points"),
+            s,
+            rigids,
+            self._factors(block, s, state),
+            res_mask,
+            state["backend"],
+            keys_values=state["keys_values"][block],
+            all_real=state["all_real"],
+            shared_points=state.get("shared_points"),
         )
         return out + self._edge_update(block, s, rigids, res_mask, state)

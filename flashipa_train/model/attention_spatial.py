@@ -45,8 +45,21 @@ class SpatialIPA(IPAProjections):
         kv = self.keys_values(s, rigids)
         # [B, L, H, C], [B, L, H, P_v, 3], [B, L, H, R, C_pv]
         o, o_pts, o_pair_r = spatial_ipa_attention(
-            q, kv["k"], kv["v"], q_pts, kv["k_pts"], kv["v_pts"], factors.bias_q, factors.bias_k, factors.pair_k,
-            self.point_weights(), res_mask, neighbours, ca=rigids.trans, backend=backend, far_cell_size=far_cell_size,
+            q,
+            kv["k"],
+            kv["v"],
+            q_pts,
+            kv["k_pts"],
+            kv["v_pts"],
+            factors.bias_q,
+            factors.bias_k,
+            factors.pair_k,
+            self.point_weights(),
+            res_mask,
+            neighbours,
+            ca=rigids.trans,
+            backend=backend,
+            far_cell_size=far_cell_size,
         )
         # [B, L, H, C_pv]
         o_pair = torch.einsum("birc,bihrc->bihc", factors.pair_q.to(o_pair_r.dtype), o_pair_r)
@@ -70,8 +83,24 @@ class SpatialIPAAttention(nn.Module):
         far_cell_size: far-field cell edge, nm
     """
 
-    def __init__(self, c_s, c_hidden, num_heads, num_qk_points, num_v_points, num_blocks, pair_rank, c_pair_value,
-                 backend="auto", k=32, window=8, radius=1.2, max_per_cell=64, far_field=False, far_cell_size=1.0):
+    def __init__(
+        self,
+        c_s,
+        c_hidden,
+        num_heads,
+        num_qk_points,
+        num_v_points,
+        num_blocks,
+        pair_rank,
+        c_pair_value,
+        backend="auto",
+        k=32,
+        window=8,
+        radius=1.2,
+        max_per_cell=64,
+        far_field=False,
+        far_cell_size=1.0,
+    ):
         super().__init__()
         if backend not in ("auto", "triton", "torch"):
             check_backend(backend)
@@ -93,12 +122,24 @@ class SpatialIPAAttention(nn.Module):
     def prepare(self, s0, rigids_in, inputs):
         factors = self.pair_factors(s0, inputs["residue_index"], inputs["chain_index"], inputs["res_mask"])
         backend = self.backend if self.backend != "auto" else ("triton" if s0.is_cuda else "torch")
-        return {"factors": factors, "backend": backend, "residue_index": inputs["residue_index"],
-                "chain_index": inputs["chain_index"]}
+        return {
+            "factors": factors,
+            "backend": backend,
+            "residue_index": inputs["residue_index"],
+            "chain_index": inputs["chain_index"],
+        }
 
     def forward(self, block, s, rigids, res_mask, state):
-        neighbours = spatial_neighbour_lists(rigids.trans, res_mask, state["residue_index"], state["chain_index"],
-                                             self.k, self.window, self.radius, self.max_per_cell)
+        neighbours = spatial_neighbour_lists(
+            rigids.trans,
+            res_mask,
+            state["residue_index"],
+            state["chain_index"],
+            self.k,
+            self.window,
+            self.radius,
+            self.max_per_cell,
+        )
         return self.ipa[block](s, rigids, state["factors"], res_mask, neighbours, state["backend"], self.far_cell_size)
 
     def after_block(self, block, s, res_mask, state):

@@ -14,12 +14,14 @@ BACKENDS = ("auto", "triton", "sdpa", "torch")
 
 def check_backend(backend: str) -> str:
     if backend not in BACKENDS:
-        raise ValueError(f"model.attention.backend={backend!r} is not one of {BACKENDS}; set it in configs/model/attention/*.yaml")
+        raise ValueError(
+            f"model.attention.backend={backend!r} is not one of {BACKENDS}; set it in configs/model/attention/*.yaml"
+        )
     return backend
 
 
 def resolve_backend(backend: str, device: torch.device) -> str:
-    """"auto" -> "sdpa" on CUDA, else "torch"; other names unchanged."""
+    """ "auto" -> "sdpa" on CUDA, else "torch"; other names unchanged."""
     if backend != "auto":
         return backend
     return "sdpa" if device.type == "cuda" else "torch"

@@ -48,7 +48,9 @@ ATTENTION_VARIANTS = {
 }
 
 
-def build_attention(attention: Mapping, c_s, c_z, c_hidden, num_blocks, num_heads, num_qk_points, num_v_points, pair_rank, c_pair_value):
+def build_attention(
+    attention: Mapping, c_s, c_z, c_hidden, num_blocks, num_heads, num_qk_points, num_v_points, pair_rank, c_pair_value
+):
     """The trunk attention module named by attention["name"] (backend from attention["backend"], default "auto")."""
     name = attention.get("name")
     if name not in ATTENTION_VARIANTS:
@@ -56,7 +58,14 @@ def build_attention(attention: Mapping, c_s, c_z, c_hidden, num_blocks, num_head
             f"model.attention.name={name!r} is not one of {sorted(ATTENTION_VARIANTS)}; "
             "pick one with model/attention=dense_ipa|flash_ipa|inattention"
         )
-    ipa_sizes = dict(c_s=c_s, c_hidden=c_hidden, num_heads=num_heads, num_qk_points=num_qk_points, num_v_points=num_v_points, num_blocks=num_blocks)
+    ipa_sizes = dict(
+        c_s=c_s,
+        c_hidden=c_hidden,
+        num_heads=num_heads,
+        num_qk_points=num_qk_points,
+        num_v_points=num_v_points,
+        num_blocks=num_blocks,
+    )
     if name == "dense_ipa":
         return DenseIPAAttention(**ipa_sizes, c_z=c_z)
     # each variant's own fields from its YAML (flash_ipa's geometry switches, entmax_ipa's alpha, ...)
@@ -91,9 +100,22 @@ class FlowModel(nn.Module):
     """
 
     def __init__(
-        self, attention: Mapping, c_s=256, c_z=128, c_hidden=128, num_blocks=6, num_heads=8, num_qk_points=8,
-        num_v_points=12, pair_rank=2, c_pair_value=32, seq_transformer_layers=2, seq_transformer_heads=4, knn=16,
-        dropout=0.0, checkpoint_blocks=0,
+        self,
+        attention: Mapping,
+        c_s=256,
+        c_z=128,
+        c_hidden=128,
+        num_blocks=6,
+        num_heads=8,
+        num_qk_points=8,
+        num_v_points=12,
+        pair_rank=2,
+        c_pair_value=32,
+        seq_transformer_layers=2,
+        seq_transformer_heads=4,
+        knn=16,
+        dropout=0.0,
+        checkpoint_blocks=0,
     ):
         super().__init__()
         if not 0 <= checkpoint_blocks <= num_blocks:

@@ -111,8 +111,17 @@ class IPAProjections(nn.Module):
 class FactorizedIPA(IPAProjections):
     """IPA with the pair bias and pair values given as `PairFactors` (never L x L)."""
 
-    def forward(self, s, rigids: Rigid, factors: PairFactors, res_mask, backend="torch", keys_values=None,
-                all_real=False, shared_points=None):
+    def forward(
+        self,
+        s,
+        rigids: Rigid,
+        factors: PairFactors,
+        res_mask,
+        backend="torch",
+        keys_values=None,
+        all_real=False,
+        shared_points=None,
+    ):
         """
         Args:
             s:           [B, L, c_s] single representation (queries; keys too unless keys_values is given)
@@ -137,9 +146,19 @@ class FactorizedIPA(IPAProjections):
             k_pts = torch.cat([k_pts, shared_points.to(k_pts.dtype)], dim=-2)
         # [B, L, H, C], [B, L, H, P_v, 3], [B, L, H, c_pair]
         o, o_pts, o_pair = factorized_ipa_attention(
-            q, kv["k"], kv["v"], q_pts, k_pts, kv["v_pts"],
-            factors.bias_q, factors.bias_k, factors.pair_q, factors.pair_k,
-            self.point_weights(), None if all_real else res_mask, backend,
+            q,
+            kv["k"],
+            kv["v"],
+            q_pts,
+            k_pts,
+            kv["v_pts"],
+            factors.bias_q,
+            factors.bias_k,
+            factors.pair_q,
+            factors.pair_k,
+            self.point_weights(),
+            None if all_real else res_mask,
+            backend,
         )
         return self.output(o, o_pts, o_pair, rigids, res_mask)
 

@@ -61,7 +61,9 @@ class EdgeEmbedder(nn.Module):
         # [B, L, L, 2 c_node]
         nodes = _outer_concat(self.linear_node(s0))
         # [B, L, L, num_relpos]
-        relpos = sinusoidal_embedding((residue_index[:, None, :] - residue_index[:, :, None]).to(dtype), self.num_relpos, 2048.0)
+        relpos = sinusoidal_embedding(
+            (residue_index[:, None, :] - residue_index[:, :, None]).to(dtype), self.num_relpos, 2048.0
+        )
         # [B, L, L, 1]
         same_chain = (chain_index[:, :, None] == chain_index[:, None, :]).to(dtype)[..., None]
         # [B, L, L, num_rbf]
@@ -69,7 +71,10 @@ class EdgeEmbedder(nn.Module):
         if trans_sc is None:
             rbf_sc, has_sc = torch.zeros_like(rbf_t), torch.zeros_like(same_chain)
         else:
-            rbf_sc, has_sc = radial_basis(_pair_distances(trans_sc), 0.0, self.max_distance, self.num_rbf), torch.ones_like(same_chain)
+            rbf_sc, has_sc = (
+                radial_basis(_pair_distances(trans_sc), 0.0, self.max_distance, self.num_rbf),
+                torch.ones_like(same_chain),
+            )
         # [B, L, L, c_z]
         z = self.layer_norm(self.mlp(torch.cat([nodes, relpos, same_chain, rbf_t, rbf_sc, has_sc], dim=-1)))
         pair_mask = (res_mask[:, :, None] & res_mask[:, None, :]).to(dtype)[..., None]
@@ -88,7 +93,9 @@ class EdgeTransition(nn.Module):
     def __init__(self, c_s, c_z, c_node=64):
         super().__init__()
         self.linear_node = nn.Linear(c_s, c_node)
-        self.mlp = nn.Sequential(nn.Linear(c_z + 2 * c_node, c_z), nn.ReLU(), nn.Linear(c_z, c_z), nn.ReLU(), nn.Linear(c_z, c_z))
+        self.mlp = nn.Sequential(
+            nn.Linear(c_z + 2 * c_node, c_z), nn.ReLU(), nn.Linear(c_z, c_z), nn.ReLU(), nn.Linear(c_z, c_z)
+        )
         self.layer_norm = nn.LayerNorm(c_z)
 
     def forward(self, s, z, res_mask):

@@ -56,8 +56,13 @@ class PairFactorEmbedder(nn.Module):
     """
 
     def __init__(
-        self, c_s: int, num_heads: int, pair_rank: int, c_pair_value: int,
-        num_relpos_frequencies: int = 8, max_chains: int = 8,
+        self,
+        c_s: int,
+        num_heads: int,
+        pair_rank: int,
+        c_pair_value: int,
+        num_relpos_frequencies: int = 8,
+        max_chains: int = 8,
     ):
         super().__init__()
         self.num_heads = num_heads
@@ -81,7 +86,9 @@ class PairFactorEmbedder(nn.Module):
     def index_sinusoids(self, residue_index, res_mask, dtype):
         """cos(w_f i), sin(w_f i) [B, L, F] each, of the residue index i (first real residue 0)."""
         # [B, L, F]
-        angles = normalised_residue_index(residue_index, res_mask)[..., None].to(dtype) * self.relpos_frequencies.to(dtype)
+        angles = normalised_residue_index(residue_index, res_mask)[..., None].to(dtype) * self.relpos_frequencies.to(
+            dtype
+        )
         return torch.cos(angles), torch.sin(angles)
 
     def forward(self, s0, residue_index, chain_index, res_mask) -> PairFactors:

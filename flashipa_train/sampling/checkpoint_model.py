@@ -24,7 +24,10 @@ class SamplerFromCheckpoint:
 
 
 def load_sampler_from_checkpoint(
-    ckpt_path: str | Path, device: torch.device | str = "cpu", prefer_ema: bool = True, allow_remote: bool = False,
+    ckpt_path: str | Path,
+    device: torch.device | str = "cpu",
+    prefer_ema: bool = True,
+    allow_remote: bool = False,
     attention_overrides: dict | None = None,
 ) -> SamplerFromCheckpoint:
     """Build the `FlowModel` and `FlowMatcher` from the run config stored in a flashipa-train checkpoint and load

@@ -30,9 +30,11 @@ from flashipa_train.config import CONFIG_DIR
 
 log = logging.getLogger(__name__)
 
-NEEDS_INPUT = ("flashipa-sample: pass ckpt_path=CKPT (a flashipa-train checkpoint, e.g. "
-               "logs/quickstart/runs/<date_time>/checkpoints/last.ckpt) or from_samples=samples.pt; "
-               "flashipa-sample --help lists the options")
+NEEDS_INPUT = (
+    "flashipa-sample: pass ckpt_path=CKPT (a flashipa-train checkpoint, e.g. "
+    "logs/quickstart/runs/<date_time>/checkpoints/last.ckpt) or from_samples=samples.pt; "
+    "flashipa-sample --help lists the options"
+)
 
 
 def sample(cfg: DictConfig) -> dict:
@@ -50,20 +52,29 @@ def sample(cfg: DictConfig) -> dict:
     device = pick_device(str(cfg.device))
     torch.manual_seed(int(cfg.seed))
     fp8 = bool(cfg.get("model", {}).get("attention", {}).get("fp8_sampling", False))
-    sampler = load_sampler_from_checkpoint(cfg.ckpt_path, device=device, prefer_ema=bool(cfg.use_ema),
-                                           allow_remote=bool(cfg.get("allow_remote_checkpoints", False)),
-                                           attention_overrides={"fp8_sampling": True} if fp8 else None)
+    sampler = load_sampler_from_checkpoint(
+        cfg.ckpt_path,
+        device=device,
+        prefer_ema=bool(cfg.use_ema),
+        allow_remote=bool(cfg.get("allow_remote_checkpoints", False)),
+        attention_overrides={"fp8_sampling": True} if fp8 else None,
+    )
     log.info("Sampling %d x %s residues on %s from %s", cfg.n, lengths, device, cfg.ckpt_path)
     started = time.perf_counter()
     backbones = generate_backbones(
-        sampler.model, sampler.flow, lengths, int(cfg.n), num_steps=int(cfg.num_steps),
-        batch_size=int(cfg.batch_size), seed=int(cfg.seed), progress=bool(cfg.progress),
+        sampler.model,
+        sampler.flow,
+        lengths,
+        int(cfg.n),
+        num_steps=int(cfg.num_steps),
+        batch_size=int(cfg.batch_size),
+        seed=int(cfg.seed),
+        progress=bool(cfg.progress),
     )
     seconds = time.perf_counter() - started
     if importlib.util.find_spec("biotite") is None:
         return _save_tensors_without_biotite(backbones, Path(cfg.out), seconds, device)
-    how = (f"in {seconds:.1f} s on {device} ({cfg.num_steps} Euler steps, "
-           f"{'EMA' if cfg.use_ema else 'raw'} weights)")
+    how = f"in {seconds:.1f} s on {device} ({cfg.num_steps} Euler steps, {'EMA' if cfg.use_ema else 'raw'} weights)"
     return write_outputs(cfg, backbones, how)
 
 
@@ -123,9 +134,12 @@ def _save_tensors_without_biotite(backbones, out: Path, seconds: float, device) 
     """Without biotite (e.g. a GPU image) keep the samples as `out/samples.pt` ({name: [L, 4, 3] tensor});
     structure files and metrics can be made from it later where biotite is installed."""
     path = save_samples(backbones, out / SAMPLES_FILE)
-    print(f"\nflashipa-sample: {len(backbones)} backbones in {seconds:.1f} s on {device} -> {path}\n"
-          "  biotite is not installed: no PDB/mmCIF files and no metrics; where it is, make them with\n"
-          f"  flashipa-sample from_samples={path} out=DIR [training_set=data]", flush=True)
+    print(
+        f"\nflashipa-sample: {len(backbones)} backbones in {seconds:.1f} s on {device} -> {path}\n"
+        "  biotite is not installed: no PDB/mmCIF files and no metrics; where it is, make them with\n"
+        f"  flashipa-sample from_samples={path} out=DIR [training_set=data]",
+        flush=True,
+    )
     return {"out": out, "files": [path], "rows": [], "summaries": {}}
 
 

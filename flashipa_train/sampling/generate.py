@@ -54,11 +54,16 @@ def generate_backbones(
     the other lengths requested. Returns the backbones ordered by length, then index.
     """
     if samples_per_length < 1 or not lengths or min(lengths) < 1:
-        raise ValueError(f"generate_backbones: need n >= 1 and positive lengths, got n={samples_per_length}, "
-                         f"lengths={list(lengths)}.")
+        raise ValueError(
+            f"generate_backbones: need n >= 1 and positive lengths, got n={samples_per_length}, "
+            f"lengths={list(lengths)}."
+        )
     device = next(model.parameters()).device
-    batches = [(int(L), start, min(batch_size, samples_per_length - start))
-               for L in lengths for start in range(0, samples_per_length, batch_size)]
+    batches = [
+        (int(L), start, min(batch_size, samples_per_length - start))
+        for L in lengths
+        for start in range(0, samples_per_length, batch_size)
+    ]
     bar = None
     if progress:
         from tqdm.auto import tqdm

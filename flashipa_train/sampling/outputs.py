@@ -19,12 +19,24 @@ SAMPLES_FILE = "samples.pt"
 
 # columns of the printed summary table (the CSV files hold every metric)
 SUMMARY_COLUMNS = (
-    "count", "ca_ca_mean", "ca_ca_std", "bond_dev_C-N+", "angle_dev_N-CA-C", "clashes_per_100", "rg_ratio",
-    "helix_fraction", "strand_fraction", "coil_fraction", "diversity_mean_tm", "novelty_max_tm",
+    "count",
+    "ca_ca_mean",
+    "ca_ca_std",
+    "bond_dev_C-N+",
+    "angle_dev_N-CA-C",
+    "clashes_per_100",
+    "rg_ratio",
+    "helix_fraction",
+    "strand_fraction",
+    "coil_fraction",
+    "diversity_mean_tm",
+    "novelty_max_tm",
 )
 
 
-def write_structure_files(backbones: list[GeneratedBackbone], out_dir: str | Path, formats=("pdb", "cif")) -> list[Path]:
+def write_structure_files(
+    backbones: list[GeneratedBackbone], out_dir: str | Path, formats=("pdb", "cif")
+) -> list[Path]:
     """`out_dir/<name>.pdb`, `out_dir/cif/<name>.cif` and `out_dir/bcif/<name>.bcif` (the `formats` asked for)
     per backbone (`name` = len<L>_<i>); backbones with NaN
     or Inf coordinates (a diverged sampler) are skipped with a warning. Returns the written paths."""
@@ -57,8 +69,10 @@ def load_samples(path: str | Path) -> list[GeneratedBackbone]:
     """The backbones of a samples.pt written by `save_samples`, in file order."""
     saved = torch.load(path, weights_only=True)
     if not isinstance(saved, dict) or not all(isinstance(name, str) and name.startswith("len") for name in saved):
-        raise ValueError(f"{path}: not a samples.pt of flashipa-sample/flashipa-train (expected "
-                         f"{{'len<L>_<i>': [L, 4, 3] tensor}}, found keys {list(saved)[:4] if isinstance(saved, dict) else type(saved).__name__})")
+        raise ValueError(
+            f"{path}: not a samples.pt of flashipa-sample/flashipa-train (expected "
+            f"{{'len<L>_<i>': [L, 4, 3] tensor}}, found keys {list(saved)[:4] if isinstance(saved, dict) else type(saved).__name__})"
+        )
     backbones = []
     for name, atoms in saved.items():
         length, index = name.removeprefix("len").split("_")

@@ -17,8 +17,9 @@ from flashipa_train.scaling.results import read_rows
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def search_max_length(probe: Callable[[int], tuple[bool, str]], start: int, limit: int, resolution: int,
-                      deadline: float | None = None) -> dict:
+def search_max_length(
+    probe: Callable[[int], tuple[bool, str]], start: int, limit: int, resolution: int, deadline: float | None = None
+) -> dict:
     """Largest L in [1, limit] (a multiple of `resolution`, or `start`) for which `probe(L)` succeeds, assuming
     success is monotone in L: double from `start` until a failure or `limit`, then bisect down to
     `resolution`. Stops early at `deadline` (time.monotonic()). Returns {max_ok_length, min_failed_length,
@@ -57,14 +58,23 @@ def search_max_length(probe: Callable[[int], tuple[bool, str]], start: int, limi
         else:
             failed_length = middle
     failure = next((p["status"] for p in probes if p["length"] == failed_length and not p["ok"]), None)
-    complete = failed_length is None and ok_length == limit or (
-        failed_length is not None and (failed_length - (ok_length or 0)) <= resolution)
-    return {"max_ok_length": ok_length, "min_failed_length": failed_length, "failure": failure,
-            "probes": probes, "complete": bool(complete)}
+    complete = (
+        failed_length is None
+        and ok_length == limit
+        or (failed_length is not None and (failed_length - (ok_length or 0)) <= resolution)
+    )
+    return {
+        "max_ok_length": ok_length,
+        "min_failed_length": failed_length,
+        "failure": failure,
+        "probes": probes,
+        "complete": bool(complete),
+    }
 
 
-def subprocess_probe(overrides: list[str], work_dir: Path, timeout_s: float, env: dict | None = None,
-                     command: list[str] | None = None) -> Callable[[int], tuple[bool, str]]:
+def subprocess_probe(
+    overrides: list[str], work_dir: Path, timeout_s: float, env: dict | None = None, command: list[str] | None = None
+) -> Callable[[int], tuple[bool, str]]:
     """A probe that runs `flashipa-train experiment=scaling <overrides> data.length=L` in its own process
     (`experiment=scaling` left out when the overrides name an experiment) and reads back its row (status
     `crashed` when the process died without writing one)."""
@@ -73,9 +83,17 @@ def subprocess_probe(overrides: list[str], work_dir: Path, timeout_s: float, env
 
     def probe(length: int) -> tuple[bool, str]:
         results = Path(work_dir) / f"L{length}"
-        args = command + list(overrides) + [
-            f"data.length={length}", f"scaling.results_dir={results}", f"hydra.run.dir={results}/run",
-            "scaling.warmup_steps=1", "scaling.timed_steps=1"]
+        args = (
+            command
+            + list(overrides)
+            + [
+                f"data.length={length}",
+                f"scaling.results_dir={results}",
+                f"hydra.run.dir={results}/run",
+                "scaling.warmup_steps=1",
+                "scaling.timed_steps=1",
+            ]
+        )
         process_env = dict(os.environ, **(env or {}))
         process_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), process_env.get("PYTHONPATH")]))
         try:

@@ -23,9 +23,11 @@ ANCHOR = {
     16384: (1, None, (761, 8.7)),
     32768: (1, None, (2627, 17.3)),
 }
-PLOTS = (("step_ms", "time per training step (ms)", "scaling_step_time.png"),
-         ("peak_gib", "peak GPU memory (GiB)", "scaling_peak_memory.png"),
-         ("residues_per_s", "residues per second", "scaling_throughput.png"))
+PLOTS = (
+    ("step_ms", "time per training step (ms)", "scaling_step_time.png"),
+    ("peak_gib", "peak GPU memory (GiB)", "scaling_peak_memory.png"),
+    ("residues_per_s", "residues per second", "scaling_throughput.png"),
+)
 
 
 def _ok(value) -> bool:
@@ -43,8 +45,11 @@ def rows_by_label(rows: list[dict]) -> dict[str, list[dict]]:
 def fitted_slope(rows: list[dict], metric: str, min_length: int) -> tuple[float, int, int] | None:
     """Least-squares slope of log(metric) against log(L) over the successful rows with L >= min_length
     (over all successful rows when fewer than two qualify). Returns (slope, first L, last L) or None."""
-    points = [(int(r["length"]), float(r[metric])) for r in rows
-              if r.get("status") == "ok" and _ok(r.get(metric)) and float(r[metric]) > 0]
+    points = [
+        (int(r["length"]), float(r[metric]))
+        for r in rows
+        if r.get("status") == "ok" and _ok(r.get(metric)) and float(r[metric]) > 0
+    ]
     long_points = [p for p in points if p[0] >= min_length]
     points = long_points if len(long_points) >= 2 else points
     if len(points) < 2 or len({p[0] for p in points}) < 2:
@@ -93,8 +98,7 @@ def _fmt(value, spec: str) -> str:
     return format(float(value), spec) if _ok(value) else ""
 
 
-def markdown(rows: list[dict], figures: dict[str, str], max_lengths: dict | None, min_length: int,
-             source: str) -> str:
+def markdown(rows: list[dict], figures: dict[str, str], max_lengths: dict | None, min_length: int, source: str) -> str:
     """The report's text: results per variant, fitted slopes, the anchor's figures, maximum lengths."""
     groups = rows_by_label(rows)
     first = rows[0] if rows else {}
@@ -109,35 +113,61 @@ def markdown(rows: list[dict], figures: dict[str, str], max_lengths: dict | None
         "",
     ]
     lines += [f"![{name}]({path})" for name, path in figures.items()] + [""]
-    lines += ["## Fitted slopes (log-log, L >= %d where two points qualify)" % min_length, "",
-              "| variant | time per step | peak memory | fitted over L |", "|---|---|---|---|"]
+    lines += [
+        "## Fitted slopes (log-log, L >= %d where two points qualify)" % min_length,
+        "",
+        "| variant | time per step | peak memory | fitted over L |",
+        "|---|---|---|---|",
+    ]
     for label, group in groups.items():
         time_fit, mem_fit = fitted_slope(group, "step_ms", min_length), fitted_slope(group, "peak_gib", min_length)
         span = f"{time_fit[1]}-{time_fit[2]}" if time_fit else ""
-        lines.append(f"| {label} | {_fmt(time_fit[0] if time_fit else None, '.2f')} | "
-                     f"{_fmt(mem_fit[0] if mem_fit else None, '.2f')} | {span} |")
-    lines += ["", "## Results", "",
-              "| variant | L x batch | status | step ms | residues/s | peak GiB | loss |", "|---|---|---|---|---|---|---|"]
+        lines.append(
+            f"| {label} | {_fmt(time_fit[0] if time_fit else None, '.2f')} | "
+            f"{_fmt(mem_fit[0] if mem_fit else None, '.2f')} | {span} |"
+        )
+    lines += [
+        "",
+        "## Results",
+        "",
+        "| variant | L x batch | status | step ms | residues/s | peak GiB | loss |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for label, group in groups.items():
         for r in group:
-            lines.append(f"| {label} | {r['length']} x {r.get('batch_size', '')} | {r.get('status', '')} | "
-                         f"{_fmt(r.get('step_ms'), '.1f')} | {_fmt(r.get('residues_per_s'), '.0f')} | "
-                         f"{_fmt(r.get('peak_gib'), '.2f')} | {_fmt(r.get('loss'), '.3f')} |")
-    lines += ["", "## Against the anchor (flash_ipa's example model, H100, issue 8)", "",
-              "| L x batch | anchor dense IPA | anchor FlashIPA | " + " | ".join(groups) + " |",
-              "|---|---|---|" + "---|" * len(groups)]
+            lines.append(
+                f"| {label} | {r['length']} x {r.get('batch_size', '')} | {r.get('status', '')} | "
+                f"{_fmt(r.get('step_ms'), '.1f')} | {_fmt(r.get('residues_per_s'), '.0f')} | "
+                f"{_fmt(r.get('peak_gib'), '.2f')} | {_fmt(r.get('loss'), '.3f')} |"
+            )
+    lines += [
+        "",
+        "## Against the anchor (flash_ipa's example model, H100, issue 8)",
+        "",
+        "| L x batch | anchor dense IPA | anchor FlashIPA | " + " | ".join(groups) + " |",
+        "|---|---|---|" + "---|" * len(groups),
+    ]
     for length, (batch, dense, flash) in ANCHOR.items():
         cells = []
         for group in groups.values():
             hit = [r for r in group if int(r["length"]) == length]
             cells.append(_cell(hit[0]) if hit else "")
-        lines.append(f"| {length} x {batch} | {_anchor_cell(dense)} | {_anchor_cell(flash)} | " + " | ".join(cells) + " |")
+        lines.append(
+            f"| {length} x {batch} | {_anchor_cell(dense)} | {_anchor_cell(flash)} | " + " | ".join(cells) + " |"
+        )
     if max_lengths:
-        lines += ["", "## Longest chain that trains (bisection, one process per probe)", "",
-                  "| variant | longest L that trained | shortest L that failed | how it failed |", "|---|---|---|---|"]
+        lines += [
+            "",
+            "## Longest chain that trains (bisection, one process per probe)",
+            "",
+            "| variant | longest L that trained | shortest L that failed | how it failed |",
+            "|---|---|---|---|",
+        ]
         for label, found in max_lengths.get("variants", {}).items():
-            lines.append(f"| {label} | {found.get('max_ok_length') or 'none'} | {found.get('min_failed_length') or ''} | "
-                         f"{found.get('failure') or ''} |")
+            lines.append(
+                f"| {label} | {found.get('max_ok_length') or 'none'} | {found.get('min_failed_length') or ''} | "
+                f"{found.get('failure') or ''} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -155,8 +185,14 @@ def _anchor_cell(figures) -> str:
     return f"{ms} ms" + (f", {gib} GiB" if gib is not None else "")
 
 
-def write_report(rows: list[dict], out_md: Path, figures_dir: Path, max_lengths: dict | None = None,
-                 min_length: int = 2048, source: str = "") -> dict[str, Path]:
+def write_report(
+    rows: list[dict],
+    out_md: Path,
+    figures_dir: Path,
+    max_lengths: dict | None = None,
+    min_length: int = 2048,
+    source: str = "",
+) -> dict[str, Path]:
     """Write the plots into `figures_dir` and the Markdown into `out_md` (image links relative to it)."""
     groups = rows_by_label(rows)
     figures = {}

@@ -11,8 +11,25 @@ from pathlib import Path
 RESULTS_JSONL = "scaling_results.jsonl"
 RESULTS_CSV = "scaling_results.csv"
 # leading CSV columns, in this order; any other keys follow alphabetically
-COLUMNS = ("variant", "backend", "length", "batch_size", "status", "step_ms", "residues_per_s", "peak_gib",
-           "loss", "step_ms_median", "step_ms_min", "world_size", "precision", "compile", "checkpoint_blocks", "device", "wall_s")
+COLUMNS = (
+    "variant",
+    "backend",
+    "length",
+    "batch_size",
+    "status",
+    "step_ms",
+    "residues_per_s",
+    "peak_gib",
+    "loss",
+    "step_ms_median",
+    "step_ms_min",
+    "world_size",
+    "precision",
+    "compile",
+    "checkpoint_blocks",
+    "device",
+    "wall_s",
+)
 
 
 def variant_label(variant: str, backend: str, compile: str = "off", checkpoint_blocks: int = 0) -> str:

@@ -71,26 +71,40 @@ class StepProfiler(pl.Callback):
     def report(self, prof: profile, wall_ms: float) -> str:
         events = prof.key_averages()
         device_events = [e for e in events if e.device_type == torch.autograd.DeviceType.CUDA]
-        launches = sum(e.count for e in events if e.key in ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC",
-                                                               "cuLaunchKernelEx", "cudaGraphLaunch"))
+        launches = sum(
+            e.count
+            for e in events
+            if e.key
+            in ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernelEx", "cudaGraphLaunch")
+        )
         busy_ms = _busy_ms(prof)
         n = self.num_steps
-        lines = [f"{n} steps, wall {wall_ms / n:.1f} ms per step; GPU busy {busy_ms / n:.1f} ms per step "
-                 f"({100 * busy_ms / max(wall_ms, 1e-9):.0f}%: the rest is the GPU waiting for the host); "
-                 f"{launches / n:.0f} kernel launches per step",
-                 "", "forward time per module, ms per step (both self-conditioning passes):",
-                 f"{'device':>9} {'host':>9}  module"]
-        modules = sorted((e for e in events if e.key.startswith(_LABEL)),
-                         key=lambda e: (e.device_time_total, e.cpu_time_total), reverse=True)
-        lines += [f"{e.device_time_total / 1e3 / n:9.2f} {e.cpu_time_total / 1e3 / n:9.2f}  {e.key[len(_LABEL):]}"
-                  for e in modules]
-        lines += ["", "device kernels by total time (all profiled steps):",
-                 f"{'ms':>9} {'calls':>7}  kernel"]
-        for e in sorted(device_events, key=lambda e: e.self_device_time_total, reverse=True)[:self.row_limit]:
+        lines = [
+            f"{n} steps, wall {wall_ms / n:.1f} ms per step; GPU busy {busy_ms / n:.1f} ms per step "
+            f"({100 * busy_ms / max(wall_ms, 1e-9):.0f}%: the rest is the GPU waiting for the host); "
+            f"{launches / n:.0f} kernel launches per step",
+            "",
+            "forward time per module, ms per step (both self-conditioning passes):",
+            f"{'device':>9} {'host':>9}  module",
+        ]
+        modules = sorted(
+            (e for e in events if e.key.startswith(_LABEL)),
+            key=lambda e: (e.device_time_total, e.cpu_time_total),
+            reverse=True,
+        )
+        lines += [
+            f"{e.device_time_total / 1e3 / n:9.2f} {e.cpu_time_total / 1e3 / n:9.2f}  {e.key[len(_LABEL) :]}"
+            for e in modules
+        ]
+        lines += ["", "device kernels by total time (all profiled steps):", f"{'ms':>9} {'calls':>7}  kernel"]
+        for e in sorted(device_events, key=lambda e: e.self_device_time_total, reverse=True)[: self.row_limit]:
             lines.append(f"{e.self_device_time_total / 1e3:9.2f} {e.count:7d}  {e.key[:110]}")
         lines += ["", "host operators by total host time:"]
-        host = sorted((e for e in events if e.device_type == torch.autograd.DeviceType.CPU),
-                      key=lambda e: e.self_cpu_time_total, reverse=True)[:self.row_limit]
+        host = sorted(
+            (e for e in events if e.device_type == torch.autograd.DeviceType.CPU),
+            key=lambda e: e.self_cpu_time_total,
+            reverse=True,
+        )[: self.row_limit]
         lines += [f"{e.self_cpu_time_total / 1e3:9.2f} {e.count:7d}  {e.key[:110]}" for e in host]
         return "\n".join(lines)
 
@@ -107,6 +121,7 @@ def _label_children(model: torch.nn.Module) -> list:
         def hook(module, args):
             ranges.append(record_function(_LABEL + name))
             ranges[-1].__enter__()
+
         return hook
 
     def leave(module, args, output):
@@ -114,15 +129,16 @@ def _label_children(model: torch.nn.Module) -> list:
 
     handles = []
     for name, child in model.named_children():
-        for member in (child if isinstance(child, torch.nn.ModuleList) else [child]):
+        for member in child if isinstance(child, torch.nn.ModuleList) else [child]:
             handles += [member.register_forward_pre_hook(enter(name)), member.register_forward_hook(leave)]
     return handles
 
 
 def _busy_ms(prof: profile) -> float:
     """Union of the device activity intervals (kernels, copies, sets), ms."""
-    spans = sorted((e.time_range.start, e.time_range.end) for e in prof.events()
-                   if e.device_type == torch.autograd.DeviceType.CUDA)
+    spans = sorted(
+        (e.time_range.start, e.time_range.end) for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA
+    )
     busy, end = 0.0, float("-inf")
     for start, stop in spans:
         if stop <= end:

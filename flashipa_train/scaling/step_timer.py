@@ -34,8 +34,7 @@ class StepTimer(pl.Callback):
 
     def __init__(self, warmup_steps: int = 3, timed_steps: int = 10, stop_after_timed: bool = True):
         if int(timed_steps) < 1 or int(warmup_steps) < 0:
-            raise ValueError(
-                f"StepTimer: warmup_steps={warmup_steps} must be >= 0 and timed_steps={timed_steps} >= 1")
+            raise ValueError(f"StepTimer: warmup_steps={warmup_steps} must be >= 0 and timed_steps={timed_steps} >= 1")
         self.warmup_steps = int(warmup_steps)
         self.timed_steps = int(timed_steps)
         self.stop_after_timed = stop_after_timed

@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 class ScalingSweepSummary(Callback):
     """Args:
-        min_length: fit the log-log slopes over L >= this (over all points when fewer than two qualify).
+    min_length: fit the log-log slopes over L >= this (over all points when fewer than two qualify).
     """
 
     def __init__(self, min_length: int = 2048):
@@ -35,15 +35,22 @@ class ScalingSweepSummary(Callback):
         if importlib.util.find_spec("matplotlib") is not None:
             from flashipa_train.scaling.report import write_report
 
-            written = write_report(rows, sweep_dir / "scaling.md", sweep_dir / "figures", min_length=self.min_length,
-                                   source=str(sweep_dir))
+            written = write_report(
+                rows, sweep_dir / "scaling.md", sweep_dir / "figures", min_length=self.min_length, source=str(sweep_dir)
+            )
             figures = {name: path for name, path in written.items() if name != "markdown"}
             print(f"scaling sweep report: {written['markdown']}", flush=True)
         wandb_logger = (config.get("logger") or {}).get("wandb")
         if wandb_logger is not None and "_target_" in wandb_logger:
             from flashipa_train.scaling.wandb_summary import log_scaling_summary
 
-            run_dir = log_scaling_summary(rows, project=wandb_logger.project, save_dir=sweep_dir,
-                                          name=f"summary_{sweep_dir.name}", figures=figures,
-                                          offline=wandb_logger.get("offline"), min_length=self.min_length)
+            run_dir = log_scaling_summary(
+                rows,
+                project=wandb_logger.project,
+                save_dir=sweep_dir,
+                name=f"summary_{sweep_dir.name}",
+                figures=figures,
+                offline=wandb_logger.get("offline"),
+                min_length=self.min_length,
+            )
             print(f"scaling sweep summary run: {run_dir} (offline: wandb sync {run_dir})", flush=True)

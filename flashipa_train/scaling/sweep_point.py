@@ -75,8 +75,12 @@ def library_versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     found = {}
-    for name, distribution in (("torch", "torch"), ("triton", "triton"), ("lightning", "pytorch-lightning"),
-                               ("flashipa_train", "flashipa_train")):
+    for name, distribution in (
+        ("torch", "torch"),
+        ("triton", "triton"),
+        ("lightning", "pytorch-lightning"),
+        ("flashipa_train", "flashipa_train"),
+    ):
         try:
             found[name] = version(distribution)
         except PackageNotFoundError:
@@ -125,6 +129,8 @@ def run_scaling_point(cfg: DictConfig, train_fn: Callable[[DictConfig], dict]) -
         torch.cuda.empty_cache()
     if getattr(rank_zero_only, "rank", 0) == 0:
         table = append_row(results_dir_for(cfg), row)
-        print(f"scaling point {row['label']} L={row['length']} x {row['batch_size']}: {row['status']}"
-              f" (results: {table})", flush=True)
+        print(
+            f"scaling point {row['label']} L={row['length']} x {row['batch_size']}: {row['status']} (results: {table})",
+            flush=True,
+        )
     return row

@@ -91,8 +91,9 @@ class SyncProbe(pl.Callback):
 
     def _site(self) -> str:
         """The innermost frames of the current stack, outside the warnings machinery and this file."""
-        stack = [f for f in traceback.extract_stack()
-                 if not f.filename.endswith(("warnings.py", "sync_probe.py"))][-self.frames:]
+        stack = [f for f in traceback.extract_stack() if not f.filename.endswith(("warnings.py", "sync_probe.py"))][
+            -self.frames :
+        ]
         return " <- ".join(f"{_short(f.filename)}:{f.lineno} {f.name}" for f in reversed(stack))
 
     def report(self) -> str:
@@ -110,5 +111,5 @@ def _short(filename: str) -> str:
     parts = Path(filename).parts
     for root in ("flashipa_train", "flashipa_kernels", "kernels", "pytorch_lightning", "lightning_fabric", "torch"):
         if root in parts:
-            return "/".join(parts[parts.index(root):])
+            return "/".join(parts[parts.index(root) :])
     return Path(filename).name

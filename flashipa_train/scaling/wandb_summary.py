@@ -32,8 +32,11 @@ def log_log_series(rows: list[dict], metric: str) -> tuple[list[list[float]], li
     such point are left out."""
     xs, ys, labels = [], [], []
     for label, group in rows_by_label(rows).items():
-        points = [(int(r["length"]), float(r[metric])) for r in group
-                  if r.get("status") == "ok" and _finite_positive(r.get(metric))]
+        points = [
+            (int(r["length"]), float(r[metric]))
+            for r in group
+            if r.get("status") == "ok" and _finite_positive(r.get(metric))
+        ]
         if points:
             xs.append([math.log2(length) for length, _ in points])
             ys.append([math.log10(value) for _, value in points])
@@ -52,9 +55,16 @@ def summary_figures(rows: list[dict], min_length: int = 2048) -> dict[str, float
     return figures
 
 
-def log_scaling_summary(rows: list[dict], project: str, save_dir: str | Path, name: str = "summary",
-                        group: str = "scaling-summary", figures: dict[str, Path] | None = None,
-                        offline: bool | None = None, min_length: int = 2048) -> Path:
+def log_scaling_summary(
+    rows: list[dict],
+    project: str,
+    save_dir: str | Path,
+    name: str = "summary",
+    group: str = "scaling-summary",
+    figures: dict[str, Path] | None = None,
+    offline: bool | None = None,
+    min_length: int = 2048,
+) -> Path:
     """Make the summary run in `project` (offline without credentials) under `save_dir/wandb/` and
     return its folder (`wandb sync` uploads it). Keys:
         scaling_summary/points               Table, one row per sweep point (the results table's columns)
@@ -66,18 +76,31 @@ def log_scaling_summary(rows: list[dict], project: str, save_dir: str | Path, na
 
     labels = list(rows_by_label(rows))
     first = rows[0] if rows else {}
-    config = {"variants": labels, "lengths": sorted({int(r["length"]) for r in rows}), "points": len(rows),
-              **{key: first.get(key) for key in ("device", "precision", "compile", "torch", "triton") if key in first}}
+    config = {
+        "variants": labels,
+        "lengths": sorted({int(r["length"]) for r in rows}),
+        "points": len(rows),
+        **{key: first.get(key) for key in ("device", "precision", "compile", "torch", "triton") if key in first},
+    }
     save_dir = Path(save_dir)
     save_dir.mkdir(parents=True, exist_ok=True)
-    run = wandb.init(project=project, group=group, name=name, job_type="scaling-summary", dir=str(save_dir),
-                     mode="offline" if wandb_offline(offline) else "online", config=config, reinit="finish_previous")
+    run = wandb.init(
+        project=project,
+        group=group,
+        name=name,
+        job_type="scaling-summary",
+        dir=str(save_dir),
+        mode="offline" if wandb_offline(offline) else "online",
+        config=config,
+        reinit="finish_previous",
+    )
     payload = {SUMMARY_PREFIX + "points": rows_to_table(rows)}
     for metric, title in CHARTS.items():
         xs, ys, keys = log_log_series(rows, metric)
         if keys:
             payload[f"{SUMMARY_PREFIX}{metric}_loglog"] = wandb.plot.line_series(
-                xs=xs, ys=ys, keys=keys, title=title, xname="log2 L")
+                xs=xs, ys=ys, keys=keys, title=title, xname="log2 L"
+            )
     for path in (figures or {}).values():
         payload[SUMMARY_PREFIX + Path(path).stem] = wandb.Image(str(path))
     run.log(payload)

@@ -26,7 +26,12 @@ from flashipa_train.train.samples import write_final_samples
 from flashipa_train.train.config_checks import ConfigError, check_train_config
 from flashipa_train.checkpoint.stored_config import checked_model_config
 from flashipa_train.train.wandb_logger import finish_wandb_run, log_run_config
-from flashipa_train.checkpoint.weights import CheckpointError, load_model_weights, read_checkpoint, run_config_from_checkpoint
+from flashipa_train.checkpoint.weights import (
+    CheckpointError,
+    load_model_weights,
+    read_checkpoint,
+    run_config_from_checkpoint,
+)
 
 from flashipa_train.config import CONFIG_DIR
 
@@ -100,8 +105,11 @@ def _compile_model(model: torch.nn.Module, flow: Any, option: Any) -> None:
     kwargs = OmegaConf.to_container(option, resolve=True) if isinstance(option, DictConfig) else {}
     model.compile(**kwargs)
     flow.losses = torch.compile(flow.losses, **{k: v for k, v in kwargs.items() if k != "mode"})
-    log.info("torch.compile on the model and the losses (%s): compiled during the first training steps, cached "
-             "in %s", kwargs or "defaults", os.environ.get("TORCHINDUCTOR_CACHE_DIR", "torch's default cache"))
+    log.info(
+        "torch.compile on the model and the losses (%s): compiled during the first training steps, cached in %s",
+        kwargs or "defaults",
+        os.environ.get("TORCHINDUCTOR_CACHE_DIR", "torch's default cache"),
+    )
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -143,8 +151,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         run_config=run_config,
     )
     loggers = _instantiate_group(cfg.get("logger"))
-    callbacks = [c for c in _instantiate_group(cfg.get("callbacks"))
-                 if loggers or not isinstance(c, LearningRateMonitor)]  # it refuses to run without a logger
+    callbacks = [
+        c for c in _instantiate_group(cfg.get("callbacks")) if loggers or not isinstance(c, LearningRateMonitor)
+    ]  # it refuses to run without a logger
     trainer: pl.Trainer = instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()]
     )
@@ -158,8 +167,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         result["step_timing"] = timers[0].summary
     checkpoint = trainer.checkpoint_callback
     if checkpoint is not None:
-        result.update(checkpoint_dir=checkpoint.dirpath, last_checkpoint=checkpoint.last_model_path,
-                      best_checkpoint=checkpoint.best_model_path)
+        result.update(
+            checkpoint_dir=checkpoint.dirpath,
+            last_checkpoint=checkpoint.last_model_path,
+            best_checkpoint=checkpoint.best_model_path,
+        )
     sample_cfg = cfg.get("sample")
     if sample_cfg and sample_cfg.get("lengths") and trainer.is_global_zero:
         result["num_samples"] = len(sample_cfg.lengths)
@@ -197,8 +209,9 @@ def main(cfg: DictConfig) -> float | None:
     try:
         if cfg.get("scaling"):
             row = run_scaling_point(cfg, train)
-            finish_wandb_run({"scaling/status": row["status"], "scaling/wall_s": row["wall_s"]},
-                             failed=row["status"] != "ok")
+            finish_wandb_run(
+                {"scaling/status": row["status"], "scaling/wall_s": row["wall_s"]}, failed=row["status"] != "ok"
+            )
             return None
         try:
             result = train(cfg)

@@ -30,7 +30,9 @@ def check_data_config(data: DictConfig) -> None:
     """Crop, batch and split sizes of the structure DataModule (configs/data/default.yaml)."""
     if "crop_length" in data:
         crop = data.crop_length
-        _require(_is_int(crop) and crop >= 1, f"data.crop_length={crop}: give a whole number of residues >= 1 (e.g. 256).")
+        _require(
+            _is_int(crop) and crop >= 1, f"data.crop_length={crop}: give a whole number of residues >= 1 (e.g. 256)."
+        )
         tokens = data.get("max_tokens_per_batch")
         _require(
             _is_int(tokens) and tokens >= crop,
@@ -39,7 +41,9 @@ def check_data_config(data: DictConfig) -> None:
         )
     if data.get("max_batch_size") is not None:
         size = data.max_batch_size
-        _require(_is_int(size) and size >= 1, f"data.max_batch_size={size}: give a whole number >= 1, or null for no cap.")
+        _require(
+            _is_int(size) and size >= 1, f"data.max_batch_size={size}: give a whole number >= 1, or null for no cap."
+        )
     if "val_fraction" in data:
         fraction = data.val_fraction
         _require(
@@ -47,8 +51,10 @@ def check_data_config(data: DictConfig) -> None:
             f"data.val_fraction={fraction}: give a fraction in [0, 1) of the entries held out for validation.",
         )
     if "num_workers" in data:
-        _require(_is_int(data.num_workers) and data.num_workers >= 0,
-                 f"data.num_workers={data.num_workers}: give a whole number >= 0.")
+        _require(
+            _is_int(data.num_workers) and data.num_workers >= 0,
+            f"data.num_workers={data.num_workers}: give a whole number >= 0.",
+        )
 
 
 def check_trainer_config(trainer: DictConfig) -> None:
@@ -74,7 +80,10 @@ def check_sample_config(sample: DictConfig | None) -> None:
     if not sample or not sample.get("lengths"):
         return
     lengths = list(sample.lengths)
-    _require(all(_is_int(L) and L >= 1 for L in lengths), f"sample.lengths={lengths}: give residue counts >= 1, or [] for none.")
+    _require(
+        all(_is_int(L) and L >= 1 for L in lengths),
+        f"sample.lengths={lengths}: give residue counts >= 1, or [] for none.",
+    )
     steps = sample.get("num_steps", 1)
     _require(_is_int(steps) and steps >= 1, f"sample.num_steps={steps}: give a number of Euler steps >= 1.")
 
@@ -105,8 +114,10 @@ def check_checkpoint_inputs(cfg: DictConfig) -> None:
             continue
         checkpoint = read_checkpoint(path, field, allow_remote)
         if field == "ckpt_path" and "state_dict" not in checkpoint:
-            raise ConfigError(f"ckpt_path={path}: not a Lightning checkpoint (no 'state_dict'); resume from the "
-                              "checkpoints/last.ckpt of a flashipa-train run, or fine-tune with init_from=.")
+            raise ConfigError(
+                f"ckpt_path={path}: not a Lightning checkpoint (no 'state_dict'); resume from the "
+                "checkpoints/last.ckpt of a flashipa-train run, or fine-tune with init_from=."
+            )
         run_config = run_config_from_checkpoint(checkpoint)
         stored_model = (run_config or {}).get("model")
         if stored_model is None:
@@ -118,9 +129,11 @@ def check_checkpoint_inputs(cfg: DictConfig) -> None:
 
 def check_compile_config(option: Any) -> None:
     """`compile`: auto, true, false (or null), or a mapping of nn.Module.compile arguments."""
-    _require(option in ("auto", True, False, None) or isinstance(option, (dict, DictConfig)),
-             f"compile={option!r}: give auto (CUDA graphs where they pay), true, false, or a mapping of "
-             "torch.compile arguments, e.g. 'compile={mode:reduce-overhead}'.")
+    _require(
+        option in ("auto", True, False, None) or isinstance(option, (dict, DictConfig)),
+        f"compile={option!r}: give auto (CUDA graphs where they pay), true, false, or a mapping of "
+        "torch.compile arguments, e.g. 'compile={mode:reduce-overhead}'.",
+    )
 
 
 def check_train_config(cfg: DictConfig) -> None:

@@ -26,11 +26,15 @@ class EMA(pl.Callback):
         validate_with_ema: swap the shadow weights in for validation (and the sanity check).
     """
 
-    def __init__(self, decay: float = 0.999, validate_with_ema: bool = True, max_half_life_fraction: float | None = 0.05):
+    def __init__(
+        self, decay: float = 0.999, validate_with_ema: bool = True, max_half_life_fraction: float | None = 0.05
+    ):
         if not 0.0 <= decay < 1.0:
             raise ValueError(f"EMA: decay must lie in [0, 1), got {decay}.")
         if max_half_life_fraction is not None and not 0.0 < max_half_life_fraction <= 1.0:
-            raise ValueError(f"EMA: max_half_life_fraction must lie in (0, 1] or be None, got {max_half_life_fraction}.")
+            raise ValueError(
+                f"EMA: max_half_life_fraction must lie in (0, 1] or be None, got {max_half_life_fraction}."
+            )
         self.decay = float(decay)
         self.max_half_life_fraction = max_half_life_fraction
         self.validate_with_ema = validate_with_ema

@@ -56,8 +56,13 @@ class LastAndBestCheckpoint(ModelCheckpoint):
     def _save_topk_checkpoint(self, trainer: pl.Trainer, monitor_candidates: dict) -> None:
         current = monitor_candidates.get(self.monitor) if self.monitor else None
         if current is not None and not bool(torch.isfinite(torch.as_tensor(current)).all()):
-            log.warning("%s=%s at step %d: not written as a best checkpoint (best stays %s).",
-                        self.monitor, float(current), trainer.global_step, self.best_model_path or "none")
+            log.warning(
+                "%s=%s at step %d: not written as a best checkpoint (best stays %s).",
+                self.monitor,
+                float(current),
+                trainer.global_step,
+                self.best_model_path or "none",
+            )
             return
         super()._save_topk_checkpoint(trainer, monitor_candidates)
 
@@ -67,7 +72,11 @@ class LastAndBestCheckpoint(ModelCheckpoint):
         if not bad and current is not None and not bool(torch.isfinite(torch.as_tensor(current)).all()):
             bad = [f"{self.monitor}={float(current)}"]
         if bad:
-            log.error("Not writing %s at step %d: non-finite %s. The earlier checkpoints are kept.",
-                      filepath, trainer.global_step, ", ".join(bad[:4]) + (" ..." if len(bad) > 4 else ""))
+            log.error(
+                "Not writing %s at step %d: non-finite %s. The earlier checkpoints are kept.",
+                filepath,
+                trainer.global_step,
+                ", ".join(bad[:4]) + (" ..." if len(bad) > 4 else ""),
+            )
             return
         super()._save_checkpoint(trainer, filepath)

@@ -92,8 +92,14 @@ class FlowModule(pl.LightningModule):
         self.last_sources = batch.get("source")
         metrics = {f"train/{name}": value.detach() for name, value in losses.items()}
         self.log_dict(metrics, on_step=True, on_epoch=False, batch_size=self._batch_size(batch))
-        self.log("train/loss_bar", losses["loss"].detach(), on_step=True, prog_bar=True, logger=False,
-                 batch_size=self._batch_size(batch))
+        self.log(
+            "train/loss_bar",
+            losses["loss"].detach(),
+            on_step=True,
+            prog_bar=True,
+            logger=False,
+            batch_size=self._batch_size(batch),
+        )
         return losses["loss"]
 
     def on_train_start(self) -> None:
@@ -104,8 +110,11 @@ class FlowModule(pl.LightningModule):
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         self._steps_this_fit += 1
         if self._steps_this_fit == _COMPILE_STEPS_REPORTED and getattr(self.model, "_compiled_call_impl", None):
-            log.info("first %d training steps took %.1f s (torch.compile and CUDA graph recording included)",
-                     _COMPILE_STEPS_REPORTED, time.perf_counter() - self._fit_start)
+            log.info(
+                "first %d training steps took %.1f s (torch.compile and CUDA graph recording included)",
+                _COMPILE_STEPS_REPORTED,
+                time.perf_counter() - self._fit_start,
+            )
 
     def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
         # Loggers use Lightning's count of optimizer steps as their x-axis, which comes back one ahead after a
@@ -145,8 +154,10 @@ class FlowModule(pl.LightningModule):
     def configure_optimizers(self) -> dict:
         optimizer = self.optimizer_factory(params=[p for p in self.model.parameters() if p.requires_grad])
         scheduler = self.scheduler_factory(optimizer, total_steps=self.total_training_steps())
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1,
-                                                        "name": "train/lr"}}  # LearningRateMonitor's key
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1, "name": "train/lr"},
+        }  # LearningRateMonitor's key
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
         # Lightning's mixed-precision plugin refuses to clip for a fused optimizer, which unscales fp16
@@ -168,8 +179,12 @@ class FlowModule(pl.LightningModule):
         checkpoint["rng_states"] = {
             "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
-                      "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
+            "numpy": {
+                "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+                "pos": int(np_state[2]),
+                "has_gauss": int(np_state[3]),
+                "cached_gaussian": float(np_state[4]),
+            },
             "python": random.getstate(),
         }
         if self.run_config is not None:
@@ -183,6 +198,13 @@ class FlowModule(pl.LightningModule):
         if states["cuda"] and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(states["cuda"])
         numpy_state = states["numpy"]
-        np.random.set_state(("MT19937", numpy_state["keys"].numpy().astype(np.uint32), numpy_state["pos"],
-                             numpy_state["has_gauss"], numpy_state["cached_gaussian"]))
+        np.random.set_state(
+            (
+                "MT19937",
+                numpy_state["keys"].numpy().astype(np.uint32),
+                numpy_state["pos"],
+                numpy_state["has_gauss"],
+                numpy_state["cached_gaussian"],
+            )
+        )
         random.setstate(states["python"])

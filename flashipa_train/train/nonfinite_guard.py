@@ -63,8 +63,9 @@ class NonFiniteGuard(pl.Callback):
         check_every_n_steps: with a fused optimizer, steps between reads of the flags.
     """
 
-    def __init__(self, action: str = "skip", max_skips: int = 20, max_consecutive_skips: int = 3,
-                 check_every_n_steps: int = 1):
+    def __init__(
+        self, action: str = "skip", max_skips: int = 20, max_consecutive_skips: int = 3, check_every_n_steps: int = 1
+    ):
         if action not in ("skip", "stop"):
             raise ValueError(f"NonFiniteGuard: action must be 'skip' or 'stop', got {action!r}.")
         if int(check_every_n_steps) < 1:
@@ -144,9 +145,13 @@ class NonFiniteGuard(pl.Callback):
         )
 
     def _handle_bad_batch(self, check: _Check) -> None:
-        loss_text = f"{float(check.loss.float().cpu()):.4g}" if check.loss is not None and check.loss.numel() == 1 else "n/a"
-        message = (f"non-finite loss or gradient at global step {check.step} (loss={loss_text}); "
-                   f"batch sources: {', '.join(check.sources)}")
+        loss_text = (
+            f"{float(check.loss.float().cpu()):.4g}" if check.loss is not None and check.loss.numel() == 1 else "n/a"
+        )
+        message = (
+            f"non-finite loss or gradient at global step {check.step} (loss={loss_text}); "
+            f"batch sources: {', '.join(check.sources)}"
+        )
         self.consecutive_skips += 1
         if self.consecutive_skips >= self.max_consecutive_skips:
             raise FloatingPointError(

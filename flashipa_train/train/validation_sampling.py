@@ -18,8 +18,18 @@ log = logging.getLogger(__name__)
 
 # metrics logged as scalars (the CSV logger records the same numbers as wandb)
 LOGGED_METRICS = (
-    "ca_ca_mean", "ca_ca_std", "bond_dev_C-N+", "angle_dev_N-CA-C", "angle_dev_CA-C-N+", "clashes_per_100",
-    "radius_of_gyration", "rg_ratio", "helix_fraction", "strand_fraction", "coil_fraction", "diversity_mean_tm",
+    "ca_ca_mean",
+    "ca_ca_std",
+    "bond_dev_C-N+",
+    "angle_dev_N-CA-C",
+    "angle_dev_CA-C-N+",
+    "clashes_per_100",
+    "radius_of_gyration",
+    "rg_ratio",
+    "helix_fraction",
+    "strand_fraction",
+    "coil_fraction",
+    "diversity_mean_tm",
 )
 
 
@@ -92,21 +102,34 @@ class ValidationSampling(pl.Callback):
         started = time.perf_counter()
         backbones = self._sample(pl_module)
         step = trainer.global_step
-        out_dir = Path(self.out_dir or os.path.join(trainer.default_root_dir, "validation_samples")) / f"step_{step:07d}"
+        out_dir = (
+            Path(self.out_dir or os.path.join(trainer.default_root_dir, "validation_samples")) / f"step_{step:07d}"
+        )
         pdb_paths = write_structure_files(backbones, out_dir, formats=("pdb",))
         rows = sample_metric_rows(backbones)
         summaries = summary_by_length(rows, backbones, self.diversity)
         training = self._training_set_summary(trainer)
 
-        per_length = {key: value for length in self.lengths
-                      for key, value in _prefixed(f"sample/L{length}/", summaries[str(length)]).items()}
+        per_length = {
+            key: value
+            for length in self.lengths
+            for key, value in _prefixed(f"sample/L{length}/", summaries[str(length)]).items()
+        }
         scalars = {**_prefixed("val_sample/", summaries["all"]), **_prefixed("train_set/", training)}
         self._log(trainer, {**per_length, **scalars}, step)
-        by_length = [{"step": step, "length": length, **_prefixed("", summaries[str(length)])} for length in self.lengths]
+        by_length = [
+            {"step": step, "length": length, **_prefixed("", summaries[str(length)])} for length in self.lengths
+        ]
         self._log_wandb_media(trainer, pdb_paths, rows, by_length, summaries["all"], training, step)
-        log.info("ValidationSampling at step %d: %d backbones sampled and scored in %.1f s (ca_ca_mean %.2f, "
-                 "training set %.2f)", step, len(backbones), time.perf_counter() - started,
-                 scalars.get("val_sample/ca_ca_mean", float("nan")), scalars.get("train_set/ca_ca_mean", float("nan")))
+        log.info(
+            "ValidationSampling at step %d: %d backbones sampled and scored in %.1f s (ca_ca_mean %.2f, "
+            "training set %.2f)",
+            step,
+            len(backbones),
+            time.perf_counter() - started,
+            scalars.get("val_sample/ca_ca_mean", float("nan")),
+            scalars.get("train_set/ca_ca_mean", float("nan")),
+        )
         return scalars
 
     @torch.no_grad()
@@ -114,8 +137,15 @@ class ValidationSampling(pl.Callback):
         from flashipa_train.sampling.generate import generate_backbones
 
         with sampling_weights(pl_module):  # validation may already run on the EMA weights: left as it is
-            return generate_backbones(pl_module.model, pl_module.flow, self.lengths, self.samples_per_length,
-                                      num_steps=self.num_steps, batch_size=self.samples_per_length, seed=self.seed)
+            return generate_backbones(
+                pl_module.model,
+                pl_module.flow,
+                self.lengths,
+                self.samples_per_length,
+                num_steps=self.num_steps,
+                batch_size=self.samples_per_length,
+                seed=self.seed,
+            )
 
     def _training_set_summary(self, trainer: pl.Trainer) -> dict:
         """Mean metrics of (at most training_set_max) training examples of the DataModule; {} without one."""
@@ -139,8 +169,11 @@ class ValidationSampling(pl.Callback):
 
         from flashipa_train.train.wandb_logger import log_samples_to_wandb
 
-        comparison = [{"metric": key, "samples": sample_summary.get(key), "training_set": training.get(key)}
-                      for key in LOGGED_METRICS if key in sample_summary]
+        comparison = [
+            {"metric": key, "samples": sample_summary.get(key), "training_set": training.get(key)}
+            for key in LOGGED_METRICS
+            if key in sample_summary
+        ]
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
                 log_samples_to_wandb(logger.experiment, pdb_paths, rows, by_length, comparison, step)

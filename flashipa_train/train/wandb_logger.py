@@ -46,8 +46,9 @@ def make_wandb_logger(
     from pytorch_lightning.loggers import WandbLogger
 
     Path(save_dir).mkdir(parents=True, exist_ok=True)
-    return WandbLogger(project=project, group=group, name=name, save_dir=save_dir, offline=wandb_offline(offline),
-                       **kwargs)
+    return WandbLogger(
+        project=project, group=group, name=name, save_dir=save_dir, offline=wandb_offline(offline), **kwargs
+    )
 
 
 def log_run_config(loggers: list, run_facts: dict, resolved_config: dict) -> None:
@@ -76,8 +77,9 @@ def finish_wandb_run(summary: dict | None = None, failed: bool = False) -> None:
     run.finish(exit_code=1 if failed else 0)
 
 
-def log_samples_to_wandb(experiment, pdb_paths: list, rows: list[dict], by_length: list[dict],
-                         comparison: list[dict], step: int) -> None:
+def log_samples_to_wandb(
+    experiment, pdb_paths: list, rows: list[dict], by_length: list[dict], comparison: list[dict], step: int
+) -> None:
     """Log at `trainer/global_step` = step: the sampled structures as 3D `wandb.Molecule`s, and as
     `wandb.Table`s the per-sample metric rows, the per-length summary (one row per length: this
     validation's metrics against L) and the samples-vs-training-set comparison."""
@@ -86,8 +88,11 @@ def log_samples_to_wandb(experiment, pdb_paths: list, rows: list[dict], by_lengt
     payload = {"trainer/global_step": step}
     if pdb_paths:
         payload["val_sample/structures"] = [wandb.Molecule(str(p), caption=Path(p).stem) for p in pdb_paths]
-    tables = (("val_sample/metrics_table", rows), ("val_sample/by_length", by_length),
-              ("val_sample/vs_training_set", comparison))
+    tables = (
+        ("val_sample/metrics_table", rows),
+        ("val_sample/by_length", by_length),
+        ("val_sample/vs_training_set", comparison),
+    )
     for key, table_rows in tables:
         if table_rows:
             payload[key] = rows_to_table(table_rows)

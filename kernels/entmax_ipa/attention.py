@@ -16,32 +16,121 @@ class _EntmaxIPAFunction(torch.autograd.Function):
     """Token-major inputs ([T, H, ...], pair_k [T, R, C_z]) -> o, o_pts, o_pair (see launch.py)."""
 
     @staticmethod
-    def forward(ctx, q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_weights, alpha,
-                key_mask, cu_seqlens, max_seqlen, allow_tf32):
+    def forward(
+        ctx,
+        q,
+        k,
+        v,
+        q_pts,
+        k_pts,
+        v_pts,
+        bias_q,
+        bias_k,
+        pair_k,
+        point_weights,
+        alpha,
+        key_mask,
+        cu_seqlens,
+        max_seqlen,
+        allow_tf32,
+    ):
         o, o_pts, o_pair, tau, s0, block_mask, centres = launch.forward(
-            q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_weights, alpha,
-            key_mask, cu_seqlens, max_seqlen, allow_tf32,
+            q,
+            k,
+            v,
+            q_pts,
+            k_pts,
+            v_pts,
+            bias_q,
+            bias_k,
+            pair_k,
+            point_weights,
+            alpha,
+            key_mask,
+            cu_seqlens,
+            max_seqlen,
+            allow_tf32,
         )
-        ctx.save_for_backward(q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_weights, alpha,
-                              key_mask, cu_seqlens, tau, s0, block_mask, centres)
+        ctx.save_for_backward(
+            q,
+            k,
+            v,
+            q_pts,
+            k_pts,
+            v_pts,
+            bias_q,
+            bias_k,
+            pair_k,
+            point_weights,
+            alpha,
+            key_mask,
+            cu_seqlens,
+            tau,
+            s0,
+            block_mask,
+            centres,
+        )
         ctx.max_seqlen, ctx.allow_tf32 = max_seqlen, allow_tf32
         return o, o_pts, o_pair
 
     @staticmethod
     def backward(ctx, do, do_pts, do_pair):
-        (q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_weights, alpha, key_mask, cu_seqlens,
-         tau, s0, block_mask, centres) = ctx.saved_tensors
+        (
+            q,
+            k,
+            v,
+            q_pts,
+            k_pts,
+            v_pts,
+            bias_q,
+            bias_k,
+            pair_k,
+            point_weights,
+            alpha,
+            key_mask,
+            cu_seqlens,
+            tau,
+            s0,
+            block_mask,
+            centres,
+        ) = ctx.saved_tensors
         T, H = q.shape[:2]
         # an output that took no part in the loss arrives as None
         do = torch.zeros(T, H, v.shape[-1], dtype=v.dtype, device=q.device) if do is None else do.contiguous()
-        do_pts = torch.zeros(T, H, 3 * v_pts.shape[-2], dtype=v_pts.dtype, device=q.device) if do_pts is None \
+        do_pts = (
+            torch.zeros(T, H, 3 * v_pts.shape[-2], dtype=v_pts.dtype, device=q.device)
+            if do_pts is None
             else do_pts.contiguous()
-        do_pair = torch.zeros(T, H, pair_k.shape[-2] * pair_k.shape[-1], dtype=pair_k.dtype, device=q.device) \
-            if do_pair is None else do_pair.contiguous()
+        )
+        do_pair = (
+            torch.zeros(T, H, pair_k.shape[-2] * pair_k.shape[-1], dtype=pair_k.dtype, device=q.device)
+            if do_pair is None
+            else do_pair.contiguous()
+        )
         grads = launch.backward(
-            do, do_pts, do_pair, q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_weights, alpha,
-            key_mask, cu_seqlens, ctx.max_seqlen, ctx.allow_tf32, ctx.needs_input_grad[10],
-            tau, s0, block_mask, centres,
+            do,
+            do_pts,
+            do_pair,
+            q,
+            k,
+            v,
+            q_pts,
+            k_pts,
+            v_pts,
+            bias_q,
+            bias_k,
+            pair_k,
+            point_weights,
+            alpha,
+            key_mask,
+            cu_seqlens,
+            ctx.max_seqlen,
+            ctx.allow_tf32,
+            ctx.needs_input_grad[10],
+            tau,
+            s0,
+            block_mask,
+            centres,
         )
         return (*grads, None, None, None, None)
 
@@ -69,10 +158,22 @@ def _alpha_per_head(alpha, H, device):
 
 
 def entmax_ipa_attention(
-    q: Tensor, k: Tensor, v: Tensor, q_pts: Tensor, k_pts: Tensor, v_pts: Tensor,
-    bias_q: Tensor, bias_k: Tensor, pair_k: Tensor, point_weights: Tensor, alpha,
-    mask: Optional[Tensor] = None, *, cu_seqlens: Optional[Tensor] = None,
-    max_seqlen: Optional[int] = None, allow_tf32: bool = True,
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    q_pts: Tensor,
+    k_pts: Tensor,
+    v_pts: Tensor,
+    bias_q: Tensor,
+    bias_k: Tensor,
+    pair_k: Tensor,
+    point_weights: Tensor,
+    alpha,
+    mask: Optional[Tensor] = None,
+    *,
+    cu_seqlens: Optional[Tensor] = None,
+    max_seqlen: Optional[int] = None,
+    allow_tf32: bool = True,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """IPA attention with alpha-entmax weights (exactly zero outside a data-dependent support), in Triton.
 
@@ -85,16 +186,40 @@ def entmax_ipa_attention(
     Returns:
         o [B, L, H, C_v], o_pts [B, L, H, P_v, 3] (global frame), o_pair [B, L, H, R, C_z]
     """
-    _check_inputs(dict(q=q, k=k, v=v, q_pts=q_pts, k_pts=k_pts, v_pts=v_pts, bias_q=bias_q,
-                       bias_k=bias_k, pair_k=pair_k, point_weights=point_weights))
+    _check_inputs(
+        dict(
+            q=q,
+            k=k,
+            v=v,
+            q_pts=q_pts,
+            k_pts=k_pts,
+            v_pts=v_pts,
+            bias_q=bias_q,
+            bias_k=bias_k,
+            pair_k=pair_k,
+            point_weights=point_weights,
+        )
+    )
     B, L, H = q.shape[:3]
     P_v = v_pts.shape[-2]
     R, C_z = pair_k.shape[-2:]
     tokens, key_mask, cu_seqlens, max_seqlen = token_major(q, mask, cu_seqlens, max_seqlen)
     o, o_pts, o_pair = _EntmaxIPAFunction.apply(
-        tokens(q), tokens(k), tokens(v), tokens(q_pts), tokens(k_pts), tokens(v_pts),
-        tokens(bias_q), tokens(bias_k), tokens(pair_k), point_weights.contiguous(),
-        _alpha_per_head(alpha, H, q.device), key_mask, cu_seqlens, max_seqlen, allow_tf32,
+        tokens(q),
+        tokens(k),
+        tokens(v),
+        tokens(q_pts),
+        tokens(k_pts),
+        tokens(v_pts),
+        tokens(bias_q),
+        tokens(bias_k),
+        tokens(pair_k),
+        point_weights.contiguous(),
+        _alpha_per_head(alpha, H, q.device),
+        key_mask,
+        cu_seqlens,
+        max_seqlen,
+        allow_tf32,
     )
     return (
         o.view(B, L, H, -1),  # [B, L, H, C_v]
@@ -104,8 +229,24 @@ def entmax_ipa_attention(
 
 
 @torch.no_grad()
-def entmax_ipa_threshold_stats(q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_weights, alpha,
-                               mask=None, *, cu_seqlens=None, max_seqlen=None, allow_tf32=True):
+def entmax_ipa_threshold_stats(
+    q,
+    k,
+    v,
+    q_pts,
+    k_pts,
+    v_pts,
+    bias_q,
+    bias_k,
+    pair_k,
+    point_weights,
+    alpha,
+    mask=None,
+    *,
+    cu_seqlens=None,
+    max_seqlen=None,
+    allow_tf32=True,
+):
     """The threshold pass alone (inputs as `entmax_ipa_attention`), for benchmarks and reports.
 
     Returns a dict: passes [H, T] int32 (evaluations of f per query row; 0 for padding), tau [H, T],
@@ -117,7 +258,16 @@ def entmax_ipa_threshold_stats(q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pai
     centres = sequence_centres(k_pts, key_mask, cu_seqlens)
     qpb, kpb, _ = point_operands(q_pts, k_pts, v_pts, bias_q, bias_k, point_weights, centres, cu_seqlens, q.dtype)
     tau, _, passes, block_mask = launch.threshold(
-        q, k.to(q.dtype), qpb, kpb, point_weights.contiguous(), _alpha_per_head(alpha, H, q.device), key_mask,
-        cu_seqlens, max_seqlen, allow_tf32, d,
+        q,
+        k.to(q.dtype),
+        qpb,
+        kpb,
+        point_weights.contiguous(),
+        _alpha_per_head(alpha, H, q.device),
+        key_mask,
+        cu_seqlens,
+        max_seqlen,
+        allow_tf32,
+        d,
     )
     return dict(passes=passes, tau=tau, block_mask=(block_mask > 0).to(torch.int8), blocks=launch.BLOCKS[:2])

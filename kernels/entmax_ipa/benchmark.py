@@ -86,6 +86,7 @@ def bench_one(name, fn, regime, L, dtype, mode):
     try:
         inputs = _inputs(regime, L, ANCHOR, dtype)
         if mode == "fwd":
+
             def run():
                 with torch.no_grad():
                     fn(inputs)
@@ -99,6 +100,7 @@ def bench_one(name, fn, regime, L, dtype, mode):
                 if grads is None:
                     grads = [torch.randn_like(o) for o in outs]
                 torch.autograd.backward(outs, grads)
+
         repeat = 10 if L <= 16384 else 3
         row["ms"] = _time_ms(run, 2, repeat)
         row["peak_mib"] = _peak_mib(run)
@@ -118,47 +120,67 @@ def bench_one(name, fn, regime, L, dtype, mode):
 
 
 def _table(rows, regime):
-    lines = [f"| L | mode | entmax ms | flashipa ms | sdpa ms | entmax / flashipa | skipped key blocks | passes mean / max | entmax MiB |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"| L | mode | entmax ms | flashipa ms | sdpa ms | entmax / flashipa | skipped key blocks | passes mean / max | entmax MiB |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     keyed = {(r["backend"], r["L"], r["mode"]): r for r in rows if r["regime"] == regime}
     for L in sorted({r["L"] for r in rows if r["regime"] == regime}):
         for mode in ("fwd", "fwd+bwd"):
             get = {b: keyed.get((b, L, mode), {}) for b in ("entmax", "flashipa", "sdpa")}
-            ms = {b: (f'{r["ms"]:.2f}' if "ms" in r else r.get("error", "-")[:40]) for b, r in get.items()}
-            ratio = (f'{get["entmax"]["ms"] / get["flashipa"]["ms"]:.2f}'
-                     if "ms" in get["entmax"] and "ms" in get["flashipa"] else "-")
+            ms = {b: (f"{r['ms']:.2f}" if "ms" in r else r.get("error", "-")[:40]) for b, r in get.items()}
+            ratio = (
+                f"{get['entmax']['ms'] / get['flashipa']['ms']:.2f}"
+                if "ms" in get["entmax"] and "ms" in get["flashipa"]
+                else "-"
+            )
             fwd = keyed.get(("entmax", L, "fwd"), {})
-            skip = f'{fwd["skipped_blocks"]:.1%}' if "skipped_blocks" in fwd else "-"
-            passes = f'{fwd["passes_mean"]:.2f} / {fwd["passes_max"]}' if "passes_mean" in fwd else "-"
-            mib = f'{get["entmax"]["peak_mib"]:.0f}' if "peak_mib" in get["entmax"] else "-"
-            lines.append(f"| {L} | {mode} | {ms['entmax']} | {ms['flashipa']} | {ms['sdpa']} | {ratio} | {skip} | {passes} | {mib} |")
+            skip = f"{fwd['skipped_blocks']:.1%}" if "skipped_blocks" in fwd else "-"
+            passes = f"{fwd['passes_mean']:.2f} / {fwd['passes_max']}" if "passes_mean" in fwd else "-"
+            mib = f"{get['entmax']['peak_mib']:.0f}" if "peak_mib" in get["entmax"] else "-"
+            lines.append(
+                f"| {L} | {mode} | {ms['entmax']} | {ms['flashipa']} | {ms['sdpa']} | {ratio} | {skip} | {passes} | {mib} |"
+            )
     return lines
 
 
 def _cpu_sections(cpu):
     rows = cpu["rows"]
-    lines = [f"Weights: `{cpu['checkpoint']}` (alpha per block and head: {cpu['alphas']}); {cpu['device']}, "
-             f"torch {cpu['torch']}. Every trunk block's attention inputs at flow times t = "
-             f"{sorted({r['t'] for r in rows})}, thresholds in float64.", "",
-             "### Threshold passes per query row (evaluations of f, each one pass over the keys)", "",
-             "| chains | tolerance abs(sum p - 1) | Halley-bisection | bisection | ratio |", "|---|---|---|---|---|"]
-    groups = {"data/ chains": [r for r in rows if not r["chain"].startswith("synthetic")],
-              "synthetic chains": [r for r in rows if r["chain"].startswith("synthetic")]}
+    lines = [
+        f"Weights: `{cpu['checkpoint']}` (alpha per block and head: {cpu['alphas']}); {cpu['device']}, "
+        f"torch {cpu['torch']}. Every trunk block's attention inputs at flow times t = "
+        f"{sorted({r['t'] for r in rows})}, thresholds in float64.",
+        "",
+        "### Threshold passes per query row (evaluations of f, each one pass over the keys)",
+        "",
+        "| chains | tolerance abs(sum p - 1) | Halley-bisection | bisection | ratio |",
+        "|---|---|---|---|---|",
+    ]
+    groups = {
+        "data/ chains": [r for r in rows if not r["chain"].startswith("synthetic")],
+        "synthetic chains": [r for r in rows if r["chain"].startswith("synthetic")],
+    }
     for gname, grows in groups.items():
         if not grows:
             continue
         for tol in cpu["tolerances"]:
             h = sum(r["passes"][f"halley@{tol:g}"] for r in grows) / len(grows)
             b = sum(r["passes"][f"bisect@{tol:g}"] for r in grows) / len(grows)
-            lines.append(f"| {gname} ({len({r['chain'] for r in grows})}) | {tol:g} | {h:.2f} | {b:.2f} | {b / h:.1f}x |")
-    lines += ["", "### All-zero key blocks (skipped by the kernel) and support", "",
-              "| chain | length | t | " + " | ".join(f"zero {e}x{e} blocks" for e in cpu["blocks"]) + " | nonzero weights |",
-              "|---|---|---|" + "---|" * (len(cpu["blocks"]) + 1)]
+            lines.append(
+                f"| {gname} ({len({r['chain'] for r in grows})}) | {tol:g} | {h:.2f} | {b:.2f} | {b / h:.1f}x |"
+            )
+    lines += [
+        "",
+        "### All-zero key blocks (skipped by the kernel) and support",
+        "",
+        "| chain | length | t | " + " | ".join(f"zero {e}x{e} blocks" for e in cpu["blocks"]) + " | nonzero weights |",
+        "|---|---|---|" + "---|" * (len(cpu["blocks"]) + 1),
+    ]
     by_chain = {}
     for r in rows:
         by_chain.setdefault((r["chain"], r["length"], r["t"]), []).append(r)
     for (chain, length, t), rs in sorted(by_chain.items(), key=lambda kv: (kv[0][1], kv[0][0], kv[0][2])):
-        zeros = " | ".join(f'{sum(r["zero_block_fraction"][str(e)] for r in rs) / len(rs):.1%}' for e in cpu["blocks"])
+        zeros = " | ".join(f"{sum(r['zero_block_fraction'][str(e)] for r in rs) / len(rs):.1%}" for e in cpu["blocks"])
         support = sum(r["support_fraction"] for r in rs) / len(rs)
         lines.append(f"| {chain} | {length} | {t} | {zeros} | {support:.2%} |")
     return lines
@@ -168,9 +190,13 @@ def render_markdown(out):
     """docs/benchmarks/entmax.md from entmax.json (GPU; its optional "note" is printed under the stamp)
     and entmax_cpu.json (CPU), whichever exist."""
     out = Path(out)
-    lines = ["# alpha-entmax IPA (`kernels/entmax_ipa`, `model/attention=entmax_ipa`)", "",
-             "Written by `kernels/entmax_ipa/benchmark.py` (GPU, `scripts/device_entmax.sh`) and "
-             "`scripts/entmax_report.py` (CPU).", ""]
+    lines = [
+        "# alpha-entmax IPA (`kernels/entmax_ipa`, `model/attention=entmax_ipa`)",
+        "",
+        "Written by `kernels/entmax_ipa/benchmark.py` (GPU, `scripts/device_entmax.sh`) and "
+        "`scripts/entmax_report.py` (CPU).",
+        "",
+    ]
     gpu_path, cpu_path = out / "entmax.json", out / "entmax_cpu.json"
     if gpu_path.exists():
         gpu = json.loads(gpu_path.read_text())
@@ -186,8 +212,15 @@ def render_markdown(out):
     if quality_path.exists():  # hand-collected from the runs' csv/metrics.csv
         quality = json.loads(quality_path.read_text())
         cols = list(quality["rows"][0])
-        lines += ["", "## Quality: quickstart runs side by side", "", quality["note"], "",
-                  "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+        lines += [
+            "",
+            "## Quality: quickstart runs side by side",
+            "",
+            quality["note"],
+            "",
+            "| " + " | ".join(cols) + " |",
+            "|" + "---|" * len(cols),
+        ]
         lines += ["| " + " | ".join(str(r[c]) for c in cols) + " |" for r in quality["rows"]]
     (out / "entmax.md").write_text("\n".join(lines) + "\n")
 
@@ -204,8 +237,11 @@ def _plot(gpu, path):
     for ax, regime in zip(axes, ("random", "chain")):
         for backend, style in (("entmax", "o-"), ("flashipa", "s--"), ("sdpa", "^:")):
             for mode, alpha in (("fwd", 0.5), ("fwd+bwd", 1.0)):
-                pts = sorted((r["L"], r["ms"]) for r in gpu["rows"]
-                             if r["backend"] == backend and r["regime"] == regime and r["mode"] == mode and "ms" in r)
+                pts = sorted(
+                    (r["L"], r["ms"])
+                    for r in gpu["rows"]
+                    if r["backend"] == backend and r["regime"] == regime and r["mode"] == mode and "ms" in r
+                )
                 if pts:
                     ax.loglog(*zip(*pts), style, alpha=alpha, label=f"{backend} {mode}")
         ax.set_title(f"{regime} inputs")
@@ -232,11 +268,18 @@ def main(argv=None):
 
     dtype = torch.bfloat16
     device = torch.cuda.get_device_name() if DEVICE == "cuda" else "CPU dry run (not a measurement)"
-    stamp = (f"{device}, torch {torch.__version__}, triton {triton.__version__}, "
-             f"bf16, B = 1, dims {ANCHOR}, alpha {ALPHA}, {platform.node()}")
+    stamp = (
+        f"{device}, torch {torch.__version__}, triton {triton.__version__}, "
+        f"bf16, B = 1, dims {ANCHOR}, alpha {ALPHA}, {platform.node()}"
+    )
     backends = _backends()
-    rows = [bench_one(name, backends[name], regime, L, dtype, mode)
-            for regime in args.regimes for L in args.lengths for name in args.backends for mode in ("fwd", "fwd+bwd")]
+    rows = [
+        bench_one(name, backends[name], regime, L, dtype, mode)
+        for regime in args.regimes
+        for L in args.lengths
+        for name in args.backends
+        for mode in ("fwd", "fwd+bwd")
+    ]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "entmax.json").write_text(json.dumps(dict(stamp=stamp, rows=rows), indent=1))

@@ -79,18 +79,57 @@ def threshold(q, k, qpb, kpb, point_weights, alpha, key_mask, cu_seqlens, max_se
     block_mask = torch.zeros(n_seq * H, nqb, nkb, dtype=torch.int8, device=q.device)
     k_norm_max, box = key_block_bounds(k, kpb, cu_seqlens, nkb)
     tk._entmax_threshold_kernel[(nqb, n_seq * H)](
-        q, k, qpb, kpb, point_weights, alpha, key_mask if key_mask is not None else cu_seqlens,
-        cu_seqlens, k_norm_max, box, tau, s0, passes, block_mask,
-        H, T, nqb, nkb, W_L / math.sqrt(d["C"]), TOL,
-        MAX_ITER=MAX_ITER, **_flags(q.dtype, allow_tf32, key_mask),
-        C=d["C"], C_PAD=d["C_PAD"], P3=d["P3"], PB=d["PB"], PB_PAD=d["PB_PAD"],
-        BLOCK_M=bm, BLOCK_N=bn, num_warps=warps,
+        q,
+        k,
+        qpb,
+        kpb,
+        point_weights,
+        alpha,
+        key_mask if key_mask is not None else cu_seqlens,
+        cu_seqlens,
+        k_norm_max,
+        box,
+        tau,
+        s0,
+        passes,
+        block_mask,
+        H,
+        T,
+        nqb,
+        nkb,
+        W_L / math.sqrt(d["C"]),
+        TOL,
+        MAX_ITER=MAX_ITER,
+        **_flags(q.dtype, allow_tf32, key_mask),
+        C=d["C"],
+        C_PAD=d["C_PAD"],
+        P3=d["P3"],
+        PB=d["PB"],
+        PB_PAD=d["PB_PAD"],
+        BLOCK_M=bm,
+        BLOCK_N=bn,
+        num_warps=warps,
     )
     return tau, s0, passes, block_mask
 
 
-def forward(q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_weights, alpha,
-            key_mask, cu_seqlens, max_seqlen, allow_tf32):
+def forward(
+    q,
+    k,
+    v,
+    q_pts,
+    k_pts,
+    v_pts,
+    bias_q,
+    bias_k,
+    pair_k,
+    point_weights,
+    alpha,
+    key_mask,
+    cu_seqlens,
+    max_seqlen,
+    allow_tf32,
+):
     """Threshold pass and forward kernel on token-major tensors.
 
     Returns o [T, H, CV], o_pts [T, H, PV3], o_pair [T, H, RZ] and, for the backward, tau, S0, the
@@ -101,14 +140,34 @@ def forward(q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_weights,
     k, v, pair_k = (x.to(q.dtype) for x in (k, v, pair_k))
     centres = sequence_centres(k_pts, key_mask, cu_seqlens)
     qpb, kpb, vpc = point_operands(q_pts, k_pts, v_pts, bias_q, bias_k, point_weights, centres, cu_seqlens, q.dtype)
-    tau, s0, _, block_mask = threshold(q, k, qpb, kpb, point_weights, alpha, key_mask, cu_seqlens, max_seqlen,
-                                       allow_tf32, d)
+    tau, s0, _, block_mask = threshold(
+        q, k, qpb, kpb, point_weights, alpha, key_mask, cu_seqlens, max_seqlen, allow_tf32, d
+    )
     dev = q.device
     o = torch.empty(T, H, d["CV"], dtype=v.dtype, device=dev)
     o_pts = torch.empty(T, H, d["PV3"], dtype=v_pts.dtype, device=dev)
     o_pair = torch.empty(T, H, d["RZ"], dtype=pair_k.dtype, device=dev)
-    _weighted_values(False, q, k, v, qpb, kpb, vpc, pair_k, point_weights, alpha, centres, key_mask, cu_seqlens,
-                     tau, s0, block_mask, (o, o_pts, o_pair), allow_tf32, d)
+    _weighted_values(
+        False,
+        q,
+        k,
+        v,
+        qpb,
+        kpb,
+        vpc,
+        pair_k,
+        point_weights,
+        alpha,
+        centres,
+        key_mask,
+        cu_seqlens,
+        tau,
+        s0,
+        block_mask,
+        (o, o_pts, o_pair),
+        allow_tf32,
+        d,
+    )
     return o, o_pts, o_pair, tau, s0, block_mask, centres
 
 
@@ -130,28 +189,95 @@ def kept_ranges(block_mask):
     return ranges(2), ranges(1)
 
 
-def _weighted_values(g_means, q, k, v, qpb, kpb, vpc, pair_k, point_weights, alpha, centres, key_mask, cu_seqlens,
-                     tau, s0, block_mask, outs, allow_tf32, d):
+def _weighted_values(
+    g_means,
+    q,
+    k,
+    v,
+    qpb,
+    kpb,
+    vpc,
+    pair_k,
+    point_weights,
+    alpha,
+    centres,
+    key_mask,
+    cu_seqlens,
+    tau,
+    s0,
+    block_mask,
+    outs,
+    allow_tf32,
+    d,
+):
     """The forward kernel: p-weighted values into outs (g_means False) or g-weighted means (True)."""
     H = q.shape[1]
     bm, bn, warps = BLOCKS
     nqb, nkb = block_mask.shape[1:]
     kb_range, _ = kept_ranges(block_mask)
     tk._entmax_fwd_kernel[(nqb, block_mask.shape[0])](
-        q, k, v, qpb, kpb, vpc, pair_k, point_weights, alpha, centres,
-        key_mask if key_mask is not None else cu_seqlens, cu_seqlens, tau, s0, block_mask, kb_range, *outs,
-        H, q.shape[0], nqb, nkb, W_L / math.sqrt(d["C"]),
-        G_MEANS=g_means, **_flags(q.dtype, allow_tf32, key_mask), **_kernel_dims(d),
-        BLOCK_M=bm, BLOCK_N=bn, num_warps=warps,
+        q,
+        k,
+        v,
+        qpb,
+        kpb,
+        vpc,
+        pair_k,
+        point_weights,
+        alpha,
+        centres,
+        key_mask if key_mask is not None else cu_seqlens,
+        cu_seqlens,
+        tau,
+        s0,
+        block_mask,
+        kb_range,
+        *outs,
+        H,
+        q.shape[0],
+        nqb,
+        nkb,
+        W_L / math.sqrt(d["C"]),
+        G_MEANS=g_means,
+        **_flags(q.dtype, allow_tf32, key_mask),
+        **_kernel_dims(d),
+        BLOCK_M=bm,
+        BLOCK_N=bn,
+        num_warps=warps,
     )
 
 
 def _kernel_dims(d):
-    return {key: d[key] for key in ("C", "C_PAD", "CV", "CV_PAD", "P3", "PB", "PB_PAD", "PV3", "PV3_PAD", "RZ", "RZ_PAD")}
+    return {
+        key: d[key] for key in ("C", "C_PAD", "CV", "CV_PAD", "P3", "PB", "PB_PAD", "PV3", "PV3_PAD", "RZ", "RZ_PAD")
+    }
 
 
-def backward(do, do_pts, do_pair, q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_weights, alpha,
-             key_mask, cu_seqlens, max_seqlen, allow_tf32, alpha_grad, tau, s0, block_mask, centres):
+def backward(
+    do,
+    do_pts,
+    do_pair,
+    q,
+    k,
+    v,
+    q_pts,
+    k_pts,
+    v_pts,
+    bias_q,
+    bias_k,
+    pair_k,
+    point_weights,
+    alpha,
+    key_mask,
+    cu_seqlens,
+    max_seqlen,
+    allow_tf32,
+    alpha_grad,
+    tau,
+    s0,
+    block_mask,
+    centres,
+):
     """The g-weighted value means, then dK/dV (twice) and dQ kernels; returns the gradients of the ten
     inputs and of alpha ([H] or None)."""
     T, H = q.shape[:2]
@@ -168,8 +294,27 @@ def backward(do, do_pts, do_pair, q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, 
     k, v, pair_k, do, do_pts, do_pair = (x.to(q.dtype) for x in (k, v, pair_k, do, do_pts, do_pair))
     qpb, kpb, vpc = point_operands(q_pts, k_pts, v_pts, bias_q, bias_k, point_weights, centres, cu_seqlens, q.dtype)
     g_means = tuple(torch.empty(T, H, n, dtype=torch.float32, device=dev) for n in (d["CV"], d["PV3"], d["RZ"]))
-    _weighted_values(True, q, k, v, qpb, kpb, vpc, pair_k, point_weights, alpha, centres, key_mask, cu_seqlens,
-                     tau, s0, block_mask, g_means, allow_tf32, d)
+    _weighted_values(
+        True,
+        q,
+        k,
+        v,
+        qpb,
+        kpb,
+        vpc,
+        pair_k,
+        point_weights,
+        alpha,
+        centres,
+        key_mask,
+        cu_seqlens,
+        tau,
+        s0,
+        block_mask,
+        g_means,
+        allow_tf32,
+        d,
+    )
     # Dg_i = dO_i . (sum_j g_ij V_j / sum_j g_ij), over all value features (points centred)
     delta_g = sum((dx.float() * g).sum(-1) for dx, g in zip((do, do_pts, do_pair), g_means)).t().contiguous()
     # dP's value-point part in the point dtype, from the same rounded vpc as the forward's Dg
@@ -182,18 +327,81 @@ def backward(do, do_pts, do_pair, q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, 
     scalar_scale = W_L / math.sqrt(d["C"])
     for compute_dk in (True, False):
         tk._entmax_bwd_dkdv_kernel[(nkb, n_seq * H)](
-            q, k, v, qpb, kpb, vpc, pair_k, point_weights, alpha, mask_arg, cu_seqlens, tau, s0, block_mask,
-            qb_range, do, do_pts, do_pts_p, do_pair, delta_g,
-            dk, dv, dk_pts, dv_pts, dbias_k, dpair_k_heads,
-            H, T, nqb, nkb, scalar_scale, COMPUTE_DK=compute_dk, **common,
-            BLOCK_M=bm, BLOCK_N=bn, num_warps=warps,
+            q,
+            k,
+            v,
+            qpb,
+            kpb,
+            vpc,
+            pair_k,
+            point_weights,
+            alpha,
+            mask_arg,
+            cu_seqlens,
+            tau,
+            s0,
+            block_mask,
+            qb_range,
+            do,
+            do_pts,
+            do_pts_p,
+            do_pair,
+            delta_g,
+            dk,
+            dv,
+            dk_pts,
+            dv_pts,
+            dbias_k,
+            dpair_k_heads,
+            H,
+            T,
+            nqb,
+            nkb,
+            scalar_scale,
+            COMPUTE_DK=compute_dk,
+            **common,
+            BLOCK_M=bm,
+            BLOCK_N=bn,
+            num_warps=warps,
         )
     tk._entmax_bwd_dq_kernel[(nqb, n_seq * H)](
-        q, k, v, qpb, kpb, vpc, q_pts, pair_k, point_weights, alpha, centres, mask_arg, cu_seqlens,
-        tau, s0, block_mask, kb_range, do, do_pts_p, do_pair, delta_g,
-        dq, dq_pts, dbias_q, dpw_q, dalpha_q,
-        H, T, nqb, nkb, scalar_scale, W_L, ALPHA_GRAD=alpha_grad, **common,
-        BLOCK_M=bm, BLOCK_N=bn, num_warps=warps,
+        q,
+        k,
+        v,
+        qpb,
+        kpb,
+        vpc,
+        q_pts,
+        pair_k,
+        point_weights,
+        alpha,
+        centres,
+        mask_arg,
+        cu_seqlens,
+        tau,
+        s0,
+        block_mask,
+        kb_range,
+        do,
+        do_pts_p,
+        do_pair,
+        delta_g,
+        dq,
+        dq_pts,
+        dbias_q,
+        dpw_q,
+        dalpha_q,
+        H,
+        T,
+        nqb,
+        nkb,
+        scalar_scale,
+        W_L,
+        ALPHA_GRAD=alpha_grad,
+        **common,
+        BLOCK_M=bm,
+        BLOCK_N=bn,
+        num_warps=warps,
     )
     dpair_k = dpair_k_heads.sum(dim=1).view(pair_k.shape).to(pair_k_dtype)
     dpw = dpw_q.sum(dim=1, dtype=torch.float64).to(point_weights.dtype)  # [H]

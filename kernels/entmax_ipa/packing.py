@@ -22,8 +22,18 @@ def dims(q, v, q_pts, v_pts, bias_q, pair_k):
     RB = bias_q.shape[-1]
     RZ = pair_k.shape[-2] * pair_k.shape[-1]
     return dict(
-        C=C, C_PAD=_pad(C), CV=CV, CV_PAD=_pad(CV), P3=P3, RB=RB, PB=P3 + RB, PB_PAD=_pad(P3 + RB),
-        PV3=PV3, PV3_PAD=_pad(PV3), RZ=RZ, RZ_PAD=_pad(RZ),
+        C=C,
+        C_PAD=_pad(C),
+        CV=CV,
+        CV_PAD=_pad(CV),
+        P3=P3,
+        RB=RB,
+        PB=P3 + RB,
+        PB_PAD=_pad(P3 + RB),
+        PV3=PV3,
+        PV3_PAD=_pad(PV3),
+        RZ=RZ,
+        RZ_PAD=_pad(RZ),
     )
 
 

@@ -61,8 +61,7 @@ def entmax_bisect(s, alpha):
     return EntmaxBisect.apply(s, torch.as_tensor(alpha, dtype=s.dtype, device=s.device))
 
 
-def dense_entmax_ipa_attention(q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_weights, alpha,
-                               mask=None):
+def dense_entmax_ipa_attention(q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_weights, alpha, mask=None):
     """alpha-entmax IPA attention over per-residue features, dense (shapes as `ipa_attention_core`).
 
     Args:
@@ -72,8 +71,7 @@ def dense_entmax_ipa_attention(q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pai
         o [B, L, H, C_v], o_pts [B, L, H, P_v, 3] (global frame), o_pair [B, L, H, R, C_z]
     """
     B, L, H = q.shape[:3]
-    q_feat, k_feat, v_feat = ipa_attention_features(q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k,
-                                                    point_weights)
+    q_feat, k_feat, v_feat = ipa_attention_features(q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_weights)
     # [B, H, L, L]
     s = torch.einsum("bihd,bjhd->bhij", q_feat, k_feat)
     if mask is not None:

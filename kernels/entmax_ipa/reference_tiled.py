@@ -36,8 +36,10 @@ def tile_threshold(qi, k, key_bias, alpha, tile, method=HALLEY, tol=None, max_it
     r = 1.0 / (a[..., None] - 1.0)
 
     def evaluate(tau):
-        sums = [power_sums((a[..., None] - 1.0) * _logits(qi, k, key_bias, ks, tile) - tau[..., None], r)
-                for ks in range(0, L, tile)]
+        sums = [
+            power_sums((a[..., None] - 1.0) * _logits(qi, k, key_bias, ks, tile) - tau[..., None], r)
+            for ks in range(0, L, tile)
+        ]
         return tuple(torch.stack(x).sum(0) for x in zip(*sums))
 
     if tol is None:
@@ -109,8 +111,9 @@ class _TiledEntmaxAttention(torch.autograd.Function):
         return dq, dk, dv, None, d_alpha.sum(dim=(0, 2)).to(alpha.dtype), None
 
 
-def tiled_entmax_ipa_attention(q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_weights, alpha,
-                               mask=None, tile=256):
+def tiled_entmax_ipa_attention(
+    q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_weights, alpha, mask=None, tile=256
+):
     """alpha-entmax IPA attention, tiled (shapes and returns as `dense_entmax_ipa_attention`).
 
     Args:
@@ -120,8 +123,7 @@ def tiled_entmax_ipa_attention(q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pai
     """
     B, L, H = q.shape[:3]
     mask = torch.ones(B, L, dtype=torch.bool, device=q.device) if mask is None else mask.bool()
-    q_feat, k_feat, v_feat = ipa_attention_features(q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k,
-                                                    point_weights)
+    q_feat, k_feat, v_feat = ipa_attention_features(q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_weights)
     key_bias = torch.zeros(B, L, dtype=q_feat.dtype, device=q.device).masked_fill(~mask, float("-inf"))
     alpha = torch.as_tensor(alpha, dtype=q_feat.dtype, device=q.device).expand(H)
     o_feat = _TiledEntmaxAttention.apply(

@@ -102,10 +102,30 @@ def _scaled_logits(q, qpb, k, kpb, c_pb, pw, am1, scalar_scale, P3: tl.constexpr
 
 
 @triton.jit
-def _key_tile_logits(q, qpb, K, KPB, KEY_MASK, start, start_n, n, h, H, pw, am1, scalar_scale,
-                     HAS_MASK: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
-                     C: tl.constexpr, C_PAD: tl.constexpr, P3: tl.constexpr, PB: tl.constexpr,
-                     PB_PAD: tl.constexpr, BLOCK_N: tl.constexpr):
+def _key_tile_logits(
+    q,
+    qpb,
+    K,
+    KPB,
+    KEY_MASK,
+    start,
+    start_n,
+    n,
+    h,
+    H,
+    pw,
+    am1,
+    scalar_scale,
+    HAS_MASK: tl.constexpr,
+    PRECISION: tl.constexpr,
+    UPCAST: tl.constexpr,
+    C: tl.constexpr,
+    C_PAD: tl.constexpr,
+    P3: tl.constexpr,
+    PB: tl.constexpr,
+    PB_PAD: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+):
     """z [BM, BN] of the query tiles against keys start_n ... start_n + BLOCK_N of the sequence, -inf
     where the key is not real, and which keys are real [BN]."""
     offs_n = start_n + tl.arange(0, BLOCK_N)
@@ -120,8 +140,21 @@ def _key_tile_logits(q, qpb, K, KPB, KEY_MASK, start, start_n, n, h, H, pw, am1,
 
 
 @triton.jit
-def _logit_upper_bound(q_norm, qpb, KN_MAX, KB_BOX, blk, h, H, pw, am1, scalar_scale,
-                       P3: tl.constexpr, PB: tl.constexpr, PB_PAD: tl.constexpr):
+def _logit_upper_bound(
+    q_norm,
+    qpb,
+    KN_MAX,
+    KB_BOX,
+    blk,
+    h,
+    H,
+    pw,
+    am1,
+    scalar_scale,
+    P3: tl.constexpr,
+    PB: tl.constexpr,
+    PB_PAD: tl.constexpr,
+):
     """[BM] upper bounds of z over one key block, from its largest |k| and the box of its kpb rows.
 
     scalar_scale q.k <= scalar_scale |q| max|k|; the point-bias part qpb.x - pw |x_pts|^2 / 2 is separable
@@ -152,12 +185,37 @@ def _log2_weights(u, ok, r, log2_s0):
 
 @triton.jit
 def _entmax_threshold_kernel(
-    Q, K, QPB, KPB, PW, ALPHA, KEY_MASK, CU_SEQLENS, KN_MAX, KB_BOX,
-    TAU, S0, PASSES, BLOCK_MASK,
-    H, T, NQB, NKB, scalar_scale, tol,
-    MAX_ITER: tl.constexpr, HAS_MASK: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
-    C: tl.constexpr, C_PAD: tl.constexpr, P3: tl.constexpr, PB: tl.constexpr, PB_PAD: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    Q,
+    K,
+    QPB,
+    KPB,
+    PW,
+    ALPHA,
+    KEY_MASK,
+    CU_SEQLENS,
+    KN_MAX,
+    KB_BOX,
+    TAU,
+    S0,
+    PASSES,
+    BLOCK_MASK,
+    H,
+    T,
+    NQB,
+    NKB,
+    scalar_scale,
+    tol,
+    MAX_ITER: tl.constexpr,
+    HAS_MASK: tl.constexpr,
+    PRECISION: tl.constexpr,
+    UPCAST: tl.constexpr,
+    C: tl.constexpr,
+    C_PAD: tl.constexpr,
+    P3: tl.constexpr,
+    PB: tl.constexpr,
+    PB_PAD: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
 ):
     """One program: BLOCK_M queries of one sequence and one head; tau by Halley-bisection."""
     pid_m = tl.program_id(0)
@@ -190,8 +248,30 @@ def _entmax_threshold_kernel(
     # a candidate nor can it raise a maximum: its logits are not computed.
     z_max = tl.full([BLOCK_M], float("-inf"), tl.float32)
     for start_n in range(pid_m * BLOCK_M, pid_m * BLOCK_M + BLOCK_M, BLOCK_N):
-        z, n_ok = _key_tile_logits(q, qpb, K, KPB, KEY_MASK, start, start_n, n, h, H, pw, am1, scalar_scale,
-                                   HAS_MASK, PRECISION, UPCAST, C, C_PAD, P3, PB, PB_PAD, BLOCK_N)
+        z, n_ok = _key_tile_logits(
+            q,
+            qpb,
+            K,
+            KPB,
+            KEY_MASK,
+            start,
+            start_n,
+            n,
+            h,
+            H,
+            pw,
+            am1,
+            scalar_scale,
+            HAS_MASK,
+            PRECISION,
+            UPCAST,
+            C,
+            C_PAD,
+            P3,
+            PB,
+            PB_PAD,
+            BLOCK_N,
+        )
         z_max = tl.maximum(z_max, tl.max(z, axis=1))
     count = tl.zeros([BLOCK_N], tl.float32)
     q_norm = tl.sqrt(tl.sum(q.to(tl.float32) * q.to(tl.float32), axis=1))  # [BM]
@@ -201,11 +281,34 @@ def _entmax_threshold_kernel(
         kb = start_n // BLOCK_N
         offs_n = start_n + tl.arange(0, BLOCK_N)
         count += _key_ok(KEY_MASK, start + offs_n, offs_n < n, HAS_MASK).to(tl.float32)
-        ub = _logit_upper_bound(q_norm, qpb, KN_MAX, KB_BOX, seq * NKB + kb, h, H, pw, am1, scalar_scale,
-                                P3, PB, PB_PAD)
+        ub = _logit_upper_bound(
+            q_norm, qpb, KN_MAX, KB_BOX, seq * NKB + kb, h, H, pw, am1, scalar_scale, P3, PB, PB_PAD
+        )
         if tl.max((q_ok & (ub > z_max - 1.0)).to(tl.int32), axis=0) != 0:
-            z, n_ok = _key_tile_logits(q, qpb, K, KPB, KEY_MASK, start, start_n, n, h, H, pw, am1, scalar_scale,
-                                       HAS_MASK, PRECISION, UPCAST, C, C_PAD, P3, PB, PB_PAD, BLOCK_N)
+            z, n_ok = _key_tile_logits(
+                q,
+                qpb,
+                K,
+                KPB,
+                KEY_MASK,
+                start,
+                start_n,
+                n,
+                h,
+                H,
+                pw,
+                am1,
+                scalar_scale,
+                HAS_MASK,
+                PRECISION,
+                UPCAST,
+                C,
+                C_PAD,
+                P3,
+                PB,
+                PB_PAD,
+                BLOCK_N,
+            )
             z_max = tl.maximum(z_max, tl.max(z, axis=1))
             near = q_ok[:, None] & (z > z_max[:, None] - 1.0)
             candidate = tl.max(tl.max(near.to(tl.int32), axis=1), axis=0) != 0
@@ -230,9 +333,30 @@ def _entmax_threshold_kernel(
             s2 = tl.zeros([BLOCK_M], tl.float32)
             for kb in range(kb_lo, kb_hi):
                 if tl.load(mask_row + kb) != 0:
-                    z, n_ok = _key_tile_logits(q, qpb, K, KPB, KEY_MASK, start, kb * BLOCK_N, n, h, H, pw, am1,
-                                               scalar_scale, HAS_MASK, PRECISION, UPCAST, C, C_PAD, P3, PB,
-                                               PB_PAD, BLOCK_N)
+                    z, n_ok = _key_tile_logits(
+                        q,
+                        qpb,
+                        K,
+                        KPB,
+                        KEY_MASK,
+                        start,
+                        kb * BLOCK_N,
+                        n,
+                        h,
+                        H,
+                        pw,
+                        am1,
+                        scalar_scale,
+                        HAS_MASK,
+                        PRECISION,
+                        UPCAST,
+                        C,
+                        C_PAD,
+                        P3,
+                        PB,
+                        PB_PAD,
+                        BLOCK_N,
+                    )
                     u = z - tau[:, None]
                     pos = active[:, None] & (u > 0.0)
                     log2_u = tl.log2(tl.maximum(tl.where(pos, u, 1.0), 1e-18))
@@ -266,14 +390,47 @@ def _entmax_threshold_kernel(
 
 @triton.jit
 def _entmax_fwd_kernel(
-    Q, K, V, QPB, KPB, VPC, PK, PW, ALPHA, CENTRE, KEY_MASK, CU_SEQLENS, TAU, S0, BLOCK_MASK, KB_RANGE,
-    O, OP, OZ,
-    H, T, NQB, NKB, scalar_scale,
-    G_MEANS: tl.constexpr, HAS_MASK: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
-    C: tl.constexpr, C_PAD: tl.constexpr, CV: tl.constexpr, CV_PAD: tl.constexpr,
-    P3: tl.constexpr, PB: tl.constexpr, PB_PAD: tl.constexpr,
-    PV3: tl.constexpr, PV3_PAD: tl.constexpr, RZ: tl.constexpr, RZ_PAD: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    Q,
+    K,
+    V,
+    QPB,
+    KPB,
+    VPC,
+    PK,
+    PW,
+    ALPHA,
+    CENTRE,
+    KEY_MASK,
+    CU_SEQLENS,
+    TAU,
+    S0,
+    BLOCK_MASK,
+    KB_RANGE,
+    O,
+    OP,
+    OZ,
+    H,
+    T,
+    NQB,
+    NKB,
+    scalar_scale,
+    G_MEANS: tl.constexpr,
+    HAS_MASK: tl.constexpr,
+    PRECISION: tl.constexpr,
+    UPCAST: tl.constexpr,
+    C: tl.constexpr,
+    C_PAD: tl.constexpr,
+    CV: tl.constexpr,
+    CV_PAD: tl.constexpr,
+    P3: tl.constexpr,
+    PB: tl.constexpr,
+    PB_PAD: tl.constexpr,
+    PV3: tl.constexpr,
+    PV3_PAD: tl.constexpr,
+    RZ: tl.constexpr,
+    RZ_PAD: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
 ):
     """One program: BLOCK_M queries of one sequence and one head, over the kept key blocks.
 
@@ -361,15 +518,55 @@ def _entmax_fwd_kernel(
 
 @triton.jit
 def _entmax_bwd_dkdv_kernel(
-    Q, K, V, QPB, KPB, VPC, PK, PW, ALPHA, KEY_MASK, CU_SEQLENS, TAU, S0, BLOCK_MASK, QB_RANGE,
-    DO, DOP, DOP_P, DOZ, DELTA_G,
-    DK, DV, DKP, DVP, DBK, DPK_H,
-    H, T, NQB, NKB, scalar_scale,
-    COMPUTE_DK: tl.constexpr, HAS_MASK: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
-    C: tl.constexpr, C_PAD: tl.constexpr, CV: tl.constexpr, CV_PAD: tl.constexpr,
-    P3: tl.constexpr, RB: tl.constexpr, PB: tl.constexpr, PB_PAD: tl.constexpr,
-    PV3: tl.constexpr, PV3_PAD: tl.constexpr, RZ: tl.constexpr, RZ_PAD: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    Q,
+    K,
+    V,
+    QPB,
+    KPB,
+    VPC,
+    PK,
+    PW,
+    ALPHA,
+    KEY_MASK,
+    CU_SEQLENS,
+    TAU,
+    S0,
+    BLOCK_MASK,
+    QB_RANGE,
+    DO,
+    DOP,
+    DOP_P,
+    DOZ,
+    DELTA_G,
+    DK,
+    DV,
+    DKP,
+    DVP,
+    DBK,
+    DPK_H,
+    H,
+    T,
+    NQB,
+    NKB,
+    scalar_scale,
+    COMPUTE_DK: tl.constexpr,
+    HAS_MASK: tl.constexpr,
+    PRECISION: tl.constexpr,
+    UPCAST: tl.constexpr,
+    C: tl.constexpr,
+    C_PAD: tl.constexpr,
+    CV: tl.constexpr,
+    CV_PAD: tl.constexpr,
+    P3: tl.constexpr,
+    RB: tl.constexpr,
+    PB: tl.constexpr,
+    PB_PAD: tl.constexpr,
+    PV3: tl.constexpr,
+    PV3_PAD: tl.constexpr,
+    RZ: tl.constexpr,
+    RZ_PAD: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
 ):
     """One program: BLOCK_N keys of one sequence and one head, over the query blocks the mask keeps.
 
@@ -447,33 +644,89 @@ def _entmax_bwd_dkdv_kernel(
                 dz += tl.dot(pd_t, doz, input_precision=PRECISION)
 
     if COMPUTE_DK:
-        tl.store(DK + h * C + tok_n[:, None] * (H * C) + c_qk[None, :],
-                 (dk * scalar_scale).to(DK.dtype.element_ty), mask=rows & (c_qk[None, :] < C))
+        tl.store(
+            DK + h * C + tok_n[:, None] * (H * C) + c_qk[None, :],
+            (dk * scalar_scale).to(DK.dtype.element_ty),
+            mask=rows & (c_qk[None, :] < C),
+        )
         dkp = dkpb - pw * kpb.to(tl.float32) * ds_sum[:, None]  # the -|k - c|^2 / 2 term
-        tl.store(DKP + h * P3 + tok_n[:, None] * (H * P3) + c_pb[None, :], dkp.to(DKP.dtype.element_ty),
-                 mask=rows & (c_pb[None, :] < P3))
+        tl.store(
+            DKP + h * P3 + tok_n[:, None] * (H * P3) + c_pb[None, :],
+            dkp.to(DKP.dtype.element_ty),
+            mask=rows & (c_pb[None, :] < P3),
+        )
         bias_col = tl.maximum(c_pb - P3, 0)
-        tl.store(DBK + h * RB + tok_n[:, None] * (H * RB) + bias_col[None, :], dkpb.to(DBK.dtype.element_ty),
-                 mask=rows & (c_pb[None, :] >= P3) & (c_pb[None, :] < PB))
+        tl.store(
+            DBK + h * RB + tok_n[:, None] * (H * RB) + bias_col[None, :],
+            dkpb.to(DBK.dtype.element_ty),
+            mask=rows & (c_pb[None, :] >= P3) & (c_pb[None, :] < PB),
+        )
     else:
-        tl.store(DV + h * CV + tok_n[:, None] * (H * CV) + c_v[None, :], dv.to(DV.dtype.element_ty),
-                 mask=rows & (c_v[None, :] < CV))
-        tl.store(DVP + h * PV3 + tok_n[:, None] * (H * PV3) + c_pv[None, :], dvp.to(DVP.dtype.element_ty),
-                 mask=rows & (c_pv[None, :] < PV3))
+        tl.store(
+            DV + h * CV + tok_n[:, None] * (H * CV) + c_v[None, :],
+            dv.to(DV.dtype.element_ty),
+            mask=rows & (c_v[None, :] < CV),
+        )
+        tl.store(
+            DVP + h * PV3 + tok_n[:, None] * (H * PV3) + c_pv[None, :],
+            dvp.to(DVP.dtype.element_ty),
+            mask=rows & (c_pv[None, :] < PV3),
+        )
         tl.store(DPK_H + h * RZ + tok_n[:, None] * (H * RZ) + c_z[None, :], dz, mask=rows & (c_z[None, :] < RZ))
 
 
 @triton.jit
 def _entmax_bwd_dq_kernel(
-    Q, K, V, QPB, KPB, VPC, QP, PK, PW, ALPHA, CENTRE, KEY_MASK, CU_SEQLENS, TAU, S0, BLOCK_MASK, KB_RANGE,
-    DO, DOP_P, DOZ, DELTA_G,
-    DQ, DQP, DBQ, DPW_Q, DALPHA_Q,
-    H, T, NQB, NKB, scalar_scale, bias_scale,
-    ALPHA_GRAD: tl.constexpr, HAS_MASK: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
-    C: tl.constexpr, C_PAD: tl.constexpr, CV: tl.constexpr, CV_PAD: tl.constexpr,
-    P3: tl.constexpr, RB: tl.constexpr, PB: tl.constexpr, PB_PAD: tl.constexpr,
-    PV3: tl.constexpr, PV3_PAD: tl.constexpr, RZ: tl.constexpr, RZ_PAD: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    Q,
+    K,
+    V,
+    QPB,
+    KPB,
+    VPC,
+    QP,
+    PK,
+    PW,
+    ALPHA,
+    CENTRE,
+    KEY_MASK,
+    CU_SEQLENS,
+    TAU,
+    S0,
+    BLOCK_MASK,
+    KB_RANGE,
+    DO,
+    DOP_P,
+    DOZ,
+    DELTA_G,
+    DQ,
+    DQP,
+    DBQ,
+    DPW_Q,
+    DALPHA_Q,
+    H,
+    T,
+    NQB,
+    NKB,
+    scalar_scale,
+    bias_scale,
+    ALPHA_GRAD: tl.constexpr,
+    HAS_MASK: tl.constexpr,
+    PRECISION: tl.constexpr,
+    UPCAST: tl.constexpr,
+    C: tl.constexpr,
+    C_PAD: tl.constexpr,
+    CV: tl.constexpr,
+    CV_PAD: tl.constexpr,
+    P3: tl.constexpr,
+    RB: tl.constexpr,
+    PB: tl.constexpr,
+    PB_PAD: tl.constexpr,
+    PV3: tl.constexpr,
+    PV3_PAD: tl.constexpr,
+    RZ: tl.constexpr,
+    RZ_PAD: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
 ):
     """One program: BLOCK_M queries of one sequence and one head, over the kept key blocks.
 
@@ -562,14 +815,22 @@ def _entmax_bwd_dq_kernel(
     dqpb -= e[:, None] * g_kpb
     ds_knorm -= e * g_knorm
     rows = m_ok[:, None]
-    tl.store(DQ + h * C + tok_m[:, None] * (H * C) + c_qk[None, :],
-             (dq * scalar_scale).to(DQ.dtype.element_ty), mask=rows & (c_qk[None, :] < C))
-    tl.store(DQP + h * P3 + tok_m[:, None] * (H * P3) + c_pb[None, :], (dqpb * pw).to(DQP.dtype.element_ty),
-             mask=rows & (c_pb[None, :] < P3))
+    tl.store(
+        DQ + h * C + tok_m[:, None] * (H * C) + c_qk[None, :],
+        (dq * scalar_scale).to(DQ.dtype.element_ty),
+        mask=rows & (c_qk[None, :] < C),
+    )
+    tl.store(
+        DQP + h * P3 + tok_m[:, None] * (H * P3) + c_pb[None, :],
+        (dqpb * pw).to(DQP.dtype.element_ty),
+        mask=rows & (c_pb[None, :] < P3),
+    )
     bias_col = tl.maximum(c_pb - P3, 0)
-    tl.store(DBQ + h * RB + tok_m[:, None] * (H * RB) + bias_col[None, :],
-             (dqpb * bias_scale).to(DBQ.dtype.element_ty),
-             mask=rows & (c_pb[None, :] >= P3) & (c_pb[None, :] < PB))
+    tl.store(
+        DBQ + h * RB + tok_m[:, None] * (H * RB) + bias_col[None, :],
+        (dqpb * bias_scale).to(DBQ.dtype.element_ty),
+        mask=rows & (c_pb[None, :] >= P3) & (c_pb[None, :] < PB),
+    )
     # d point_weights per query: sum_j ds_ij ((q_i - c).(k_j - c) - |k_j - c|^2 / 2)
     pt_ok = rows & (c_pb[None, :] < P3)
     q_c = _load_tile(QP + h * P3, tok_m, m_ok, H * P3, c_pb, P3).to(tl.float32)

@@ -51,10 +51,21 @@ def token_major(q, mask, cu_seqlens, max_seqlen):
 
 
 def flash_ipa_attention(
-    q: Tensor, k: Tensor, v: Tensor, q_pts: Tensor, k_pts: Tensor, v_pts: Tensor,
-    bias_q: Tensor, bias_k: Tensor, pair_k: Tensor, point_weights: Tensor,
-    mask: Optional[Tensor] = None, *, cu_seqlens: Optional[Tensor] = None,
-    max_seqlen: Optional[int] = None, allow_tf32: bool = True,
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    q_pts: Tensor,
+    k_pts: Tensor,
+    v_pts: Tensor,
+    bias_q: Tensor,
+    bias_k: Tensor,
+    pair_k: Tensor,
+    point_weights: Tensor,
+    mask: Optional[Tensor] = None,
+    *,
+    cu_seqlens: Optional[Tensor] = None,
+    max_seqlen: Optional[int] = None,
+    allow_tf32: bool = True,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """IPA attention over per-residue features with the fused FlashIPA Triton kernel.
 
@@ -83,17 +94,40 @@ def flash_ipa_attention(
         o_pts:  [B, L, H, P_v, 3]   (global frame)
         o_pair: [B, L, H, R, C_z]
     """
-    _check_inputs(dict(q=q, k=k, v=v, q_pts=q_pts, k_pts=k_pts, v_pts=v_pts, bias_q=bias_q,
-                       bias_k=bias_k, pair_k=pair_k, point_weights=point_weights))
+    _check_inputs(
+        dict(
+            q=q,
+            k=k,
+            v=v,
+            q_pts=q_pts,
+            k_pts=k_pts,
+            v_pts=v_pts,
+            bias_q=bias_q,
+            bias_k=bias_k,
+            pair_k=pair_k,
+            point_weights=point_weights,
+        )
+    )
     B, L, H = q.shape[:3]
     P_v = v_pts.shape[-2]
     R, C_z = pair_k.shape[-2:]
     tokens, key_mask, cu_seqlens, max_seqlen = token_major(q, mask, cu_seqlens, max_seqlen)
 
     o, o_pts, o_pair, _, _, _ = op.attention_fwd(
-        tokens(q), tokens(k), tokens(v), tokens(q_pts), tokens(k_pts), tokens(v_pts),
-        tokens(bias_q), tokens(bias_k), tokens(pair_k), point_weights.contiguous(),
-        key_mask, cu_seqlens, max_seqlen, allow_tf32,
+        tokens(q),
+        tokens(k),
+        tokens(v),
+        tokens(q_pts),
+        tokens(k_pts),
+        tokens(v_pts),
+        tokens(bias_q),
+        tokens(bias_k),
+        tokens(pair_k),
+        point_weights.contiguous(),
+        key_mask,
+        cu_seqlens,
+        max_seqlen,
+        allow_tf32,
     )
     return (
         o.view(B, L, H, -1),  # [B, L, H, C_v]

@@ -61,8 +61,16 @@ def _dense(inputs):
     q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, pw = inputs
     pair_q = pair_k  # any [B, L, R, C_z] factor: only the cost matters here
     o, o_pts, o_pair = dense_ipa_attention(
-        q, k, v, q_pts, k_pts, v_pts, pair_bias_from_factors(bias_q, bias_k),
-        pair_values_from_factors(pair_q, pair_k), pw)
+        q,
+        k,
+        v,
+        q_pts,
+        k_pts,
+        v_pts,
+        pair_bias_from_factors(bias_q, bias_k),
+        pair_values_from_factors(pair_q, pair_k),
+        pw,
+    )
     return o, o_pts, o_pair
 
 
@@ -120,6 +128,7 @@ def attention_flops(B, L, dims, mode):
 def _runner(backend, inputs, mode):
     fn = BACKENDS[backend]
     if mode == "fwd":
+
         def run():
             with torch.no_grad():
                 fn(inputs)
@@ -129,6 +138,7 @@ def _runner(backend, inputs, mode):
         def run():
             outs = fn(inputs)
             torch.autograd.backward(outs, [torch.ones_like(o) for o in outs])
+
     return run
 
 
@@ -153,8 +163,13 @@ def bench_one(backend, B, L, dims, dtype, mode, warmup, repeat):
 
 
 # GPU kernels of flashipa by role; any other kernel of a call is host-side preparation (elementwise ops)
-KERNEL_ROLES = (("_ipa_fwd_kernel", "fwd"), ("_ipa_bwd_dk_kernel", "dK"), ("_ipa_bwd_dv_kernel", "dV"),
-                ("_ipa_bwd_dq_kernel", "dQ"), ("_ipa_bwd_preprocess_kernel", "Delta"))
+KERNEL_ROLES = (
+    ("_ipa_fwd_kernel", "fwd"),
+    ("_ipa_bwd_dk_kernel", "dK"),
+    ("_ipa_bwd_dv_kernel", "dV"),
+    ("_ipa_bwd_dq_kernel", "dQ"),
+    ("_ipa_bwd_preprocess_kernel", "Delta"),
+)
 
 
 def kernel_breakdown(backend, L, dims, dtype, warmup=3, repeat=5):
@@ -193,22 +208,29 @@ def kernel_breakdown(backend, L, dims, dtype, warmup=3, repeat=5):
             role = event.key[:70]
         times[role] = times.get(role, 0.0) + ms
     top = dict(sorted(times.items(), key=lambda kv: -kv[1])[:8])
-    return dict(backend=backend, L=L, kernels_ms=top, gpu_total_ms=sum(times.values()),
-                host_fwd_ms=statistics.median(host))
+    return dict(
+        backend=backend, L=L, kernels_ms=top, gpu_total_ms=sum(times.values()), host_fwd_ms=statistics.median(host)
+    )
 
 
 def write_kernel_markdown(rows, stamp, path):
-    lines = [f"# Per-kernel breakdown of fwd+bwd ({stamp['dims_name']} dims, batch 1)", "",
-             f"{stamp['device']}, torch {stamp['torch']}, triton {stamp['triton']}, {stamp['dtype']}, "
-             f"{stamp['date']}. torch.profiler device time per call (ms); host: the forward call's "
-             "time on the CPU without waiting for the GPU (median).", ""]
+    lines = [
+        f"# Per-kernel breakdown of fwd+bwd ({stamp['dims_name']} dims, batch 1)",
+        "",
+        f"{stamp['device']}, torch {stamp['torch']}, triton {stamp['triton']}, {stamp['dtype']}, "
+        f"{stamp['date']}. torch.profiler device time per call (ms); host: the forward call's "
+        "time on the CPU without waiting for the GPU (median).",
+        "",
+    ]
     for r in rows:
         if "error" in r:
             lines.append(f"- {r['backend']} L={r['L']}: {r['error']}")
             continue
         parts = ", ".join(f"{k} {v:.3g}" for k, v in r["kernels_ms"].items())
-        lines.append(f"- **{r['backend']}**, L = {r['L']}: GPU {r['gpu_total_ms']:.3g} ms ({parts}); "
-                     f"host (fwd call) {r['host_fwd_ms']:.3g} ms")
+        lines.append(
+            f"- **{r['backend']}**, L = {r['L']}: GPU {r['gpu_total_ms']:.3g} ms ({parts}); "
+            f"host (fwd call) {r['host_fwd_ms']:.3g} ms"
+        )
     Path(path).write_text("\n".join(lines) + "\n")
 
 
@@ -216,8 +238,13 @@ def _stamp(dims_name, dims, dtype_name):
     import triton
 
     return dict(
-        device=torch.cuda.get_device_name(), torch=torch.__version__, triton=triton.__version__,
-        python=platform.python_version(), dtype=dtype_name, dims_name=dims_name, dims=dims.__dict__,
+        device=torch.cuda.get_device_name(),
+        torch=torch.__version__,
+        triton=triton.__version__,
+        python=platform.python_version(),
+        dtype=dtype_name,
+        dims_name=dims_name,
+        dims=dims.__dict__,
         qk_features=dims.c + 3 * dims.p_q + dims.r_bias + 1,
         v_features=dims.c_v + 3 * dims.p_v + dims.r_pair * dims.c_z,
         date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -271,8 +298,11 @@ def write_plot(rows, stamp, path):
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, mode in zip(axes, ("fwd", "fwdbwd")):
         for backend in BACKENDS:
-            pts = sorted((r["L"], r["ms"]) for r in rows
-                         if r["backend"] == backend and r["mode"] == mode and r["B"] == 1 and "ms" in r)
+            pts = sorted(
+                (r["L"], r["ms"])
+                for r in rows
+                if r["backend"] == backend and r["mode"] == mode and r["B"] == 1 and "ms" in r
+            )
             if pts:
                 ax.loglog(*zip(*pts), marker="o", label=backend)
         ax.set_xlabel("L (residues), batch 1")
@@ -280,21 +310,33 @@ def write_plot(rows, stamp, path):
         ax.set_title("forward" if mode == "fwd" else "forward + backward")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
-    fig.suptitle(f"IPA attention, {stamp['device']}, {stamp['dtype']}, {stamp['dims_name']} dims, "
-                 f"torch {stamp['torch']}, triton {stamp['triton']}", fontsize=9)
+    fig.suptitle(
+        f"IPA attention, {stamp['device']}, {stamp['dtype']}, {stamp['dims_name']} dims, "
+        f"torch {stamp['torch']}, triton {stamp['triton']}",
+        fontsize=9,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="flashipa-bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--lengths", type=int, nargs="+", default=[2 ** i for i in range(7, 17)])
-    parser.add_argument("--token-budget", type=int, default=0,
-                        help="also time batch = budget // L at each length where that is > 1 (0: off)")
+    parser.add_argument("--lengths", type=int, nargs="+", default=[2**i for i in range(7, 17)])
+    parser.add_argument(
+        "--token-budget",
+        type=int,
+        default=0,
+        help="also time batch = budget // L at each length where that is > 1 (0: off)",
+    )
     parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=list(BACKENDS))
     parser.add_argument("--max-dense-length", type=int, default=4096, help="skip dense above this L")
-    parser.add_argument("--flex-lengths", type=int, nargs="*", default=None,
-                        help="lengths at which flex runs (default: all; each length compiles once)")
+    parser.add_argument(
+        "--flex-lengths",
+        type=int,
+        nargs="*",
+        default=None,
+        help="lengths at which flex runs (default: all; each length compiles once)",
+    )
     parser.add_argument("--dims", default="anchor", choices=list(DIMS))
     parser.add_argument("--dtype", default="bf16", choices=list(DTYPES))
     parser.add_argument("--modes", nargs="+", default=["fwd", "fwdbwd"], choices=["fwd", "fwdbwd"])
@@ -302,8 +344,13 @@ def main(argv=None):
     parser.add_argument("--repeat", type=int, default=10)
     parser.add_argument("--out", default="docs/benchmarks", help="folder for attention.{json,md,png}")
     parser.add_argument("--name", default="attention", help="file stem of the outputs")
-    parser.add_argument("--profile", type=int, nargs="*", default=[],
-                        help="lengths at which to write the per-kernel breakdown ({name}_kernels.*)")
+    parser.add_argument(
+        "--profile",
+        type=int,
+        nargs="*",
+        default=[],
+        help="lengths at which to write the per-kernel breakdown ({name}_kernels.*)",
+    )
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         raise SystemExit("flashipa-bench: needs a CUDA GPU (torch.cuda.is_available() is False)")

@@ -77,8 +77,24 @@ def quantise_columns(x, segments, vcol, tp):
     return xt, scale.contiguous()
 
 
-def operands_fp8(q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_weights, key_mask,
-                 cu_seqlens, max_seqlen, mode, block=64, seed=0):
+def operands_fp8(
+    q,
+    k,
+    v,
+    q_pts,
+    k_pts,
+    v_pts,
+    bias_q,
+    bias_k,
+    pair_k,
+    point_weights,
+    key_mask,
+    cu_seqlens,
+    max_seqlen,
+    mode,
+    block=64,
+    seed=0,
+):
     """Token-major inputs -> the FP8 kernel's operands (dict, names as in fp8_kernel.py) and dims."""
     if mode not in MODES:
         raise ValueError(f"kernels/flash_ipa/fp8.py: mode {mode!r} is not one of {MODES}")
@@ -86,8 +102,9 @@ def operands_fp8(q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_wei
     d = launch.dims(q, v, q_pts, v_pts, bias_q, pair_k)
     centres = launch.sequence_centres(k_pts, key_mask, cu_seqlens, max_seqlen)  # [S, 3]
     dot16 = q if q.dtype in (torch.bfloat16, torch.float16) else q.to(torch.bfloat16)  # points' dot dtype
-    base = launch.operands(dot16, q_pts, k_pts, v_pts, bias_q, bias_k, point_weights, key_mask, centres,
-                           cu_seqlens, max_seqlen, True)
+    base = launch.operands(
+        dot16, q_pts, k_pts, v_pts, bias_q, bias_k, point_weights, key_mask, centres, cu_seqlens, max_seqlen, True
+    )
     # padded tokens zeroed: their contents must not set any scale
     real = torch.ones(T, 1, 1, device=q.device) if key_mask is None else key_mask.view(T, 1, 1).float()
     qf = F.pad(q.float() * real, (0, d["C_PAD"] - C))  # [T, H, C_PAD]
@@ -99,20 +116,40 @@ def operands_fp8(q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_wei
     q8, sq = quantise_rows(qf, block if blocked else None)
     k8, sk = quantise_rows(kf, block if blocked else None)
     c = launch.token_centres(centres, cu_seqlens, T, max_seqlen)[:, None, None, :]  # [T, 1, 1, 3]
-    values = torch.cat([
-        F.pad(v.float(), (0, d["CV_PAD"] - d["CV"])),
-        F.pad((v_pts.float() - c).flatten(2), (0, d["PVW"] - d["PV3"])),
-        F.pad(pair_k.float().flatten(1), (0, d["RZ_PAD"] - d["RZ"]))[:, None, :].expand(T, H, d["RZ_PAD"]),
-    ], dim=-1) * real
+    values = (
+        torch.cat(
+            [
+                F.pad(v.float(), (0, d["CV_PAD"] - d["CV"])),
+                F.pad((v_pts.float() - c).flatten(2), (0, d["PVW"] - d["PV3"])),
+                F.pad(pair_k.float().flatten(1), (0, d["RZ_PAD"] - d["RZ"]))[:, None, :].expand(T, H, d["RZ_PAD"]),
+            ],
+            dim=-1,
+        )
+        * real
+    )
     values = F.pad(values, (0, triton.next_power_of_2(values.shape[-1]) - values.shape[-1]))  # [T, H, DV]
     cv, pvw = d["CV_PAD"], d["PVW"]
     segments = None if blocked else ((0, cv), (cv, cv + pvw), (cv + pvw, values.shape[-1]))
     vstart, vcol, tp = value_columns(cu_seqlens, T, max_seqlen)
     vt, sv = quantise_columns(values, segments, vcol, tp)
     sq = sq * (launch.W_L / math.sqrt(C) / math.log(2.0))
-    ops = dict(Q8=q8, SQ=sq.contiguous(), K8=k8, SK=sk, QH=base["QH"], QL=base["QL"], KH=base["KH"],
-               KL=base["KL"], KN=base["KN"], VT=vt, SV=sv, VSTART=vstart, VCOL=vcol, CENTRE=centres,
-               SPLIT=base["SPLIT"])
+    ops = dict(
+        Q8=q8,
+        SQ=sq.contiguous(),
+        K8=k8,
+        SK=sk,
+        QH=base["QH"],
+        QL=base["QL"],
+        KH=base["KH"],
+        KL=base["KL"],
+        KN=base["KN"],
+        VT=vt,
+        SV=sv,
+        VSTART=vstart,
+        VCOL=vcol,
+        CENTRE=centres,
+        SPLIT=base["SPLIT"],
+    )
     return ops, d
 
 
@@ -135,7 +172,8 @@ def _fwd_kernel():
         from flashipa_kernels.flash_ipa import fp8_kernel
 
         _kernel = triton.autotune(_configs(), key=["C_PAD", "CV", "PBW", "PV3", "RZ", "DV", "SPLIT", "L_BUCKET"])(
-            fp8_kernel._ipa_fwd_fp8_kernel)
+            fp8_kernel._ipa_fwd_fp8_kernel
+        )
     return _kernel
 
 
@@ -148,32 +186,90 @@ def forward(ops, d, cu_seqlens, max_seqlen, T, H, out_dtypes, device):
     dv = ops["VT"].shape[1]
     grid = lambda meta: (triton.cdiv(max_seqlen, meta["BLOCK_M"]), n_seq * H)  # noqa: E731
     _fwd_kernel()[grid](
-        ops["Q8"], ops["SQ"], ops["K8"], ops["SK"], ops["QH"], ops["QL"], ops["KH"], ops["KL"], ops["KN"],
-        ops["VT"], ops["SV"], ops["VSTART"], ops["CENTRE"], cu_seqlens, o, o_pts, o_pair,
-        H, T, ops["VT"].shape[2], max(1024, triton.next_power_of_2(max_seqlen)),
-        SPLIT=ops["SPLIT"], UPCAST=launch.INTERPRETED, C_PAD=d["C_PAD"], CV=d["CV"], CV_PAD=d["CV_PAD"],
-        PBW=d["PBW"], PV3=d["PV3"], PVW=d["PVW"], RZ=d["RZ"], DV=dv,
+        ops["Q8"],
+        ops["SQ"],
+        ops["K8"],
+        ops["SK"],
+        ops["QH"],
+        ops["QL"],
+        ops["KH"],
+        ops["KL"],
+        ops["KN"],
+        ops["VT"],
+        ops["SV"],
+        ops["VSTART"],
+        ops["CENTRE"],
+        cu_seqlens,
+        o,
+        o_pts,
+        o_pair,
+        H,
+        T,
+        ops["VT"].shape[2],
+        max(1024, triton.next_power_of_2(max_seqlen)),
+        SPLIT=ops["SPLIT"],
+        UPCAST=launch.INTERPRETED,
+        C_PAD=d["C_PAD"],
+        CV=d["CV"],
+        CV_PAD=d["CV_PAD"],
+        PBW=d["PBW"],
+        PV3=d["PV3"],
+        PVW=d["PVW"],
+        RZ=d["RZ"],
+        DV=dv,
     )
     return o, o_pts, o_pair
 
 
-def flash_ipa_attention_fp8(q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_weights,
-                            mask: Optional[torch.Tensor] = None, *, cu_seqlens=None, max_seqlen=None,
-                            mode="block_hadamard", block=64, seed=0):
+def flash_ipa_attention_fp8(
+    q,
+    k,
+    v,
+    q_pts,
+    k_pts,
+    v_pts,
+    bias_q,
+    bias_k,
+    pair_k,
+    point_weights,
+    mask: Optional[torch.Tensor] = None,
+    *,
+    cu_seqlens=None,
+    max_seqlen=None,
+    mode="block_hadamard",
+    block=64,
+    seed=0,
+):
     """`flash_ipa_attention`'s forward (same arguments and outputs) with e4m3 dots, inference only.
     mode: "block_hadamard" or "tensor" (module docstring); block: tokens per scale of q and k; seed: of
     the Hadamard rotation's signs. The point-bias operands take q's dtype (bf16 for float32 inputs)."""
     if torch.is_grad_enabled() and any(x.requires_grad for x in (q, k, v, q_pts, k_pts, v_pts)):
-        raise RuntimeError("kernels/flash_ipa/fp8.py: the FP8 forward has no backward; call it under "
-                           "torch.no_grad() (sampling) or use flash_ipa_attention")
+        raise RuntimeError(
+            "kernels/flash_ipa/fp8.py: the FP8 forward has no backward; call it under "
+            "torch.no_grad() (sampling) or use flash_ipa_attention"
+        )
     B, L, H = q.shape[:3]
     tokens, key_mask, cu_seqlens, max_seqlen = token_major(q, mask, cu_seqlens, max_seqlen)
     pw = point_weights.contiguous()
-    ops, d = operands_fp8(tokens(q), tokens(k), tokens(v), tokens(q_pts), tokens(k_pts), tokens(v_pts),
-                          tokens(bias_q), tokens(bias_k), tokens(pair_k), pw, key_mask, cu_seqlens, max_seqlen,
-                          mode, block, seed)
-    o, o_pts, o_pair = forward(ops, d, cu_seqlens, max_seqlen, B * L, H, (v.dtype, v_pts.dtype, pair_k.dtype),
-                               q.device)
+    ops, d = operands_fp8(
+        tokens(q),
+        tokens(k),
+        tokens(v),
+        tokens(q_pts),
+        tokens(k_pts),
+        tokens(v_pts),
+        tokens(bias_q),
+        tokens(bias_k),
+        tokens(pair_k),
+        pw,
+        key_mask,
+        cu_seqlens,
+        max_seqlen,
+        mode,
+        block,
+        seed,
+    )
+    o, o_pts, o_pair = forward(ops, d, cu_seqlens, max_seqlen, B * L, H, (v.dtype, v_pts.dtype, pair_k.dtype), q.device)
     return o.view(B, L, H, -1), o_pts.view(B, L, H, -1, 3), o_pair.view(B, L, H, *pair_k.shape[-2:])
 
 
@@ -194,5 +290,5 @@ def emulate(ops, d, T, H, round_p=True):
     vt = ops["VT"][:, :, ops["VCOL"]].to(f) * ops["SV"].to(f)[:, :, None]  # [H, DV, T]
     out = (p @ vt.transpose(1, 2) / l_sum).permute(1, 0, 2)  # [T, H, DV]
     cv, pvw = d["CV_PAD"], d["PVW"]
-    o_pts = out[..., cv:cv + d["PV3"]] + ops["CENTRE"].to(f)[0].repeat(d["PV3"] // 3)
-    return out[..., :d["CV"]], o_pts, out[..., cv + pvw:cv + pvw + d["RZ"]]
+    o_pts = out[..., cv : cv + d["PV3"]] + ops["CENTRE"].to(f)[0].repeat(d["PV3"] // 3)
+    return out[..., : d["CV"]], o_pts, out[..., cv + pvw : cv + pvw + d["RZ"]]

@@ -53,17 +53,43 @@ def _to_e4m3(x, UPCAST: tl.constexpr):
 
 @triton.jit
 def _fp8_step(
-    acc, m_i, l_i, q8, sq, qh, ql, K8, SK, KH, KL, KN, VT, h, H, T, TP, start, vstart, n, start_n,
-    MASKED: tl.constexpr, SPLIT: tl.constexpr, UPCAST: tl.constexpr,
-    C_PAD: tl.constexpr, PBW: tl.constexpr, DV: tl.constexpr, BLOCK_N: tl.constexpr,
+    acc,
+    m_i,
+    l_i,
+    q8,
+    sq,
+    qh,
+    ql,
+    K8,
+    SK,
+    KH,
+    KL,
+    KN,
+    VT,
+    h,
+    H,
+    T,
+    TP,
+    start,
+    vstart,
+    n,
+    start_n,
+    MASKED: tl.constexpr,
+    SPLIT: tl.constexpr,
+    UPCAST: tl.constexpr,
+    C_PAD: tl.constexpr,
+    PBW: tl.constexpr,
+    DV: tl.constexpr,
+    BLOCK_N: tl.constexpr,
 ):
     """One key tile of the online softmax; acc [BM, DV] float32."""
     offs_n = start_n + tl.arange(0, BLOCK_N)
     tok_n = start + offs_n
     row_n = offs_n < n
     c_pb = tl.arange(0, PBW)
-    k8 = _fp8_operand(_load_tile(K8 + h * C_PAD, tok_n, row_n, H * C_PAD, tl.arange(0, C_PAD), C_PAD, C_PAD,
-                                 MASKED, False), UPCAST)  # [BN, C_PAD]
+    k8 = _fp8_operand(
+        _load_tile(K8 + h * C_PAD, tok_n, row_n, H * C_PAD, tl.arange(0, C_PAD), C_PAD, C_PAD, MASKED, False), UPCAST
+    )  # [BN, C_PAD]
     sk = _load_row(SK + h * T, tok_n, row_n, 0.0, MASKED)  # [BN]
     kh = _load_tile(KH + h * PBW, tok_n, row_n, H * PBW, c_pb, PBW, PBW, MASKED, UPCAST)  # [BN, PBW]
     kn = _load_row(KN + h * T, tok_n, row_n, float("-inf"), MASKED)  # [BN]
@@ -91,13 +117,39 @@ def _fp8_step(
 
 @triton.jit
 def _ipa_fwd_fp8_kernel(
-    Q8, SQ, K8, SK, QH, QL, KH, KL, KN, VT, SV, VSTART, CENTRE, CU_SEQLENS,
-    O, OP, OZ,
-    H, T, TP, L_BUCKET,
-    SPLIT: tl.constexpr, UPCAST: tl.constexpr,
-    C_PAD: tl.constexpr, CV: tl.constexpr, CV_PAD: tl.constexpr, PBW: tl.constexpr,
-    PV3: tl.constexpr, PVW: tl.constexpr, RZ: tl.constexpr, DV: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    Q8,
+    SQ,
+    K8,
+    SK,
+    QH,
+    QL,
+    KH,
+    KL,
+    KN,
+    VT,
+    SV,
+    VSTART,
+    CENTRE,
+    CU_SEQLENS,
+    O,
+    OP,
+    OZ,
+    H,
+    T,
+    TP,
+    L_BUCKET,
+    SPLIT: tl.constexpr,
+    UPCAST: tl.constexpr,
+    C_PAD: tl.constexpr,
+    CV: tl.constexpr,
+    CV_PAD: tl.constexpr,
+    PBW: tl.constexpr,
+    PV3: tl.constexpr,
+    PVW: tl.constexpr,
+    RZ: tl.constexpr,
+    DV: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
 ):
     """One program: BLOCK_M queries of one sequence and one head, online softmax over all keys.
     L_BUCKET (unused here) is an autotune key."""
@@ -113,8 +165,9 @@ def _ipa_fwd_fp8_kernel(
     m_ok = offs_m < n
     tok_m = start + offs_m
     c_pb = tl.arange(0, PBW)
-    q8 = _fp8_operand(_load_tile(Q8 + h * C_PAD, tok_m, m_ok, H * C_PAD, tl.arange(0, C_PAD), C_PAD, C_PAD,
-                                 True, False), UPCAST)  # [BM, C_PAD]
+    q8 = _fp8_operand(
+        _load_tile(Q8 + h * C_PAD, tok_m, m_ok, H * C_PAD, tl.arange(0, C_PAD), C_PAD, C_PAD, True, False), UPCAST
+    )  # [BM, C_PAD]
     sq = tl.load(SQ + h * T + tok_m, mask=m_ok, other=0.0)  # [BM]
     qh = _load_tile(QH + h * PBW, tok_m, m_ok, H * PBW, c_pb, PBW, PBW, True, UPCAST)  # [BM, PBW]
     ql = qh
@@ -126,11 +179,67 @@ def _ipa_fwd_fp8_kernel(
     acc = tl.zeros([BLOCK_M, DV], tl.float32)
     n_full = (n // BLOCK_N) * BLOCK_N
     for start_n in range(0, n_full, BLOCK_N):
-        acc, m_i, l_i = _fp8_step(acc, m_i, l_i, q8, sq, qh, ql, K8, SK, KH, KL, KN, VT, h, H, T, TP,
-                                  start, vstart, n, start_n, False, SPLIT, UPCAST, C_PAD, PBW, DV, BLOCK_N)
+        acc, m_i, l_i = _fp8_step(
+            acc,
+            m_i,
+            l_i,
+            q8,
+            sq,
+            qh,
+            ql,
+            K8,
+            SK,
+            KH,
+            KL,
+            KN,
+            VT,
+            h,
+            H,
+            T,
+            TP,
+            start,
+            vstart,
+            n,
+            start_n,
+            False,
+            SPLIT,
+            UPCAST,
+            C_PAD,
+            PBW,
+            DV,
+            BLOCK_N,
+        )
     if n_full < n:
-        acc, m_i, l_i = _fp8_step(acc, m_i, l_i, q8, sq, qh, ql, K8, SK, KH, KL, KN, VT, h, H, T, TP,
-                                  start, vstart, n, n_full, True, SPLIT, UPCAST, C_PAD, PBW, DV, BLOCK_N)
+        acc, m_i, l_i = _fp8_step(
+            acc,
+            m_i,
+            l_i,
+            q8,
+            sq,
+            qh,
+            ql,
+            K8,
+            SK,
+            KH,
+            KL,
+            KN,
+            VT,
+            h,
+            H,
+            T,
+            TP,
+            start,
+            vstart,
+            n,
+            n_full,
+            True,
+            SPLIT,
+            UPCAST,
+            C_PAD,
+            PBW,
+            DV,
+            BLOCK_N,
+        )
 
     # a real query (its own KN is finite) with at least one real key
     q_ok = m_ok & (tl.load(KN + h * T + tok_m, mask=m_ok, other=float("-inf")) > float("-inf")) & (l_i > 0.0)
@@ -139,13 +248,22 @@ def _ipa_fwd_fp8_kernel(
     out = acc * inv_l[:, None] * tl.load(SV + h * DV + c_dv)[None, :]  # [BM, DV]
     rows = m_ok[:, None]
     # columns [0, CV) -> O, [CV_PAD, CV_PAD + PV3) -> OP (plus the centre), [CV_PAD + PVW, + RZ) -> OZ
-    tl.store(O + h * CV + tok_m[:, None] * (H * CV) + tl.minimum(c_dv, CV - 1)[None, :],
-             out.to(O.dtype.element_ty), mask=rows & (c_dv[None, :] < CV))
+    tl.store(
+        O + h * CV + tok_m[:, None] * (H * CV) + tl.minimum(c_dv, CV - 1)[None, :],
+        out.to(O.dtype.element_ty),
+        mask=rows & (c_dv[None, :] < CV),
+    )
     c_p = tl.maximum(c_dv - CV_PAD, 0)
     centre = tl.load(CENTRE + seq * 3 + c_p % 3)  # [DV]
     op = tl.where(q_ok[:, None], out + centre[None, :], 0.0)
-    tl.store(OP + h * PV3 + tok_m[:, None] * (H * PV3) + tl.minimum(c_p, PV3 - 1)[None, :],
-             op.to(OP.dtype.element_ty), mask=rows & (c_dv[None, :] >= CV_PAD) & (c_dv[None, :] < CV_PAD + PV3))
+    tl.store(
+        OP + h * PV3 + tok_m[:, None] * (H * PV3) + tl.minimum(c_p, PV3 - 1)[None, :],
+        op.to(OP.dtype.element_ty),
+        mask=rows & (c_dv[None, :] >= CV_PAD) & (c_dv[None, :] < CV_PAD + PV3),
+    )
     c_z = tl.maximum(c_dv - CV_PAD - PVW, 0)
-    tl.store(OZ + h * RZ + tok_m[:, None] * (H * RZ) + tl.minimum(c_z, RZ - 1)[None, :],
-             out.to(OZ.dtype.element_ty), mask=rows & (c_dv[None, :] >= CV_PAD + PVW) & (c_z[None, :] < RZ))
+    tl.store(
+        OZ + h * RZ + tok_m[:, None] * (H * RZ) + tl.minimum(c_z, RZ - 1)[None, :],
+        out.to(OZ.dtype.element_ty),
+        mask=rows & (c_dv[None, :] >= CV_PAD + PVW) & (c_z[None, :] < RZ),
+    )

@@ -38,8 +38,10 @@ def _configs(triples, rows_first):
         return [triton.Config({"BLOCK_M": 32, "BLOCK_N": 32}, num_warps=4, num_stages=1)]
     configs = [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=8, num_stages=s) for bm, bn, s in triples]
     rows, cols = (64, 32) if rows_first else (32, 64)
-    return configs + [triton.Config({"BLOCK_M": rows, "BLOCK_N": cols}, num_warps=4, num_stages=1),
-                      triton.Config({"BLOCK_M": 32, "BLOCK_N": 32}, num_warps=2, num_stages=1)]
+    return configs + [
+        triton.Config({"BLOCK_M": rows, "BLOCK_N": cols}, num_warps=4, num_stages=1),
+        triton.Config({"BLOCK_M": 32, "BLOCK_N": 32}, num_warps=2, num_stages=1),
+    ]
 
 
 def _prune_configs(configs, named_args, **kwargs):
@@ -85,8 +87,19 @@ def dims(q, v, q_pts, v_pts, bias_q, pair_k):
     P3, PV3 = 3 * q_pts.shape[-2], 3 * v_pts.shape[-2]
     RB = bias_q.shape[-1]
     RZ = pair_k.shape[-2] * pair_k.shape[-1]
-    return dict(C=C, C_PAD=_pad(C), CV=CV, CV_PAD=_pad(CV), P3=P3, RB=RB, PBW=_pad(P3 + RB),
-                PV3=PV3, PVW=_pad(PV3), RZ=RZ, RZ_PAD=_pad(RZ))
+    return dict(
+        C=C,
+        C_PAD=_pad(C),
+        CV=CV,
+        CV_PAD=_pad(CV),
+        P3=P3,
+        RB=RB,
+        PBW=_pad(P3 + RB),
+        PV3=PV3,
+        PVW=_pad(PV3),
+        RZ=RZ,
+        RZ_PAD=_pad(RZ),
+    )
 
 
 def sequence_centres(k_pts, key_mask, cu_seqlens, max_seqlen):
@@ -129,8 +142,9 @@ def token_centres(centres, cu_seqlens, T, max_seqlen):
     return centres[seq]
 
 
-def operands(q, q_pts, k_pts, v_pts, bias_q, bias_k, point_weights, key_mask, centres, cu_seqlens,
-             max_seqlen, allow_tf32):
+def operands(
+    q, q_pts, k_pts, v_pts, bias_q, bias_k, point_weights, key_mask, centres, cu_seqlens, max_seqlen, allow_tf32
+):
     """The kernels' operands that are not inputs as they are (layout in triton_kernels.py), written
     once per call (O(L)) by one kernel (prep_kernel.py). Dots run in q's dtype; the point-bias operands
     are split hi + lo except for exact float32 dots.
@@ -153,12 +167,43 @@ def operands(q, q_pts, k_pts, v_pts, bias_q, bias_k, point_weights, key_mask, ce
     block = 32 if INTERPRETED else 64
     log2e = 1.0 / math.log(2.0)
     prep_kernel._ipa_prep_kernel[(triton.cdiv(T, block), H)](
-        q, q_pts, k_pts, v_pts, bias_q, bias_k, point_weights, centres, cu_seqlens,
+        q,
+        q_pts,
+        k_pts,
+        v_pts,
+        bias_q,
+        bias_k,
+        point_weights,
+        centres,
+        cu_seqlens,
         cu_seqlens if key_mask is None else key_mask,
-        qs, qh, ql, kh, kl, kn, knorm, vpc, T, H, max_seqlen, n_seq, W_L / math.sqrt(C) * log2e, W_L * log2e,
-        HAS_MASK=key_mask is not None, SPLIT=split, UNIFORM=T == n_seq * max_seqlen,
-        SEARCH_STEPS=max(1, (n_seq - 1).bit_length()), RNE_BITS=INTERPRETED and dt == torch.bfloat16, C=C, C_PAD=_pad(C), P3=P3, RB=RB, PBW=pbw,
-        PV3=PV3, PVW=pvw, BLOCK_T=block,
+        qs,
+        qh,
+        ql,
+        kh,
+        kl,
+        kn,
+        knorm,
+        vpc,
+        T,
+        H,
+        max_seqlen,
+        n_seq,
+        W_L / math.sqrt(C) * log2e,
+        W_L * log2e,
+        HAS_MASK=key_mask is not None,
+        SPLIT=split,
+        UNIFORM=T == n_seq * max_seqlen,
+        SEARCH_STEPS=max(1, (n_seq - 1).bit_length()),
+        RNE_BITS=INTERPRETED and dt == torch.bfloat16,
+        C=C,
+        C_PAD=_pad(C),
+        P3=P3,
+        RB=RB,
+        PBW=pbw,
+        PV3=PV3,
+        PVW=pvw,
+        BLOCK_T=block,
     )
     return dict(QS=qs, QH=qh, QL=ql, KH=kh, KL=kl, KN=kn, KNORM=knorm, VPC=vpc, SPLIT=split)
 
@@ -193,8 +238,9 @@ def _grid(block_key, max_seqlen, n_seq, H):
     return lambda meta: (triton.cdiv(max_seqlen, meta[block_key]), n_seq * H)
 
 
-def forward(q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_weights,
-            key_mask, cu_seqlens, max_seqlen, allow_tf32):
+def forward(
+    q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_weights, key_mask, cu_seqlens, max_seqlen, allow_tf32
+):
     """Launch the forward kernel on token-major tensors ([T, H, ...], pair_k [T, R, C_z]).
 
     Returns o [T, H, CV], o_pts [T, H, PV3], o_pair [T, H, RZ], o_pts_centred [T, H, PV3] float32
@@ -210,18 +256,60 @@ def forward(q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_weights,
     o_pair = torch.empty(T, H, d["RZ"], dtype=pair_k.dtype, device=q.device)
     lse = torch.empty(H, T, dtype=torch.float32, device=q.device)
     k, v, pair_k = _as_dot_dtype(q.dtype, k, v, pair_k)
-    ops = operands(q, q_pts, k_pts, v_pts, bias_q, bias_k, point_weights, key_mask, centres, cu_seqlens,
-                   max_seqlen, allow_tf32)
+    ops = operands(
+        q, q_pts, k_pts, v_pts, bias_q, bias_k, point_weights, key_mask, centres, cu_seqlens, max_seqlen, allow_tf32
+    )
     _fwd[_grid("BLOCK_M", max_seqlen, n_seq, H)](
-        ops["QS"], k, v, ops["QH"], ops["QL"], ops["KH"], ops["KL"], ops["KN"], ops["VPC"], pair_k, centres,
-        cu_seqlens, o, o_pts, o_pts_c, o_pair, lse, H, T,
-        SPLIT=ops["SPLIT"], **_flags(q.dtype, allow_tf32, max_seqlen), **d,
+        ops["QS"],
+        k,
+        v,
+        ops["QH"],
+        ops["QL"],
+        ops["KH"],
+        ops["KL"],
+        ops["KN"],
+        ops["VPC"],
+        pair_k,
+        centres,
+        cu_seqlens,
+        o,
+        o_pts,
+        o_pts_c,
+        o_pair,
+        lse,
+        H,
+        T,
+        SPLIT=ops["SPLIT"],
+        **_flags(q.dtype, allow_tf32, max_seqlen),
+        **d,
     )
     return o, o_pts, o_pair, o_pts_c, lse, centres
 
 
-def backward(do, do_pts, do_pair, q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_weights,
-             key_mask, cu_seqlens, max_seqlen, allow_tf32, o, o_pts_c, o_pair, lse, centres):
+def backward(
+    do,
+    do_pts,
+    do_pair,
+    q,
+    k,
+    v,
+    q_pts,
+    k_pts,
+    v_pts,
+    bias_q,
+    bias_k,
+    pair_k,
+    point_weights,
+    key_mask,
+    cu_seqlens,
+    max_seqlen,
+    allow_tf32,
+    o,
+    o_pts_c,
+    o_pair,
+    lse,
+    centres,
+):
     """Launch Delta preprocess, dK, dV and dQ kernels; returns the gradients of the ten inputs."""
     T, H = q.shape[:2]
     d = dims(q, v, q_pts, v_pts, bias_q, pair_k)
@@ -230,8 +318,21 @@ def backward(do, do_pts, do_pair, q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, 
     delta = torch.empty(H, T, dtype=torch.float32, device=dev)
     block = 32 if INTERPRETED else 64
     tk._ipa_bwd_preprocess_kernel[(triton.cdiv(T, block), H)](
-        o, o_pts_c, o_pair, do, do_pts, do_pair, delta, H, T,
-        CV=d["CV"], CV_PAD=d["CV_PAD"], PV3=d["PV3"], PV3_PAD=d["PVW"], RZ=d["RZ"], RZ_PAD=d["RZ_PAD"],
+        o,
+        o_pts_c,
+        o_pair,
+        do,
+        do_pts,
+        do_pair,
+        delta,
+        H,
+        T,
+        CV=d["CV"],
+        CV_PAD=d["CV_PAD"],
+        PV3=d["PV3"],
+        PV3_PAD=d["PVW"],
+        RZ=d["RZ"],
+        RZ_PAD=d["RZ_PAD"],
         BLOCK_M=block,
     )
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
@@ -242,19 +343,70 @@ def backward(do, do_pts, do_pair, q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, 
     k, v, pair_k, do, do_pts, do_pair = _as_dot_dtype(q.dtype, k, v, pair_k, do, do_pts, do_pair)
     dpw_q = torch.empty(H, T, dtype=torch.float32, device=dev)
     # the forward's operands again (cheaper than keeping them)
-    ops = operands(q, q_pts, k_pts, v_pts, bias_q, bias_k, point_weights, key_mask, centres, cu_seqlens,
-                   max_seqlen, allow_tf32)
+    ops = operands(
+        q, q_pts, k_pts, v_pts, bias_q, bias_k, point_weights, key_mask, centres, cu_seqlens, max_seqlen, allow_tf32
+    )
     flags = dict(SPLIT=ops["SPLIT"], **_flags(q.dtype, allow_tf32, max_seqlen), **d)
     qs, qh, ql, kh, kl, kn = (ops[n] for n in ("QS", "QH", "QL", "KH", "KL", "KN"))
     grid_k = _grid("BLOCK_N", max_seqlen, n_seq, H)
-    _dk[grid_k](qs, k, v, qh, ql, kh, kl, kn, ops["VPC"], pair_k, point_weights, cu_seqlens,
-                do, do_pts, do_pair, lse, delta, dk, dk_pts, dbias_k, H, T, **flags)
-    _dv[grid_k](qs, k, qh, ql, kh, kl, kn, cu_seqlens, do, do_pts, do_pair, lse,
-                dv, dv_pts, dpair_k_heads, H, T, **flags)
+    _dk[grid_k](
+        qs,
+        k,
+        v,
+        qh,
+        ql,
+        kh,
+        kl,
+        kn,
+        ops["VPC"],
+        pair_k,
+        point_weights,
+        cu_seqlens,
+        do,
+        do_pts,
+        do_pair,
+        lse,
+        delta,
+        dk,
+        dk_pts,
+        dbias_k,
+        H,
+        T,
+        **flags,
+    )
+    _dv[grid_k](
+        qs, k, qh, ql, kh, kl, kn, cu_seqlens, do, do_pts, do_pair, lse, dv, dv_pts, dpair_k_heads, H, T, **flags
+    )
     _dq[_grid("BLOCK_M", max_seqlen, n_seq, H)](
-        qs, k, v, qh, ql, kh, kl, kn, ops["KNORM"], ops["VPC"], q_pts, pair_k, point_weights, centres,
-        cu_seqlens, do, do_pts, do_pair, lse, delta, dq, dq_pts, dbias_q, dpw_q,
-        H, T, scalar_scale=W_L / math.sqrt(d["C"]), bias_scale=W_L, **flags,
+        qs,
+        k,
+        v,
+        qh,
+        ql,
+        kh,
+        kl,
+        kn,
+        ops["KNORM"],
+        ops["VPC"],
+        q_pts,
+        pair_k,
+        point_weights,
+        centres,
+        cu_seqlens,
+        do,
+        do_pts,
+        do_pair,
+        lse,
+        delta,
+        dq,
+        dq_pts,
+        dbias_q,
+        dpw_q,
+        H,
+        T,
+        scalar_scale=W_L / math.sqrt(d["C"]),
+        bias_scale=W_L,
+        **flags,
     )
     dpair_k = dpair_k_heads.sum(dim=1).view(pair_k.shape).to(pair_k_dtype)
     dpw = dpw_q.sum(dim=1, dtype=torch.float64).to(point_weights.dtype)  # [H]

@@ -50,8 +50,21 @@ def kernel_squared_distances(q_pts, k_pts, key_index, point_weight, dtype, allow
     pw = torch.full((H,), point_weight, dtype=dtype, device=dev)
     cu_seqlens = torch.tensor([0, L], dtype=torch.int32, device=dev)
     _, _, _, _, lse, centres = op.attention_fwd(
-        q, q.clone(), v, per_head(q_pts), per_head(k_pts), per_head(k_pts[:, :1]), bias_q, bias_k, pair_k,
-        pw, None, cu_seqlens, L, allow_tf32)
+        q,
+        q.clone(),
+        v,
+        per_head(q_pts),
+        per_head(k_pts),
+        per_head(k_pts[:, :1]),
+        bias_q,
+        bias_k,
+        pair_k,
+        pw,
+        None,
+        cu_seqlens,
+        L,
+        allow_tf32,
+    )
     logits = lse.t().double().cpu() * math.log(2.0)  # [L, K], natural units
     q_c = q_pts.float().double().cpu() - centres[0].double().cpu()
     return q_c.square().sum(dim=(1, 2))[:, None] - 2.0 * logits / float(pw[0])

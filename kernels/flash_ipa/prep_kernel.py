@@ -60,27 +60,62 @@ def _sequence_of(tok, CU_SEQLENS, max_seqlen, n_seq, UNIFORM: tl.constexpr, SEAR
 
 
 @triton.jit
-def _point_bias_row(PTS, BIAS, tok, ok, c, h, H, pts_scale, bias_scale,
-                    P3: tl.constexpr, RB: tl.constexpr, PBW: tl.constexpr):
+def _point_bias_row(
+    PTS, BIAS, tok, ok, c, h, H, pts_scale, bias_scale, P3: tl.constexpr, RB: tl.constexpr, PBW: tl.constexpr
+):
     """[BT, PBW] float32: [pts_scale (pts - c), bias_scale bias, 0 ...] of head h."""
     col = tl.arange(0, PBW)[None, :]
     rows = ok[:, None]
-    pts = tl.load(PTS + tok[:, None] * (H * P3) + h * P3 + tl.minimum(col, P3 - 1),
-                  mask=rows & (col < P3), other=0.0).to(tl.float32)
-    bias = tl.load(BIAS + tok[:, None] * (H * RB) + h * RB + tl.minimum(tl.maximum(col - P3, 0), RB - 1),
-                   mask=rows & (col >= P3) & (col < P3 + RB), other=0.0).to(tl.float32)
+    pts = tl.load(
+        PTS + tok[:, None] * (H * P3) + h * P3 + tl.minimum(col, P3 - 1), mask=rows & (col < P3), other=0.0
+    ).to(tl.float32)
+    bias = tl.load(
+        BIAS + tok[:, None] * (H * RB) + h * RB + tl.minimum(tl.maximum(col - P3, 0), RB - 1),
+        mask=rows & (col >= P3) & (col < P3 + RB),
+        other=0.0,
+    ).to(tl.float32)
     return tl.where(col < P3, (pts - c) * pts_scale, bias * bias_scale)
 
 
 @triton.jit
 def _ipa_prep_kernel(
-    Q, QPTS, KPTS, VPTS, BQ, BK, PW, CENTRE, CU_SEQLENS, KMASK,
-    QS, QH, QL, KH, KL, KN, KNORM, VPC,
-    T, H, max_seqlen, n_seq, qs_scale, bias_scale,
-    HAS_MASK: tl.constexpr, SPLIT: tl.constexpr, UNIFORM: tl.constexpr, SEARCH_STEPS: tl.constexpr,
+    Q,
+    QPTS,
+    KPTS,
+    VPTS,
+    BQ,
+    BK,
+    PW,
+    CENTRE,
+    CU_SEQLENS,
+    KMASK,
+    QS,
+    QH,
+    QL,
+    KH,
+    KL,
+    KN,
+    KNORM,
+    VPC,
+    T,
+    H,
+    max_seqlen,
+    n_seq,
+    qs_scale,
+    bias_scale,
+    HAS_MASK: tl.constexpr,
+    SPLIT: tl.constexpr,
+    UNIFORM: tl.constexpr,
+    SEARCH_STEPS: tl.constexpr,
     RNE_BITS: tl.constexpr,
-    C: tl.constexpr, C_PAD: tl.constexpr, P3: tl.constexpr, RB: tl.constexpr, PBW: tl.constexpr,
-    PV3: tl.constexpr, PVW: tl.constexpr, BLOCK_T: tl.constexpr,
+    C: tl.constexpr,
+    C_PAD: tl.constexpr,
+    P3: tl.constexpr,
+    RB: tl.constexpr,
+    PBW: tl.constexpr,
+    PV3: tl.constexpr,
+    PVW: tl.constexpr,
+    BLOCK_T: tl.constexpr,
 ):
     DT = QH.dtype.element_ty
     tok = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
@@ -92,8 +127,7 @@ def _ipa_prep_kernel(
 
     c_qk = tl.arange(0, C_PAD)[None, :]
     q = tl.load(Q + tok[:, None] * (H * C) + h * C + c_qk, mask=rows & (c_qk < C), other=0.0).to(tl.float32)
-    tl.store(QS + tok[:, None] * (H * C) + h * C + c_qk, _to(q * qs_scale, DT, RNE_BITS),
-             mask=rows & (c_qk < C))
+    tl.store(QS + tok[:, None] * (H * C) + h * C + c_qk, _to(q * qs_scale, DT, RNE_BITS), mask=rows & (c_qk < C))
 
     c_pb = tl.arange(0, PBW)[None, :]
     centre = tl.load(CENTRE + seq[:, None] * 3 + c_pb % 3, mask=rows, other=0.0)  # [BT, PBW]
@@ -118,7 +152,11 @@ def _ipa_prep_kernel(
 
     c_pv = tl.arange(0, PVW)[None, :]
     vc = tl.load(CENTRE + seq[:, None] * 3 + c_pv % 3, mask=rows, other=0.0)
-    vp = tl.load(VPTS + tok[:, None] * (H * PV3) + h * PV3 + tl.minimum(c_pv, PV3 - 1),
-                 mask=rows & (c_pv < PV3), other=0.0).to(tl.float32)
-    tl.store(VPC + tok[:, None] * (H * PVW) + h * PVW + c_pv, _to(tl.where(c_pv < PV3, vp - vc, 0.0), DT, RNE_BITS),
-             mask=rows)
+    vp = tl.load(
+        VPTS + tok[:, None] * (H * PV3) + h * PV3 + tl.minimum(c_pv, PV3 - 1), mask=rows & (c_pv < PV3), other=0.0
+    ).to(tl.float32)
+    tl.store(
+        VPC + tok[:, None] * (H * PVW) + h * PVW + c_pv,
+        _to(tl.where(c_pv < PV3, vp - vc, 0.0), DT, RNE_BITS),
+        mask=rows,
+    )

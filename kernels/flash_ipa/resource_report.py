@@ -23,10 +23,8 @@ from triton.compiler import ASTSource
 
 from flashipa_kernels.flash_ipa import triton_kernels as tk
 
-ANCHOR_DIMS = dict(C=128, C_PAD=128, CV=128, CV_PAD=128, P3=24, RB=2, PBW=32, PV3=36, PVW=64,
-                   RZ=64, RZ_PAD=64)
-FP32_ARGS = {"LSE", "DELTA", "OPC", "CENTRE", "DPK_H", "DPW_Q", "PW", "KN", "KNORM", "QP", "OP", "DKP",
-             "DQP", "DVP"}
+ANCHOR_DIMS = dict(C=128, C_PAD=128, CV=128, CV_PAD=128, P3=24, RB=2, PBW=32, PV3=36, PVW=64, RZ=64, RZ_PAD=64)
+FP32_ARGS = {"LSE", "DELTA", "OPC", "CENTRE", "DPK_H", "DPW_Q", "PW", "KN", "KNORM", "QP", "OP", "DKP", "DQP", "DVP"}
 KERNELS = {
     "fwd": tk._ipa_fwd_kernel,
     "dk": tk._ipa_bwd_dk_kernel,
@@ -55,14 +53,14 @@ def _signature(fn, constexprs):
 
 def report(name, block_m, block_n, num_warps, num_stages):
     fn = KERNELS[name]
-    constexprs = dict(ANCHOR_DIMS, SPLIT=True, PRECISION="tf32", UPCAST=False, BLOCK_M=block_m,
-                      BLOCK_N=block_n)
+    constexprs = dict(ANCHOR_DIMS, SPLIT=True, PRECISION="tf32", UPCAST=False, BLOCK_M=block_m, BLOCK_N=block_n)
     signature = _signature(fn, constexprs)
-    aligned = {(i,): [["tt.divisibility", 16]] for i, arg in enumerate(fn.arg_names)
-               if signature[arg].startswith("*")}
-    kernel = triton.compile(ASTSource(fn, signature, constexprs, aligned),
-                            target=GPUTarget("cuda", 90, 32),
-                            options=dict(num_warps=num_warps, num_stages=num_stages))
+    aligned = {(i,): [["tt.divisibility", 16]] for i, arg in enumerate(fn.arg_names) if signature[arg].startswith("*")}
+    kernel = triton.compile(
+        ASTSource(fn, signature, constexprs, aligned),
+        target=GPUTarget("cuda", 90, 32),
+        options=dict(num_warps=num_warps, num_stages=num_stages),
+    )
     cuobjdump = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
     with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
         f.write(kernel.asm["cubin"])
@@ -71,13 +69,14 @@ def report(name, block_m, block_n, num_warps, num_stages):
         sass = subprocess.run([cuobjdump, "-sass", f.name], capture_output=True, text=True).stdout
     regs = next((line.strip() for line in usage.splitlines() if "REG:" in line), "?")
     # wgmma layouts: warpsPerCTA [rows, cols]; 16 rows per warp along the rows
-    layouts = re.findall(r"versionMajor = 3, versionMinor = 0, warpsPerCTA = \[(\d+), (\d+)\]",
-                         kernel.asm["ttgir"])
+    layouts = re.findall(r"versionMajor = 3, versionMinor = 0, warpsPerCTA = \[(\d+), (\d+)\]", kernel.asm["ttgir"])
     row_tile = block_n if name in ("dk", "dv") else block_m
     rows_ok = all(16 * int(rows) == row_tile for rows, _ in layouts)
-    return (f"{name} {(block_m, block_n, num_warps, num_stages)} smem {kernel.metadata.shared} {regs} "
-            f"HGMMA {sass.count('HGMMA')} HMMA {sass.count('HMMA')} LDL {sass.count('LDL')} "
-            f"wgmma warps {sorted(set(layouts))} rows ok {rows_ok}")
+    return (
+        f"{name} {(block_m, block_n, num_warps, num_stages)} smem {kernel.metadata.shared} {regs} "
+        f"HGMMA {sass.count('HGMMA')} HMMA {sass.count('HMMA')} LDL {sass.count('LDL')} "
+        f"wgmma warps {sorted(set(layouts))} rows ok {rows_ok}"
+    )
 
 
 def main(argv=None):

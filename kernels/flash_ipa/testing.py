@@ -23,8 +23,7 @@ class IPADims:
     c_z: int  # pair-value channels
 
 
-def random_ipa_inputs(B, L, dims, dtype=torch.float32, device="cpu", point_scale=3.0, point_offset=0.0,
-                      generator=None):
+def random_ipa_inputs(B, L, dims, dtype=torch.float32, device="cpu", point_scale=3.0, point_offset=0.0, generator=None):
     """Fresh random inputs of `ipa_attention_core`, in the order of INPUT_NAMES.
 
     Points are N(0, point_scale^2) per coordinate plus `point_offset` (Angstrom) on every coordinate,

@@ -71,8 +71,9 @@ def _split_dot(a, b, acc, DT: tl.constexpr, UPCAST: tl.constexpr, PRECISION: tl.
 
 
 @triton.jit
-def _load_tile(ptr, tok, row_ok, stride_tok, col, ncol: tl.constexpr, PAD: tl.constexpr,
-               ROWS: tl.constexpr, UPCAST: tl.constexpr):
+def _load_tile(
+    ptr, tok, row_ok, stride_tok, col, ncol: tl.constexpr, PAD: tl.constexpr, ROWS: tl.constexpr, UPCAST: tl.constexpr
+):
     """[ROWS, PAD] tile of a token-major tensor as a dot operand. Masked on rows only when ROWS (a
     partial tile), on columns only when ncol < PAD; zero where masked."""
     ptrs = ptr + tok[:, None] * stride_tok + col[None, :]
@@ -128,11 +129,40 @@ def _sequence_bounds(CU_SEQLENS, seq):
 
 @triton.jit
 def _fwd_step(
-    acc_v, acc_p, acc_z, m_i, l_i, q_s, qh, ql,
-    K, KH, KL, KN, V, VPC, PK, h, H, T, start, n, start_n,
-    MASKED: tl.constexpr, SPLIT: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
-    C: tl.constexpr, C_PAD: tl.constexpr, CV: tl.constexpr, CV_PAD: tl.constexpr, PBW: tl.constexpr,
-    PVW: tl.constexpr, RZ: tl.constexpr, RZ_PAD: tl.constexpr, BLOCK_N: tl.constexpr,
+    acc_v,
+    acc_p,
+    acc_z,
+    m_i,
+    l_i,
+    q_s,
+    qh,
+    ql,
+    K,
+    KH,
+    KL,
+    KN,
+    V,
+    VPC,
+    PK,
+    h,
+    H,
+    T,
+    start,
+    n,
+    start_n,
+    MASKED: tl.constexpr,
+    SPLIT: tl.constexpr,
+    PRECISION: tl.constexpr,
+    UPCAST: tl.constexpr,
+    C: tl.constexpr,
+    C_PAD: tl.constexpr,
+    CV: tl.constexpr,
+    CV_PAD: tl.constexpr,
+    PBW: tl.constexpr,
+    PVW: tl.constexpr,
+    RZ: tl.constexpr,
+    RZ_PAD: tl.constexpr,
+    BLOCK_N: tl.constexpr,
 ):
     """One key tile of the forward's online softmax."""
     DT = K.dtype.element_ty
@@ -165,13 +195,42 @@ def _fwd_step(
 
 @triton.jit
 def _ipa_fwd_kernel(
-    QS, K, V, QH, QL, KH, KL, KN, VPC, PK, CENTRE, CU_SEQLENS,
-    O, OP, OPC, OZ, LSE,
-    H, T, L_BUCKET,
-    SPLIT: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
-    C: tl.constexpr, C_PAD: tl.constexpr, CV: tl.constexpr, CV_PAD: tl.constexpr,
-    P3: tl.constexpr, RB: tl.constexpr, PBW: tl.constexpr, PV3: tl.constexpr, PVW: tl.constexpr,
-    RZ: tl.constexpr, RZ_PAD: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    QS,
+    K,
+    V,
+    QH,
+    QL,
+    KH,
+    KL,
+    KN,
+    VPC,
+    PK,
+    CENTRE,
+    CU_SEQLENS,
+    O,
+    OP,
+    OPC,
+    OZ,
+    LSE,
+    H,
+    T,
+    L_BUCKET,
+    SPLIT: tl.constexpr,
+    PRECISION: tl.constexpr,
+    UPCAST: tl.constexpr,
+    C: tl.constexpr,
+    C_PAD: tl.constexpr,
+    CV: tl.constexpr,
+    CV_PAD: tl.constexpr,
+    P3: tl.constexpr,
+    RB: tl.constexpr,
+    PBW: tl.constexpr,
+    PV3: tl.constexpr,
+    PVW: tl.constexpr,
+    RZ: tl.constexpr,
+    RZ_PAD: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
 ):
     """One program: BLOCK_M queries of one sequence and one head, online softmax over all keys.
     L_BUCKET (unused here) is an autotune key."""
@@ -205,12 +264,78 @@ def _ipa_fwd_kernel(
     n_full = (n // BLOCK_N) * BLOCK_N
     for start_n in range(0, n_full, BLOCK_N):
         acc_v, acc_p, acc_z, m_i, l_i = _fwd_step(
-            acc_v, acc_p, acc_z, m_i, l_i, q_s, qh, ql, K, KH, KL, KN, V, VPC, PK, h, H, T, start, n, start_n,
-            False, SPLIT, PRECISION, UPCAST, C, C_PAD, CV, CV_PAD, PBW, PVW, RZ, RZ_PAD, BLOCK_N)
+            acc_v,
+            acc_p,
+            acc_z,
+            m_i,
+            l_i,
+            q_s,
+            qh,
+            ql,
+            K,
+            KH,
+            KL,
+            KN,
+            V,
+            VPC,
+            PK,
+            h,
+            H,
+            T,
+            start,
+            n,
+            start_n,
+            False,
+            SPLIT,
+            PRECISION,
+            UPCAST,
+            C,
+            C_PAD,
+            CV,
+            CV_PAD,
+            PBW,
+            PVW,
+            RZ,
+            RZ_PAD,
+            BLOCK_N,
+        )
     if n_full < n:
         acc_v, acc_p, acc_z, m_i, l_i = _fwd_step(
-            acc_v, acc_p, acc_z, m_i, l_i, q_s, qh, ql, K, KH, KL, KN, V, VPC, PK, h, H, T, start, n, n_full,
-            True, SPLIT, PRECISION, UPCAST, C, C_PAD, CV, CV_PAD, PBW, PVW, RZ, RZ_PAD, BLOCK_N)
+            acc_v,
+            acc_p,
+            acc_z,
+            m_i,
+            l_i,
+            q_s,
+            qh,
+            ql,
+            K,
+            KH,
+            KL,
+            KN,
+            V,
+            VPC,
+            PK,
+            h,
+            H,
+            T,
+            start,
+            n,
+            n_full,
+            True,
+            SPLIT,
+            PRECISION,
+            UPCAST,
+            C,
+            C_PAD,
+            CV,
+            CV_PAD,
+            PBW,
+            PVW,
+            RZ,
+            RZ_PAD,
+            BLOCK_N,
+        )
 
     # a real query (its own KN is finite) with at least one real key
     q_ok = m_ok & (tl.load(KN + h * T + tok_m, mask=m_ok, other=float("-inf")) > float("-inf")) & (l_i > 0.0)
@@ -219,8 +344,11 @@ def _ipa_fwd_kernel(
     lse = tl.where(q_ok, m_safe + tl.log2(tl.where(q_ok, l_i, 1.0)), float("inf"))
     tl.store(LSE + h * T + tok_m, lse, mask=m_ok)
     o = acc_v * inv_l[:, None]
-    tl.store(O + h * CV + tok_m[:, None] * (H * CV) + c_v[None, :], o.to(O.dtype.element_ty),
-             mask=m_ok[:, None] & (c_v[None, :] < CV))
+    tl.store(
+        O + h * CV + tok_m[:, None] * (H * CV) + c_v[None, :],
+        o.to(O.dtype.element_ty),
+        mask=m_ok[:, None] & (c_v[None, :] < CV),
+    )
     op_c = acc_p * inv_l[:, None]  # centred value points
     c = tl.load(CENTRE + seq * 3 + c_pv % 3)  # [PVW] the centre's x, y or z per column
     op = tl.where(q_ok[:, None], op_c + c[None, :], 0.0)
@@ -229,15 +357,31 @@ def _ipa_fwd_kernel(
     tl.store(OP + pv_off, op.to(OP.dtype.element_ty), mask=pv_mask)
     tl.store(OPC + pv_off, op_c, mask=pv_mask)
     oz = acc_z * inv_l[:, None]
-    tl.store(OZ + h * RZ + tok_m[:, None] * (H * RZ) + c_z[None, :], oz.to(OZ.dtype.element_ty),
-             mask=m_ok[:, None] & (c_z[None, :] < RZ))
+    tl.store(
+        OZ + h * RZ + tok_m[:, None] * (H * RZ) + c_z[None, :],
+        oz.to(OZ.dtype.element_ty),
+        mask=m_ok[:, None] & (c_z[None, :] < RZ),
+    )
 
 
 @triton.jit
 def _ipa_bwd_preprocess_kernel(
-    O, OPC, OZ, DO, DOP, DOZ, DELTA, H, T,
-    CV: tl.constexpr, CV_PAD: tl.constexpr, PV3: tl.constexpr, PV3_PAD: tl.constexpr,
-    RZ: tl.constexpr, RZ_PAD: tl.constexpr, BLOCK_M: tl.constexpr,
+    O,
+    OPC,
+    OZ,
+    DO,
+    DOP,
+    DOZ,
+    DELTA,
+    H,
+    T,
+    CV: tl.constexpr,
+    CV_PAD: tl.constexpr,
+    PV3: tl.constexpr,
+    PV3_PAD: tl.constexpr,
+    RZ: tl.constexpr,
+    RZ_PAD: tl.constexpr,
+    BLOCK_M: tl.constexpr,
 ):
     """Delta[h, t] = rowsum(dO * O) over all value features (points centred, in float32)."""
     tok = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
@@ -259,11 +403,34 @@ def _ipa_bwd_preprocess_kernel(
 
 
 @triton.jit
-def _query_tiles(QS, QH, QL, LSE, DO, DOP, DOZ, h, H, T, start, n, start_m,
-                 MASKED: tl.constexpr, SPLIT: tl.constexpr, UPCAST: tl.constexpr,
-                 C: tl.constexpr, C_PAD: tl.constexpr, CV: tl.constexpr, CV_PAD: tl.constexpr,
-                 PBW: tl.constexpr, PV3: tl.constexpr, PVW: tl.constexpr, RZ: tl.constexpr,
-                 RZ_PAD: tl.constexpr, BLOCK_M: tl.constexpr):
+def _query_tiles(
+    QS,
+    QH,
+    QL,
+    LSE,
+    DO,
+    DOP,
+    DOZ,
+    h,
+    H,
+    T,
+    start,
+    n,
+    start_m,
+    MASKED: tl.constexpr,
+    SPLIT: tl.constexpr,
+    UPCAST: tl.constexpr,
+    C: tl.constexpr,
+    C_PAD: tl.constexpr,
+    CV: tl.constexpr,
+    CV_PAD: tl.constexpr,
+    PBW: tl.constexpr,
+    PV3: tl.constexpr,
+    PVW: tl.constexpr,
+    RZ: tl.constexpr,
+    RZ_PAD: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+):
     """The query-side tiles a key-side backward program reads per query tile."""
     offs_m = start_m + tl.arange(0, BLOCK_M)
     m_ok = offs_m < n
@@ -283,16 +450,74 @@ def _query_tiles(QS, QH, QL, LSE, DO, DOP, DOZ, h, H, T, start, n, start_m,
 
 @triton.jit
 def _dk_step(
-    dk, dkpb, ds_sum, k, kh, kl, kn, v, vp, pk,
-    QS, QH, QL, LSE, DELTA, DO, DOP, DOZ, h, H, T, start, n, start_m,
-    MASKED: tl.constexpr, SPLIT: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
-    C: tl.constexpr, C_PAD: tl.constexpr, CV: tl.constexpr, CV_PAD: tl.constexpr, PBW: tl.constexpr,
-    PV3: tl.constexpr, PVW: tl.constexpr, RZ: tl.constexpr, RZ_PAD: tl.constexpr, BLOCK_M: tl.constexpr,
+    dk,
+    dkpb,
+    ds_sum,
+    k,
+    kh,
+    kl,
+    kn,
+    v,
+    vp,
+    pk,
+    QS,
+    QH,
+    QL,
+    LSE,
+    DELTA,
+    DO,
+    DOP,
+    DOZ,
+    h,
+    H,
+    T,
+    start,
+    n,
+    start_m,
+    MASKED: tl.constexpr,
+    SPLIT: tl.constexpr,
+    PRECISION: tl.constexpr,
+    UPCAST: tl.constexpr,
+    C: tl.constexpr,
+    C_PAD: tl.constexpr,
+    CV: tl.constexpr,
+    CV_PAD: tl.constexpr,
+    PBW: tl.constexpr,
+    PV3: tl.constexpr,
+    PVW: tl.constexpr,
+    RZ: tl.constexpr,
+    RZ_PAD: tl.constexpr,
+    BLOCK_M: tl.constexpr,
 ):
     DT = QS.dtype.element_ty
     tok_m, m_ok, q_s, qh, ql, lse, do, dop, doz = _query_tiles(
-        QS, QH, QL, LSE, DO, DOP, DOZ, h, H, T, start, n, start_m, MASKED, SPLIT, UPCAST,
-        C, C_PAD, CV, CV_PAD, PBW, PV3, PVW, RZ, RZ_PAD, BLOCK_M)
+        QS,
+        QH,
+        QL,
+        LSE,
+        DO,
+        DOP,
+        DOZ,
+        h,
+        H,
+        T,
+        start,
+        n,
+        start_m,
+        MASKED,
+        SPLIT,
+        UPCAST,
+        C,
+        C_PAD,
+        CV,
+        CV_PAD,
+        PBW,
+        PV3,
+        PVW,
+        RZ,
+        RZ_PAD,
+        BLOCK_M,
+    )
     delta = _load_row(DELTA + h * T, tok_m, m_ok, 0.0, MASKED)
     p_t = tl.exp2(_logits_t(k, kh, kl, q_s, qh, ql, kn, SPLIT, PRECISION) - lse[None, :])  # [BN, BM]
     dp_t = tl.dot(v, tl.trans(do), input_precision=PRECISION)
@@ -310,9 +535,24 @@ def _dk_step(
 
 
 @triton.jit
-def _key_tiles(K, KH, KL, KN, h, H, T, start, n, pid_n,
-               SPLIT: tl.constexpr, UPCAST: tl.constexpr, C: tl.constexpr, C_PAD: tl.constexpr,
-               PBW: tl.constexpr, BLOCK_N: tl.constexpr):
+def _key_tiles(
+    K,
+    KH,
+    KL,
+    KN,
+    h,
+    H,
+    T,
+    start,
+    n,
+    pid_n,
+    SPLIT: tl.constexpr,
+    UPCAST: tl.constexpr,
+    C: tl.constexpr,
+    C_PAD: tl.constexpr,
+    PBW: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+):
     """The key-side logit tiles of a key-side backward program (loop invariant)."""
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     row_n = offs_n < n
@@ -329,14 +569,45 @@ def _key_tiles(K, KH, KL, KN, h, H, T, start, n, pid_n,
 
 @triton.jit
 def _ipa_bwd_dk_kernel(
-    QS, K, V, QH, QL, KH, KL, KN, VPC, PK, PW, CU_SEQLENS,
-    DO, DOP, DOZ, LSE, DELTA,
-    DK, DKP, DBK,
-    H, T, L_BUCKET,
-    SPLIT: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
-    C: tl.constexpr, C_PAD: tl.constexpr, CV: tl.constexpr, CV_PAD: tl.constexpr,
-    P3: tl.constexpr, RB: tl.constexpr, PBW: tl.constexpr, PV3: tl.constexpr, PVW: tl.constexpr,
-    RZ: tl.constexpr, RZ_PAD: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    QS,
+    K,
+    V,
+    QH,
+    QL,
+    KH,
+    KL,
+    KN,
+    VPC,
+    PK,
+    PW,
+    CU_SEQLENS,
+    DO,
+    DOP,
+    DOZ,
+    LSE,
+    DELTA,
+    DK,
+    DKP,
+    DBK,
+    H,
+    T,
+    L_BUCKET,
+    SPLIT: tl.constexpr,
+    PRECISION: tl.constexpr,
+    UPCAST: tl.constexpr,
+    C: tl.constexpr,
+    C_PAD: tl.constexpr,
+    CV: tl.constexpr,
+    CV_PAD: tl.constexpr,
+    P3: tl.constexpr,
+    RB: tl.constexpr,
+    PBW: tl.constexpr,
+    PV3: tl.constexpr,
+    PVW: tl.constexpr,
+    RZ: tl.constexpr,
+    RZ_PAD: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
 ):
     """One program: BLOCK_N keys of one sequence and one head, looping over all queries; writes
     dk, d k_pts and d bias_k."""
@@ -347,8 +618,9 @@ def _ipa_bwd_dk_kernel(
     start, n = _sequence_bounds(CU_SEQLENS, seq)
     if pid_n * BLOCK_N >= n:
         return
-    tok_n, row_n, k, kh, kl, kn = _key_tiles(K, KH, KL, KN, h, H, T, start, n, pid_n, SPLIT, UPCAST,
-                                             C, C_PAD, PBW, BLOCK_N)
+    tok_n, row_n, k, kh, kl, kn = _key_tiles(
+        K, KH, KL, KN, h, H, T, start, n, pid_n, SPLIT, UPCAST, C, C_PAD, PBW, BLOCK_N
+    )
     v = _load_tile(V + h * CV, tok_n, row_n, H * CV, tl.arange(0, CV_PAD), CV, CV_PAD, True, UPCAST)
     vp = _load_tile(VPC + h * PVW, tok_n, row_n, H * PVW, tl.arange(0, PVW), PVW, PVW, True, UPCAST)
     pk = _load_tile(PK, tok_n, row_n, RZ, tl.arange(0, RZ_PAD), RZ, RZ_PAD, True, UPCAST)
@@ -358,21 +630,96 @@ def _ipa_bwd_dk_kernel(
     n_full = (n // BLOCK_M) * BLOCK_M
     for start_m in range(0, n_full, BLOCK_M):
         dk, dkpb, ds_sum = _dk_step(
-            dk, dkpb, ds_sum, k, kh, kl, kn, v, vp, pk, QS, QH, QL, LSE, DELTA, DO, DOP, DOZ,
-            h, H, T, start, n, start_m, False, SPLIT, PRECISION, UPCAST,
-            C, C_PAD, CV, CV_PAD, PBW, PV3, PVW, RZ, RZ_PAD, BLOCK_M)
+            dk,
+            dkpb,
+            ds_sum,
+            k,
+            kh,
+            kl,
+            kn,
+            v,
+            vp,
+            pk,
+            QS,
+            QH,
+            QL,
+            LSE,
+            DELTA,
+            DO,
+            DOP,
+            DOZ,
+            h,
+            H,
+            T,
+            start,
+            n,
+            start_m,
+            False,
+            SPLIT,
+            PRECISION,
+            UPCAST,
+            C,
+            C_PAD,
+            CV,
+            CV_PAD,
+            PBW,
+            PV3,
+            PVW,
+            RZ,
+            RZ_PAD,
+            BLOCK_M,
+        )
     if n_full < n:
         dk, dkpb, ds_sum = _dk_step(
-            dk, dkpb, ds_sum, k, kh, kl, kn, v, vp, pk, QS, QH, QL, LSE, DELTA, DO, DOP, DOZ,
-            h, H, T, start, n, n_full, True, SPLIT, PRECISION, UPCAST,
-            C, C_PAD, CV, CV_PAD, PBW, PV3, PVW, RZ, RZ_PAD, BLOCK_M)
+            dk,
+            dkpb,
+            ds_sum,
+            k,
+            kh,
+            kl,
+            kn,
+            v,
+            vp,
+            pk,
+            QS,
+            QH,
+            QL,
+            LSE,
+            DELTA,
+            DO,
+            DOP,
+            DOZ,
+            h,
+            H,
+            T,
+            start,
+            n,
+            n_full,
+            True,
+            SPLIT,
+            PRECISION,
+            UPCAST,
+            C,
+            C_PAD,
+            CV,
+            CV_PAD,
+            PBW,
+            PV3,
+            PVW,
+            RZ,
+            RZ_PAD,
+            BLOCK_M,
+        )
 
     rows = row_n[:, None]
     c_qk = tl.arange(0, C_PAD)
     c_pb = tl.arange(0, PBW)
     # QS, QH and QL carry log2(e) (base-2 logits); the gradients are of the natural logit
-    tl.store(DK + h * C + tok_n[:, None] * (H * C) + c_qk[None, :], (dk * (1.0 / LOG2E)).to(DK.dtype.element_ty),
-             mask=rows & (c_qk[None, :] < C))
+    tl.store(
+        DK + h * C + tok_n[:, None] * (H * C) + c_qk[None, :],
+        (dk * (1.0 / LOG2E)).to(DK.dtype.element_ty),
+        mask=rows & (c_qk[None, :] < C),
+    )
     dkpb = dkpb * (1.0 / LOG2E)
     # -|k - c|^2 / 2 term: d/dk = -pw (k - c) * sum_i ds_ij, with the points as the logits saw them
     pw = tl.load(PW + h).to(tl.float32)
@@ -380,25 +727,85 @@ def _ipa_bwd_dk_kernel(
     if SPLIT:
         k_c += kl.to(tl.float32)
     dkp = dkpb - pw * k_c * ds_sum[:, None]
-    tl.store(DKP + h * P3 + tok_n[:, None] * (H * P3) + c_pb[None, :], dkp.to(DKP.dtype.element_ty),
-             mask=rows & (c_pb[None, :] < P3))
+    tl.store(
+        DKP + h * P3 + tok_n[:, None] * (H * P3) + c_pb[None, :],
+        dkp.to(DKP.dtype.element_ty),
+        mask=rows & (c_pb[None, :] < P3),
+    )
     bias_col = tl.maximum(c_pb - P3, 0)
-    tl.store(DBK + h * RB + tok_n[:, None] * (H * RB) + bias_col[None, :], dkpb.to(DBK.dtype.element_ty),
-             mask=rows & (c_pb[None, :] >= P3) & (c_pb[None, :] < P3 + RB))
+    tl.store(
+        DBK + h * RB + tok_n[:, None] * (H * RB) + bias_col[None, :],
+        dkpb.to(DBK.dtype.element_ty),
+        mask=rows & (c_pb[None, :] >= P3) & (c_pb[None, :] < P3 + RB),
+    )
 
 
 @triton.jit
 def _dv_step(
-    dv, dvp, dz, k, kh, kl, kn,
-    QS, QH, QL, LSE, DO, DOP, DOZ, h, H, T, start, n, start_m,
-    MASKED: tl.constexpr, SPLIT: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
-    C: tl.constexpr, C_PAD: tl.constexpr, CV: tl.constexpr, CV_PAD: tl.constexpr, PBW: tl.constexpr,
-    PV3: tl.constexpr, PVW: tl.constexpr, RZ: tl.constexpr, RZ_PAD: tl.constexpr, BLOCK_M: tl.constexpr,
+    dv,
+    dvp,
+    dz,
+    k,
+    kh,
+    kl,
+    kn,
+    QS,
+    QH,
+    QL,
+    LSE,
+    DO,
+    DOP,
+    DOZ,
+    h,
+    H,
+    T,
+    start,
+    n,
+    start_m,
+    MASKED: tl.constexpr,
+    SPLIT: tl.constexpr,
+    PRECISION: tl.constexpr,
+    UPCAST: tl.constexpr,
+    C: tl.constexpr,
+    C_PAD: tl.constexpr,
+    CV: tl.constexpr,
+    CV_PAD: tl.constexpr,
+    PBW: tl.constexpr,
+    PV3: tl.constexpr,
+    PVW: tl.constexpr,
+    RZ: tl.constexpr,
+    RZ_PAD: tl.constexpr,
+    BLOCK_M: tl.constexpr,
 ):
     DT = QS.dtype.element_ty
     tok_m, m_ok, q_s, qh, ql, lse, do, dop, doz = _query_tiles(
-        QS, QH, QL, LSE, DO, DOP, DOZ, h, H, T, start, n, start_m, MASKED, SPLIT, UPCAST,
-        C, C_PAD, CV, CV_PAD, PBW, PV3, PVW, RZ, RZ_PAD, BLOCK_M)
+        QS,
+        QH,
+        QL,
+        LSE,
+        DO,
+        DOP,
+        DOZ,
+        h,
+        H,
+        T,
+        start,
+        n,
+        start_m,
+        MASKED,
+        SPLIT,
+        UPCAST,
+        C,
+        C_PAD,
+        CV,
+        CV_PAD,
+        PBW,
+        PV3,
+        PVW,
+        RZ,
+        RZ_PAD,
+        BLOCK_M,
+    )
     p_t = tl.exp2(_logits_t(k, kh, kl, q_s, qh, ql, kn, SPLIT, PRECISION) - lse[None, :])  # [BN, BM]
     pd_t = _round(p_t, DT, UPCAST)
     dv = tl.dot(pd_t, do, dv, input_precision=PRECISION)
@@ -409,14 +816,40 @@ def _dv_step(
 
 @triton.jit
 def _ipa_bwd_dv_kernel(
-    QS, K, QH, QL, KH, KL, KN, CU_SEQLENS,
-    DO, DOP, DOZ, LSE,
-    DV, DVP, DPK_H,
-    H, T, L_BUCKET,
-    SPLIT: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
-    C: tl.constexpr, C_PAD: tl.constexpr, CV: tl.constexpr, CV_PAD: tl.constexpr,
-    P3: tl.constexpr, RB: tl.constexpr, PBW: tl.constexpr, PV3: tl.constexpr, PVW: tl.constexpr,
-    RZ: tl.constexpr, RZ_PAD: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    QS,
+    K,
+    QH,
+    QL,
+    KH,
+    KL,
+    KN,
+    CU_SEQLENS,
+    DO,
+    DOP,
+    DOZ,
+    LSE,
+    DV,
+    DVP,
+    DPK_H,
+    H,
+    T,
+    L_BUCKET,
+    SPLIT: tl.constexpr,
+    PRECISION: tl.constexpr,
+    UPCAST: tl.constexpr,
+    C: tl.constexpr,
+    C_PAD: tl.constexpr,
+    CV: tl.constexpr,
+    CV_PAD: tl.constexpr,
+    P3: tl.constexpr,
+    RB: tl.constexpr,
+    PBW: tl.constexpr,
+    PV3: tl.constexpr,
+    PVW: tl.constexpr,
+    RZ: tl.constexpr,
+    RZ_PAD: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
 ):
     """One program: BLOCK_N keys of one sequence and one head, looping over all queries; writes dv,
     d v_pts and this head's share of d pair_k (float32 [T, H, RZ], summed over heads on the host)."""
@@ -427,8 +860,9 @@ def _ipa_bwd_dv_kernel(
     start, n = _sequence_bounds(CU_SEQLENS, seq)
     if pid_n * BLOCK_N >= n:
         return
-    tok_n, row_n, k, kh, kl, kn = _key_tiles(K, KH, KL, KN, h, H, T, start, n, pid_n, SPLIT, UPCAST,
-                                             C, C_PAD, PBW, BLOCK_N)
+    tok_n, row_n, k, kh, kl, kn = _key_tiles(
+        K, KH, KL, KN, h, H, T, start, n, pid_n, SPLIT, UPCAST, C, C_PAD, PBW, BLOCK_N
+    )
     c_v = tl.arange(0, CV_PAD)
     c_pv = tl.arange(0, PVW)
     c_z = tl.arange(0, RZ_PAD)
@@ -438,28 +872,136 @@ def _ipa_bwd_dv_kernel(
     n_full = (n // BLOCK_M) * BLOCK_M
     for start_m in range(0, n_full, BLOCK_M):
         dv, dvp, dz = _dv_step(
-            dv, dvp, dz, k, kh, kl, kn, QS, QH, QL, LSE, DO, DOP, DOZ, h, H, T, start, n, start_m,
-            False, SPLIT, PRECISION, UPCAST, C, C_PAD, CV, CV_PAD, PBW, PV3, PVW, RZ, RZ_PAD, BLOCK_M)
+            dv,
+            dvp,
+            dz,
+            k,
+            kh,
+            kl,
+            kn,
+            QS,
+            QH,
+            QL,
+            LSE,
+            DO,
+            DOP,
+            DOZ,
+            h,
+            H,
+            T,
+            start,
+            n,
+            start_m,
+            False,
+            SPLIT,
+            PRECISION,
+            UPCAST,
+            C,
+            C_PAD,
+            CV,
+            CV_PAD,
+            PBW,
+            PV3,
+            PVW,
+            RZ,
+            RZ_PAD,
+            BLOCK_M,
+        )
     if n_full < n:
         dv, dvp, dz = _dv_step(
-            dv, dvp, dz, k, kh, kl, kn, QS, QH, QL, LSE, DO, DOP, DOZ, h, H, T, start, n, n_full,
-            True, SPLIT, PRECISION, UPCAST, C, C_PAD, CV, CV_PAD, PBW, PV3, PVW, RZ, RZ_PAD, BLOCK_M)
+            dv,
+            dvp,
+            dz,
+            k,
+            kh,
+            kl,
+            kn,
+            QS,
+            QH,
+            QL,
+            LSE,
+            DO,
+            DOP,
+            DOZ,
+            h,
+            H,
+            T,
+            start,
+            n,
+            n_full,
+            True,
+            SPLIT,
+            PRECISION,
+            UPCAST,
+            C,
+            C_PAD,
+            CV,
+            CV_PAD,
+            PBW,
+            PV3,
+            PVW,
+            RZ,
+            RZ_PAD,
+            BLOCK_M,
+        )
 
     rows = row_n[:, None]
-    tl.store(DV + h * CV + tok_n[:, None] * (H * CV) + c_v[None, :], dv.to(DV.dtype.element_ty),
-             mask=rows & (c_v[None, :] < CV))
-    tl.store(DVP + h * PV3 + tok_n[:, None] * (H * PV3) + c_pv[None, :], dvp.to(DVP.dtype.element_ty),
-             mask=rows & (c_pv[None, :] < PV3))
+    tl.store(
+        DV + h * CV + tok_n[:, None] * (H * CV) + c_v[None, :],
+        dv.to(DV.dtype.element_ty),
+        mask=rows & (c_v[None, :] < CV),
+    )
+    tl.store(
+        DVP + h * PV3 + tok_n[:, None] * (H * PV3) + c_pv[None, :],
+        dvp.to(DVP.dtype.element_ty),
+        mask=rows & (c_pv[None, :] < PV3),
+    )
     tl.store(DPK_H + h * RZ + tok_n[:, None] * (H * RZ) + c_z[None, :], dz, mask=rows & (c_z[None, :] < RZ))
 
 
 @triton.jit
 def _dq_step(
-    dq, dqpb, ds_knorm, ds_sum, p_kpb, p_knorm, q_s, qh, ql, lse, delta, do, dop, doz,
-    K, KH, KL, KN, KNORM, V, VPC, PK, h, H, T, start, n, start_n,
-    MASKED: tl.constexpr, SPLIT: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
-    C: tl.constexpr, C_PAD: tl.constexpr, CV: tl.constexpr, CV_PAD: tl.constexpr, PBW: tl.constexpr,
-    PVW: tl.constexpr, RZ: tl.constexpr, RZ_PAD: tl.constexpr, BLOCK_N: tl.constexpr,
+    dq,
+    dqpb,
+    ds_knorm,
+    ds_sum,
+    p_kpb,
+    p_knorm,
+    q_s,
+    qh,
+    ql,
+    lse,
+    delta,
+    do,
+    dop,
+    doz,
+    K,
+    KH,
+    KL,
+    KN,
+    KNORM,
+    V,
+    VPC,
+    PK,
+    h,
+    H,
+    T,
+    start,
+    n,
+    start_n,
+    MASKED: tl.constexpr,
+    SPLIT: tl.constexpr,
+    PRECISION: tl.constexpr,
+    UPCAST: tl.constexpr,
+    C: tl.constexpr,
+    C_PAD: tl.constexpr,
+    CV: tl.constexpr,
+    CV_PAD: tl.constexpr,
+    PBW: tl.constexpr,
+    PVW: tl.constexpr,
+    RZ: tl.constexpr,
+    RZ_PAD: tl.constexpr,
+    BLOCK_N: tl.constexpr,
 ):
     DT = K.dtype.element_ty
     offs_n = start_n + tl.arange(0, BLOCK_N)
@@ -495,14 +1037,51 @@ def _dq_step(
 
 @triton.jit
 def _ipa_bwd_dq_kernel(
-    QS, K, V, QH, QL, KH, KL, KN, KNORM, VPC, QP, PK, PW, CENTRE, CU_SEQLENS,
-    DO, DOP, DOZ, LSE, DELTA,
-    DQ, DQP, DBQ, DPW_Q,
-    H, T, L_BUCKET, scalar_scale, bias_scale,
-    SPLIT: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
-    C: tl.constexpr, C_PAD: tl.constexpr, CV: tl.constexpr, CV_PAD: tl.constexpr,
-    P3: tl.constexpr, RB: tl.constexpr, PBW: tl.constexpr, PV3: tl.constexpr, PVW: tl.constexpr,
-    RZ: tl.constexpr, RZ_PAD: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    QS,
+    K,
+    V,
+    QH,
+    QL,
+    KH,
+    KL,
+    KN,
+    KNORM,
+    VPC,
+    QP,
+    PK,
+    PW,
+    CENTRE,
+    CU_SEQLENS,
+    DO,
+    DOP,
+    DOZ,
+    LSE,
+    DELTA,
+    DQ,
+    DQP,
+    DBQ,
+    DPW_Q,
+    H,
+    T,
+    L_BUCKET,
+    scalar_scale,
+    bias_scale,
+    SPLIT: tl.constexpr,
+    PRECISION: tl.constexpr,
+    UPCAST: tl.constexpr,
+    C: tl.constexpr,
+    C_PAD: tl.constexpr,
+    CV: tl.constexpr,
+    CV_PAD: tl.constexpr,
+    P3: tl.constexpr,
+    RB: tl.constexpr,
+    PBW: tl.constexpr,
+    PV3: tl.constexpr,
+    PVW: tl.constexpr,
+    RZ: tl.constexpr,
+    RZ_PAD: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
 ):
     """One program: BLOCK_M queries of one sequence and one head, looping over all keys. Writes dq,
     d q_pts, d bias_q and each query's share of d point_weights ([H, T])."""
@@ -515,8 +1094,33 @@ def _ipa_bwd_dq_kernel(
         return
     pw = tl.load(PW + h).to(tl.float32)
     tok_m, m_ok, q_s, qh, ql, lse, do, dop, doz = _query_tiles(
-        QS, QH, QL, LSE, DO, DOP, DOZ, h, H, T, start, n, pid_m * BLOCK_M, True, SPLIT, UPCAST,
-        C, C_PAD, CV, CV_PAD, PBW, PV3, PVW, RZ, RZ_PAD, BLOCK_M)
+        QS,
+        QH,
+        QL,
+        LSE,
+        DO,
+        DOP,
+        DOZ,
+        h,
+        H,
+        T,
+        start,
+        n,
+        pid_m * BLOCK_M,
+        True,
+        SPLIT,
+        UPCAST,
+        C,
+        C_PAD,
+        CV,
+        CV_PAD,
+        PBW,
+        PV3,
+        PVW,
+        RZ,
+        RZ_PAD,
+        BLOCK_M,
+    )
     delta = tl.load(DELTA + h * T + tok_m, mask=m_ok, other=0.0)
 
     dq = tl.zeros([BLOCK_M, C_PAD], tl.float32)
@@ -529,14 +1133,92 @@ def _ipa_bwd_dq_kernel(
     n_full = (n // BLOCK_N) * BLOCK_N
     for start_n in range(0, n_full, BLOCK_N):
         dq, dqpb, ds_knorm, ds_sum, p_kpb, p_knorm = _dq_step(
-            dq, dqpb, ds_knorm, ds_sum, p_kpb, p_knorm, q_s, qh, ql, lse, delta, do, dop, doz,
-            K, KH, KL, KN, KNORM, V, VPC, PK, h, H, T, start, n, start_n,
-            False, SPLIT, PRECISION, UPCAST, C, C_PAD, CV, CV_PAD, PBW, PVW, RZ, RZ_PAD, BLOCK_N)
+            dq,
+            dqpb,
+            ds_knorm,
+            ds_sum,
+            p_kpb,
+            p_knorm,
+            q_s,
+            qh,
+            ql,
+            lse,
+            delta,
+            do,
+            dop,
+            doz,
+            K,
+            KH,
+            KL,
+            KN,
+            KNORM,
+            V,
+            VPC,
+            PK,
+            h,
+            H,
+            T,
+            start,
+            n,
+            start_n,
+            False,
+            SPLIT,
+            PRECISION,
+            UPCAST,
+            C,
+            C_PAD,
+            CV,
+            CV_PAD,
+            PBW,
+            PVW,
+            RZ,
+            RZ_PAD,
+            BLOCK_N,
+        )
     if n_full < n:
         dq, dqpb, ds_knorm, ds_sum, p_kpb, p_knorm = _dq_step(
-            dq, dqpb, ds_knorm, ds_sum, p_kpb, p_knorm, q_s, qh, ql, lse, delta, do, dop, doz,
-            K, KH, KL, KN, KNORM, V, VPC, PK, h, H, T, start, n, n_full,
-            True, SPLIT, PRECISION, UPCAST, C, C_PAD, CV, CV_PAD, PBW, PVW, RZ, RZ_PAD, BLOCK_N)
+            dq,
+            dqpb,
+            ds_knorm,
+            ds_sum,
+            p_kpb,
+            p_knorm,
+            q_s,
+            qh,
+            ql,
+            lse,
+            delta,
+            do,
+            dop,
+            doz,
+            K,
+            KH,
+            KL,
+            KN,
+            KNORM,
+            V,
+            VPC,
+            PK,
+            h,
+            H,
+            T,
+            start,
+            n,
+            n_full,
+            True,
+            SPLIT,
+            PRECISION,
+            UPCAST,
+            C,
+            C_PAD,
+            CV,
+            CV_PAD,
+            PBW,
+            PVW,
+            RZ,
+            RZ_PAD,
+            BLOCK_N,
+        )
 
     # sum_j ds_ij is 0 in exact arithmetic, but Delta comes from the forward's output (probabilities
     # rounded to DT, O stored in DT): the row sum is off by a small error e_i, which reaches the
@@ -548,14 +1230,22 @@ def _ipa_bwd_dq_kernel(
     rows = m_ok[:, None]
     c_qk = tl.arange(0, C_PAD)
     c_pb = tl.arange(0, PBW)
-    tl.store(DQ + h * C + tok_m[:, None] * (H * C) + c_qk[None, :],
-             (dq * scalar_scale).to(DQ.dtype.element_ty), mask=rows & (c_qk[None, :] < C))
-    tl.store(DQP + h * P3 + tok_m[:, None] * (H * P3) + c_pb[None, :], (dqpb * pw).to(DQP.dtype.element_ty),
-             mask=rows & (c_pb[None, :] < P3))
+    tl.store(
+        DQ + h * C + tok_m[:, None] * (H * C) + c_qk[None, :],
+        (dq * scalar_scale).to(DQ.dtype.element_ty),
+        mask=rows & (c_qk[None, :] < C),
+    )
+    tl.store(
+        DQP + h * P3 + tok_m[:, None] * (H * P3) + c_pb[None, :],
+        (dqpb * pw).to(DQP.dtype.element_ty),
+        mask=rows & (c_pb[None, :] < P3),
+    )
     bias_col = tl.maximum(c_pb - P3, 0)
-    tl.store(DBQ + h * RB + tok_m[:, None] * (H * RB) + bias_col[None, :],
-             (dqpb * bias_scale).to(DBQ.dtype.element_ty),
-             mask=rows & (c_pb[None, :] >= P3) & (c_pb[None, :] < P3 + RB))
+    tl.store(
+        DBQ + h * RB + tok_m[:, None] * (H * RB) + bias_col[None, :],
+        (dqpb * bias_scale).to(DBQ.dtype.element_ty),
+        mask=rows & (c_pb[None, :] >= P3) & (c_pb[None, :] < P3 + RB),
+    )
     # d point_weights per query: sum_j ds_ij ((q_i - c).(k_j - c) - |k_j - c|^2 / 2), both parts of a
     # row combined here (they cancel: a key split between rows and columns lost a digit in float32)
     pt_ok = rows & (c_pb[None, :] < P3)

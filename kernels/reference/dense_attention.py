@@ -11,9 +11,7 @@ import torch
 from flashipa_kernels.reference.factorized_attention import W_L
 
 
-def dense_ipa_attention(
-    q, k, v, q_pts, k_pts, v_pts, pair_bias, pair_values, point_weights, mask=None
-):
+def dense_ipa_attention(q, k, v, q_pts, k_pts, v_pts, pair_bias, pair_values, point_weights, mask=None):
     """
     Args:
         q, k:          [B, L, H, C]

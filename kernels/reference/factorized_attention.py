@@ -67,12 +67,8 @@ def ipa_attention_features(q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k,
         ],
         dim=-1,
     )
-    k_feat = torch.cat(
-        [k, k_pts.flatten(-2), bias_k, k_pts.square().sum(dim=(-1, -2))[..., None]], dim=-1
-    )
-    v_feat = torch.cat(
-        [v, v_pts.flatten(-2), pair_k.flatten(-2)[:, :, None].expand(B, L, H, -1)], dim=-1
-    )
+    k_feat = torch.cat([k, k_pts.flatten(-2), bias_k, k_pts.square().sum(dim=(-1, -2))[..., None]], dim=-1)
+    v_feat = torch.cat([v, v_pts.flatten(-2), pair_k.flatten(-2)[:, :, None].expand(B, L, H, -1)], dim=-1)
     return q_feat, k_feat, v_feat
 
 
@@ -90,9 +86,7 @@ def split_attention_output(o_feat, v, v_pts, pair_k):
 
 def _key_bias(key_mask, dtype):
     # [B, L] additive bias: 0 for real keys, -inf for padding
-    return torch.zeros(key_mask.shape, dtype=dtype, device=key_mask.device).masked_fill(
-        ~key_mask, float("-inf")
-    )
+    return torch.zeros(key_mask.shape, dtype=dtype, device=key_mask.device).masked_fill(~key_mask, float("-inf"))
 
 
 class _TiledAttention(torch.autograd.Function):
@@ -173,7 +167,18 @@ def _attention_sdpa(q_feat, k_feat, v_feat, key_mask):
 
 
 def ipa_attention_core(
-    q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_weights, mask=None, backend="torch",
+    q,
+    k,
+    v,
+    q_pts,
+    k_pts,
+    v_pts,
+    bias_q,
+    bias_k,
+    pair_k,
+    point_weights,
+    mask=None,
+    backend="torch",
     tile=256,
 ):
     """IPA attention over per-residue features (shapes as in `ipa_attention_features`).
@@ -191,15 +196,11 @@ def ipa_attention_core(
     if backend == "triton":  # no mask: the kernel's unpadded path, no mask built or read
         from flashipa_kernels.flash_ipa import flash_ipa_attention
 
-        return flash_ipa_attention(
-            q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_weights, mask=mask
-        )
+        return flash_ipa_attention(q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_weights, mask=mask)
     if backend == "triton_fp8":  # forward only (sampling): e4m3 dots, kernels/flash_ipa/fp8.py
         from flashipa_kernels.flash_ipa.fp8 import flash_ipa_attention_fp8
 
-        return flash_ipa_attention_fp8(
-            q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_weights, mask=mask
-        )
+        return flash_ipa_attention_fp8(q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_weights, mask=mask)
     sdpa_mask = None if mask is None else mask.bool()
     if mask is None:
         mask = torch.ones(B, L, dtype=torch.bool, device=q.device)
@@ -216,8 +217,20 @@ def ipa_attention_core(
 
 
 def factorized_ipa_attention(
-    q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_q, pair_k, point_weights, mask=None,
-    backend="torch", tile=256,
+    q,
+    k,
+    v,
+    q_pts,
+    k_pts,
+    v_pts,
+    bias_q,
+    bias_k,
+    pair_q,
+    pair_k,
+    point_weights,
+    mask=None,
+    backend="torch",
+    tile=256,
 ):
     """Factorized IPA attention; same outputs as `dense_ipa_attention` with the pair bias and
     pair values materialised from the factors (`pair_bias_from_factors`, `pair_values_from_factors`).

@@ -106,14 +106,20 @@ class InvariantPointAttention(nn.Module):
         # [B, L, L, H]
         b = self.linear_b(z) if pair_bias is None else pair_bias.reshape(-1, L, L, self.no_heads)
         o, o_pts, o_pair = dense_ipa_attention(
-            proj["q"], proj["k"], proj["v"], proj["q_pts"], proj["k_pts"], proj["v_pts"],
-            b, z, self.point_weights(), proj["mask"],
+            proj["q"],
+            proj["k"],
+            proj["v"],
+            proj["q_pts"],
+            proj["k_pts"],
+            proj["v_pts"],
+            b,
+            z,
+            self.point_weights(),
+            proj["mask"],
         )
         return self._output(o, o_pts, o_pair, proj).reshape(*batch_shape, L, self.c_s)
 
-    def forward_factorized(
-        self, s, rots, trans, bias_q, bias_k, pair_q, pair_k, mask=None, backend="torch"
-    ):
+    def forward_factorized(self, s, rots, trans, bias_q, bias_k, pair_q, pair_k, mask=None, backend="torch"):
         """IPA with pair bias b_hij = sum_r bias_q[i,h,r] bias_k[j,h,r] and pair values
         z_ij = sum_r pair_q[i,r] pair_k[j,r], never materialised.
 
@@ -134,8 +140,19 @@ class InvariantPointAttention(nn.Module):
         pair_q = pair_q.reshape(-1, L, *pair_q.shape[-2:])
         pair_k = pair_k.reshape(-1, L, *pair_k.shape[-2:])
         o, o_pts, o_pair = factorized_ipa_attention(
-            proj["q"], proj["k"], proj["v"], proj["q_pts"], proj["k_pts"], proj["v_pts"],
-            bias_q, bias_k, pair_q, pair_k, self.point_weights(), proj["mask"], backend,
+            proj["q"],
+            proj["k"],
+            proj["v"],
+            proj["q_pts"],
+            proj["k_pts"],
+            proj["v_pts"],
+            bias_q,
+            bias_k,
+            pair_q,
+            pair_k,
+            self.point_weights(),
+            proj["mask"],
+            backend,
         )
         return self._output(o, o_pts, o_pair, proj).reshape(*batch_shape, L, self.c_s)
 
@@ -167,9 +184,7 @@ class InvariantPointAttention(nn.Module):
         kv_pts = _to_global(_points_from_linear(self.linear_kv_points(s), self.no_heads), rots, trans)
         # [B, L, H, P_q, 3], [B, L, H, P_v, 3]
         k_pts, v_pts = torch.split(kv_pts, [self.no_qk_points, self.no_v_points], dim=-2)
-        return dict(
-            q=q, k=k, v=v, q_pts=q_pts, k_pts=k_pts, v_pts=v_pts, rots=rots, trans=trans, mask=mask
-        )
+        return dict(q=q, k=k, v=v, q_pts=q_pts, k_pts=k_pts, v_pts=v_pts, rots=rots, trans=trans, mask=mask)
 
     def _output(self, o, o_pts, o_pair, proj):
         """Attention outputs -> [B, L, c_s], in OpenFold's concatenation order."""

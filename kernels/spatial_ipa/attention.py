@@ -24,8 +24,26 @@ def _launch_forward(qs, ks, qp, kp, pw, v, nbr):
     P3, DV, K = qp.shape[-1], v.shape[-1], nbr.shape[-1]
     o = torch.empty(T, H, DV, dtype=v.dtype, device=v.device)
     lse = torch.empty(T, H, dtype=torch.float32, device=v.device)
-    _fwd_kernel[(T, H)](qs, ks, qp, kp, pw, v, nbr, o, lse, K, H, DS, P3, DV,
-                        BLOCK_K=BLOCK_K, DS_PAD=_pad(DS), P3_PAD=_pad(P3), DV_PAD=_pad(DV))
+    _fwd_kernel[(T, H)](
+        qs,
+        ks,
+        qp,
+        kp,
+        pw,
+        v,
+        nbr,
+        o,
+        lse,
+        K,
+        H,
+        DS,
+        P3,
+        DV,
+        BLOCK_K=BLOCK_K,
+        DS_PAD=_pad(DS),
+        P3_PAD=_pad(P3),
+        DV_PAD=_pad(DV),
+    )
     return o, lse
 
 
@@ -36,9 +54,33 @@ def _launch_backward(qs, ks, qp, kp, pw, v, nbr, lse, delta, do):
     dqs, dqp = torch.empty(T, H, DS, **f32), torch.empty(T, H, P3, **f32)
     dks, dkp, dv = torch.zeros(T, H, DS, **f32), torch.zeros(T, H, P3, **f32), torch.zeros(T, H, DV, **f32)
     dpw = torch.empty(T, H, **f32)
-    _bwd_kernel[(T, H)](qs, ks, qp, kp, pw, v, nbr, lse, delta, do, dqs, dks, dqp, dkp, dpw, dv,
-                        K, H, DS, P3, DV,
-                        BLOCK_K=BLOCK_K, DS_PAD=_pad(DS), P3_PAD=_pad(P3), DV_PAD=_pad(DV))
+    _bwd_kernel[(T, H)](
+        qs,
+        ks,
+        qp,
+        kp,
+        pw,
+        v,
+        nbr,
+        lse,
+        delta,
+        do,
+        dqs,
+        dks,
+        dqp,
+        dkp,
+        dpw,
+        dv,
+        K,
+        H,
+        DS,
+        P3,
+        DV,
+        BLOCK_K=BLOCK_K,
+        DS_PAD=_pad(DS),
+        P3_PAD=_pad(P3),
+        DV_PAD=_pad(DV),
+    )
     return dqs, dks, dqp, dkp, dpw.sum(0), dv
 
 
@@ -58,8 +100,15 @@ class _NeighbourAttention(torch.autograd.Function):
         if dlse is not None:
             delta = delta - dlse.float().masked_fill(torch.isinf(lse), 0.0)
         dqs, dks, dqp, dkp, dpw, dv = _launch_backward(qs, ks, qp, kp, pw, v, nbr, lse, delta.contiguous(), do)
-        return (dqs.to(qs.dtype), dks.to(ks.dtype), dqp.to(qp.dtype), dkp.to(kp.dtype), dpw.to(pw.dtype),
-                dv.to(v.dtype), None)
+        return (
+            dqs.to(qs.dtype),
+            dks.to(ks.dtype),
+            dqp.to(qp.dtype),
+            dkp.to(kp.dtype),
+            dpw.to(pw.dtype),
+            dv.to(v.dtype),
+            None,
+        )
 
 
 def neighbour_attention(qs, ks, qp, kp, pw, v, nbr):
@@ -68,8 +117,10 @@ def neighbour_attention(qs, ks, qp, kp, pw, v, nbr):
     (logits and accumulation in float32); qp, kp, pw: float32."""
     for name, x in dict(qs=qs, ks=ks, v=v, qp=qp, kp=kp, pw=pw).items():
         if x.dtype not in SUPPORTED_DTYPES:
-            raise TypeError(f"kernels/spatial_ipa/attention.py: {name} has dtype {x.dtype}; the kernel takes "
-                            "float32, bfloat16 or float16 (use the torch backend for float64)")
+            raise TypeError(
+                f"kernels/spatial_ipa/attention.py: {name} has dtype {x.dtype}; the kernel takes "
+                "float32, bfloat16 or float16 (use the torch backend for float64)"
+            )
     if nbr.dtype != torch.int32:
         raise TypeError(f"kernels/spatial_ipa/attention.py: nbr has dtype {nbr.dtype}; pass int32 token indices")
     c = [x.contiguous() for x in (qs, ks, qp, kp, pw, v, nbr)]

@@ -45,9 +45,18 @@ def cell_bounds(ks, kp, ca, res_mask, cell_size, num_points):
         init = float("inf") if how == "amin" else -float("inf")
         return torch.full((C, *x.shape[1:]), init, dtype=x.dtype, device=x.device).scatter_reduce(0, idx, x, how)
 
-    n = torch.zeros(C, device=ca.device, dtype=torch.float64).index_add(0, cell, torch.ones_like(cell, dtype=torch.float64))
-    return dict(n=n, box_low=reduce(flat_ca, "amin"), box_high=reduce(flat_ca, "amax"), ks_low=reduce(ks, "amin"),
-                ks_high=reduce(ks, "amax"), local=reduce(local, "amax"), batch=batch)
+    n = torch.zeros(C, device=ca.device, dtype=torch.float64).index_add(
+        0, cell, torch.ones_like(cell, dtype=torch.float64)
+    )
+    return dict(
+        n=n,
+        box_low=reduce(flat_ca, "amin"),
+        box_high=reduce(flat_ca, "amax"),
+        ks_low=reduce(ks, "amin"),
+        ks_high=reduce(ks, "amax"),
+        local=reduce(local, "amax"),
+        batch=batch,
+    )
 
 
 def dropped_mass_bound(qs, qp, pw, ks, kp, ca, res_mask, outside_radius, lse_list, cell_size):
@@ -73,15 +82,20 @@ def dropped_mass_bound(qs, qp, pw, ks, kp, ca, res_mask, outside_radius, lse_lis
         e = min(s + QUERY_CHUNK, T)
         q = qs[s:e].double()
         # [c, H, C] largest scalar+bias logit over each cell's box
-        scalar = (torch.einsum("thd,chd->thc", q.clamp(min=0), cells["ks_high"].double())
-                  + torch.einsum("thd,chd->thc", q.clamp(max=0), cells["ks_low"].double()))
+        scalar = torch.einsum("thd,chd->thc", q.clamp(min=0), cells["ks_high"].double()) + torch.einsum(
+            "thd,chd->thc", q.clamp(max=0), cells["ks_low"].double()
+        )
         # [c, C] CA distance every dropped key of the cell keeps at least
-        dist = torch.maximum(box_distance(flat_ca[s:e].double(), cells["box_low"].double(), cells["box_high"].double()),
-                             outside_radius[s:e, None].double())
+        dist = torch.maximum(
+            box_distance(flat_ca[s:e].double(), cells["box_low"].double(), cells["box_high"].double()),
+            outside_radius[s:e, None].double(),
+        )
         # [c, H, P] |x_ip - a_i|
         q_local = (qp[s:e].view(e - s, H, P, 3).double() - flat_ca[s:e, None, None].double()).norm(dim=-1)
         # [c, H, C, P]
-        gap = (dist[:, None, :, None] - q_local[:, :, None, :] - cells["local"].double().permute(1, 0, 2)[None]).clamp(min=0)
+        gap = (dist[:, None, :, None] - q_local[:, :, None, :] - cells["local"].double().permute(1, 0, 2)[None]).clamp(
+            min=0
+        )
         ub = scalar - 0.5 * pw.double()[:, None] * gap.square().sum(-1) + log_n
         ub = ub.masked_fill((cells["batch"][None] != token_batch[s:e, None])[:, None], float("-inf"))
         log_u = torch.logsumexp(ub, dim=-1)  # [c, H]

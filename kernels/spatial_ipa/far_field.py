@@ -29,7 +29,7 @@ def cell_summary_index(ca, res_mask, cell_size):
     keys = cell_keys(batch, cells, G).reshape(B * L)
     mask = res_mask.reshape(B * L)
     uniq, cell = torch.unique(keys[mask], return_inverse=True)
-    return cell, uniq.shape[0], uniq // (G ** 3), mask
+    return cell, uniq.shape[0], uniq // (G**3), mask
 
 
 def cell_aggregates(ks, kp, v, ca, res_mask, cell_size):
@@ -51,10 +51,13 @@ def cell_aggregates(ks, kp, v, ca, res_mask, cell_size):
     var = mean((kp - kp_c.index_select(0, tok.clamp(min=0))).square().sum(-1))
     flat_ca = ca.reshape(T, 3)[mask]
     index = cell[:, None].expand(-1, 3)
-    box_low = torch.full((C, 3), float("inf"), dtype=ca.dtype, device=ca.device).scatter_reduce(0, index, flat_ca, "amin")
-    box_high = torch.full((C, 3), -float("inf"), dtype=ca.dtype, device=ca.device).scatter_reduce(0, index, flat_ca, "amax")
-    return dict(n=n, ks=mean(ks), kp=kp_c, var=var, v=mean(v), box_low=box_low, box_high=box_high,
-                batch=batch)
+    box_low = torch.full((C, 3), float("inf"), dtype=ca.dtype, device=ca.device).scatter_reduce(
+        0, index, flat_ca, "amin"
+    )
+    box_high = torch.full((C, 3), -float("inf"), dtype=ca.dtype, device=ca.device).scatter_reduce(
+        0, index, flat_ca, "amax"
+    )
+    return dict(n=n, ks=mean(ks), kp=kp_c, var=var, v=mean(v), box_low=box_low, box_high=box_high, batch=batch)
 
 
 def box_distance(x, low, high):
@@ -84,7 +87,8 @@ def far_field_attention(qs, qp, pw, agg, ca, knn_radius, token_batch):
         d2 = (qp[s:e, :, None] - agg["kp"].transpose(0, 1)[None]).square().sum(-1) + agg["var"].T[None]
         logits = torch.einsum("thd,chd->thc", qs[s:e], agg["ks"].to(qs.dtype)) - 0.5 * pw[:, None] * d2 + log_n
         far = (box_distance(ca[s:e], agg["box_low"], agg["box_high"]) > knn_radius[s:e, None]) & (
-            agg["batch"][None] == token_batch[s:e, None])  # [c, C]
+            agg["batch"][None] == token_batch[s:e, None]
+        )  # [c, C]
         logits = logits.masked_fill(~far[:, None], float("-inf"))
         lse = torch.logsumexp(logits, dim=-1)  # [c, H]
         p = torch.exp(logits - lse.masked_fill(torch.isinf(lse), 0.0)[..., None])

@@ -36,8 +36,23 @@ def spatial_operands(q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point
     return qs, ks, qp, kp, point_weights.to(geometry), vf.reshape(T, H, -1), centre
 
 
-def spatial_ipa_attention(q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_weights, res_mask,
-                          neighbours, ca=None, backend="torch", far_cell_size=None):
+def spatial_ipa_attention(
+    q,
+    k,
+    v,
+    q_pts,
+    k_pts,
+    v_pts,
+    bias_q,
+    bias_k,
+    pair_k,
+    point_weights,
+    res_mask,
+    neighbours,
+    ca=None,
+    backend="torch",
+    far_cell_size=None,
+):
     """
     Args (shapes as in `ipa_attention_core`):
         res_mask:      [B, L] bool
@@ -50,22 +65,31 @@ def spatial_ipa_attention(q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, 
         o [B, L, H, C_v], o_pts [B, L, H, P_v, 3] (global frame), o_pair [B, L, H, R, C_z]
     """
     B, L, H = q.shape[:3]
-    qs, ks, qp, kp, pw, vf, centre = spatial_operands(q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k,
-                                                      point_weights, res_mask)
+    qs, ks, qp, kp, pw, vf, centre = spatial_operands(
+        q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_weights, res_mask
+    )
     if backend == "triton":
         from flashipa_kernels.spatial_ipa.attention import neighbour_attention
 
         o, lse = neighbour_attention(qs, ks, qp, kp, pw, vf, neighbours.index)
     elif backend == "torch":
-        o, lse = neighbour_attention_reference(qs, ks, qp.to(qs.dtype), kp.to(qs.dtype), pw.to(qs.dtype), vf,
-                                               neighbours.index)
+        o, lse = neighbour_attention_reference(
+            qs, ks, qp.to(qs.dtype), kp.to(qs.dtype), pw.to(qs.dtype), vf, neighbours.index
+        )
     else:
         raise ValueError(f"spatial_ipa backend {backend!r}: use 'triton' or 'torch'")
     if far_cell_size is not None:
         agg = cell_aggregates(ks, kp, vf, ca, res_mask, far_cell_size)
         token_batch = torch.arange(B, device=q.device).repeat_interleave(L)
-        o_far, lse_far = far_field_attention(qs, qp.to(qs.dtype), pw.to(qs.dtype), agg, ca.reshape(-1, 3).to(qs.dtype),
-                                             neighbours.knn_radius.to(qs.dtype), token_batch)
+        o_far, lse_far = far_field_attention(
+            qs,
+            qp.to(qs.dtype),
+            pw.to(qs.dtype),
+            agg,
+            ca.reshape(-1, 3).to(qs.dtype),
+            neighbours.knn_radius.to(qs.dtype),
+            token_batch,
+        )
         o, lse = merge(o, lse.to(lse_far.dtype), o_far, lse_far)
     o = o.view(B, L, H, -1) * res_mask[:, :, None, None].to(o.dtype)
     o, o_pts, o_pair = split_attention_output(o.to(v.dtype), v, v_pts, pair_k)

@@ -24,8 +24,24 @@ import triton.language as tl
 
 
 @triton.jit
-def _logits(qs, qp, pw, ks_ptr, kp_ptr, nbr_ptr, t, h, kb, K, H, DS, P3,
-            BLOCK_K: tl.constexpr, DS_PAD: tl.constexpr, P3_PAD: tl.constexpr):
+def _logits(
+    qs,
+    qp,
+    pw,
+    ks_ptr,
+    kp_ptr,
+    nbr_ptr,
+    t,
+    h,
+    kb,
+    K,
+    H,
+    DS,
+    P3,
+    BLOCK_K: tl.constexpr,
+    DS_PAD: tl.constexpr,
+    P3_PAD: tl.constexpr,
+):
     """Logits [BLOCK_K] of query (t, h) over list entries kb .. kb + BLOCK_K, with the gathered key
     tokens [BLOCK_K], validity [BLOCK_K] and point differences qp - kp [BLOCK_K, P3_PAD]."""
     offs = kb + tl.arange(0, BLOCK_K)
@@ -33,11 +49,13 @@ def _logits(qs, qp, pw, ks_ptr, kp_ptr, nbr_ptr, t, h, kb, K, H, DS, P3,
     valid = j >= 0
     jj = tl.where(valid, j, 0).to(tl.int64)
     ds = tl.arange(0, DS_PAD)
-    ks = tl.load(ks_ptr + (jj[:, None] * H + h) * DS + ds[None, :],
-                 mask=valid[:, None] & (ds[None, :] < DS), other=0.0).to(tl.float32)
+    ks = tl.load(
+        ks_ptr + (jj[:, None] * H + h) * DS + ds[None, :], mask=valid[:, None] & (ds[None, :] < DS), other=0.0
+    ).to(tl.float32)
     dp = tl.arange(0, P3_PAD)
-    kp = tl.load(kp_ptr + (jj[:, None] * H + h) * P3 + dp[None, :],
-                 mask=valid[:, None] & (dp[None, :] < P3), other=0.0).to(tl.float32)
+    kp = tl.load(
+        kp_ptr + (jj[:, None] * H + h) * P3 + dp[None, :], mask=valid[:, None] & (dp[None, :] < P3), other=0.0
+    ).to(tl.float32)
     diff = qp[None, :] - kp  # [BLOCK_K, P3_PAD]
     s = tl.sum(ks * qs[None, :], axis=1) - 0.5 * pw * tl.sum(diff * diff, axis=1)
     s = tl.where(valid, s, float("-inf"))
@@ -45,9 +63,26 @@ def _logits(qs, qp, pw, ks_ptr, kp_ptr, nbr_ptr, t, h, kb, K, H, DS, P3,
 
 
 @triton.jit
-def _fwd_kernel(qs_ptr, ks_ptr, qp_ptr, kp_ptr, pw_ptr, v_ptr, nbr_ptr, o_ptr, lse_ptr,
-                K, H, DS, P3, DV,
-                BLOCK_K: tl.constexpr, DS_PAD: tl.constexpr, P3_PAD: tl.constexpr, DV_PAD: tl.constexpr):
+def _fwd_kernel(
+    qs_ptr,
+    ks_ptr,
+    qp_ptr,
+    kp_ptr,
+    pw_ptr,
+    v_ptr,
+    nbr_ptr,
+    o_ptr,
+    lse_ptr,
+    K,
+    H,
+    DS,
+    P3,
+    DV,
+    BLOCK_K: tl.constexpr,
+    DS_PAD: tl.constexpr,
+    P3_PAD: tl.constexpr,
+    DV_PAD: tl.constexpr,
+):
     t = tl.program_id(0).to(tl.int64)
     h = tl.program_id(1)
     ds = tl.arange(0, DS_PAD)
@@ -60,14 +95,16 @@ def _fwd_kernel(qs_ptr, ks_ptr, qp_ptr, kp_ptr, pw_ptr, v_ptr, nbr_ptr, o_ptr, l
     l = tl.zeros((), tl.float32)
     acc = tl.zeros((DV_PAD,), tl.float32)
     for kb in range(0, K, BLOCK_K):
-        s, jj, valid, _, _ = _logits(qs, qp, pw, ks_ptr, kp_ptr, nbr_ptr, t, h, kb, K, H, DS, P3,
-                                     BLOCK_K, DS_PAD, P3_PAD)
+        s, jj, valid, _, _ = _logits(
+            qs, qp, pw, ks_ptr, kp_ptr, nbr_ptr, t, h, kb, K, H, DS, P3, BLOCK_K, DS_PAD, P3_PAD
+        )
         m_new = tl.maximum(m, tl.max(s, axis=0))
         m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
         p = tl.where(valid, tl.exp(s - m_safe), 0.0)
         alpha = tl.where(m == float("-inf"), 0.0, tl.exp(m - m_safe))
-        v = tl.load(v_ptr + (jj[:, None] * H + h) * DV + dv[None, :],
-                    mask=valid[:, None] & (dv[None, :] < DV), other=0.0).to(tl.float32)
+        v = tl.load(
+            v_ptr + (jj[:, None] * H + h) * DV + dv[None, :], mask=valid[:, None] & (dv[None, :] < DV), other=0.0
+        ).to(tl.float32)
         l = l * alpha + tl.sum(p, axis=0)
         acc = acc * alpha + tl.sum(p[:, None] * v, axis=0)
         m = m_new
@@ -79,10 +116,33 @@ def _fwd_kernel(qs_ptr, ks_ptr, qp_ptr, kp_ptr, pw_ptr, v_ptr, nbr_ptr, o_ptr, l
 
 
 @triton.jit
-def _bwd_kernel(qs_ptr, ks_ptr, qp_ptr, kp_ptr, pw_ptr, v_ptr, nbr_ptr, lse_ptr, delta_ptr, do_ptr,
-                dqs_ptr, dks_ptr, dqp_ptr, dkp_ptr, dpw_ptr, dv_ptr,
-                K, H, DS, P3, DV,
-                BLOCK_K: tl.constexpr, DS_PAD: tl.constexpr, P3_PAD: tl.constexpr, DV_PAD: tl.constexpr):
+def _bwd_kernel(
+    qs_ptr,
+    ks_ptr,
+    qp_ptr,
+    kp_ptr,
+    pw_ptr,
+    v_ptr,
+    nbr_ptr,
+    lse_ptr,
+    delta_ptr,
+    do_ptr,
+    dqs_ptr,
+    dks_ptr,
+    dqp_ptr,
+    dkp_ptr,
+    dpw_ptr,
+    dv_ptr,
+    K,
+    H,
+    DS,
+    P3,
+    DV,
+    BLOCK_K: tl.constexpr,
+    DS_PAD: tl.constexpr,
+    P3_PAD: tl.constexpr,
+    DV_PAD: tl.constexpr,
+):
     """delta = do . o - dlse per (query, head) comes from the host: ds_ij = p_ij (do_i . v_j - delta_i)."""
     t = tl.program_id(0).to(tl.int64)
     h = tl.program_id(1)
@@ -100,8 +160,9 @@ def _bwd_kernel(qs_ptr, ks_ptr, qp_ptr, kp_ptr, pw_ptr, v_ptr, nbr_ptr, lse_ptr,
     dqp = tl.zeros((P3_PAD,), tl.float32)
     dpw = tl.zeros((), tl.float32)
     for kb in range(0, K, BLOCK_K):
-        s, jj, valid, ks, diff = _logits(qs, qp, pw, ks_ptr, kp_ptr, nbr_ptr, t, h, kb, K, H, DS, P3,
-                                         BLOCK_K, DS_PAD, P3_PAD)
+        s, jj, valid, ks, diff = _logits(
+            qs, qp, pw, ks_ptr, kp_ptr, nbr_ptr, t, h, kb, K, H, DS, P3, BLOCK_K, DS_PAD, P3_PAD
+        )
         p = tl.where(valid, tl.exp(s - lse), 0.0)  # [BLOCK_K]
         v_off = (jj[:, None] * H + h) * DV + dv[None, :]
         v_ok = valid[:, None] & (dv[None, :] < DV)
@@ -111,10 +172,16 @@ def _bwd_kernel(qs_ptr, ks_ptr, qp_ptr, kp_ptr, pw_ptr, v_ptr, nbr_ptr, lse_ptr,
         dqp += tl.sum((-pw * dsc)[:, None] * diff, axis=0)
         dpw += tl.sum(-0.5 * dsc * tl.sum(diff * diff, axis=1), axis=0)
         tl.atomic_add(dv_ptr + v_off, p[:, None] * do[None, :], mask=v_ok)
-        tl.atomic_add(dks_ptr + (jj[:, None] * H + h) * DS + ds_[None, :], dsc[:, None] * qs[None, :],
-                      mask=valid[:, None] & (ds_[None, :] < DS))
-        tl.atomic_add(dkp_ptr + (jj[:, None] * H + h) * P3 + dp[None, :], (pw * dsc)[:, None] * diff,
-                      mask=valid[:, None] & (dp[None, :] < P3))
+        tl.atomic_add(
+            dks_ptr + (jj[:, None] * H + h) * DS + ds_[None, :],
+            dsc[:, None] * qs[None, :],
+            mask=valid[:, None] & (ds_[None, :] < DS),
+        )
+        tl.atomic_add(
+            dkp_ptr + (jj[:, None] * H + h) * P3 + dp[None, :],
+            (pw * dsc)[:, None] * diff,
+            mask=valid[:, None] & (dp[None, :] < P3),
+        )
     tl.store(dqs_ptr + (t * H + h) * DS + ds_, dqs, mask=ds_ < DS)
     tl.store(dqp_ptr + (t * H + h) * P3 + dp, dqp, mask=dp < P3)
     tl.store(dpw_ptr + t * H + h, dpw)
