@@ -15,10 +15,10 @@ import time
 
 import torch
 
+from flashipa_kernels.reference import InvariantPointAttention, pair_bias_from_factors, pair_values_from_factors
 from flashipa_train.data.preprocess import find_structure_files
 from flashipa_train.geometry import frames_from_backbone, uniform_so3
 from flashipa_train.largest_tensor import LargestTensor
-from flashipa_kernels.reference import InvariantPointAttention, pair_bias_from_factors, pair_values_from_factors
 
 
 def first_chain_backbone(path):
@@ -80,7 +80,10 @@ def main(argv=None):
     parser.add_argument("--max-length", type=int, default=400, help="skip chains longer than this (dense is O(L^2))")
     args = parser.parse_args(argv)
 
-    header = f"{'file':<28} {'chain':>5} {'L':>5} {'dense-torch':>11} {'dense-sdpa':>11} {'invariance':>11} {'max dense':>10} {'max fact.':>10}"
+    header = (
+        f"{'file':<28} {'chain':>5} {'L':>5} {'dense-torch':>11} {'dense-sdpa':>11} {'invariance':>11} "
+        f"{'max dense':>10} {'max fact.':>10}"
+    )
     print(header)
     worst, checked = 0.0, 0
     for path in find_structure_files(args.paths):
@@ -101,8 +104,9 @@ def main(argv=None):
         worst = max(worst, r["dense_vs_torch"], r["dense_vs_sdpa"], r["invariance"])
         checked += 1
         print(
-            f"{os.path.basename(path):<28} {chain:>5} {r['L']:>5} {r['dense_vs_torch']:>11.1e} {r['dense_vs_sdpa']:>11.1e} "
-            f"{r['invariance']:>11.1e} {r['largest_dense']:>10} {r['largest_factorized']:>10}  ({time.perf_counter() - start:.1f} s)"
+            f"{os.path.basename(path):<28} {chain:>5} {r['L']:>5} {r['dense_vs_torch']:>11.1e} "
+            f"{r['dense_vs_sdpa']:>11.1e} {r['invariance']:>11.1e} {r['largest_dense']:>10} "
+            f"{r['largest_factorized']:>10}  ({time.perf_counter() - start:.1f} s)"
         )
     ok = checked > 0 and worst < 1e-10
     print(f"checked {checked} chains; worst relative difference {worst:.1e} (float64): {'OK' if ok else 'FAILED'}")

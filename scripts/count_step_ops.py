@@ -14,8 +14,8 @@ import torch
 from hydra.utils import instantiate
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from flashipa_train.data.synthetic import synthetic_batch
 from flashipa_train.config import compose_train_config
+from flashipa_train.data.synthetic import synthetic_batch
 
 VIEWS = {
     "view",

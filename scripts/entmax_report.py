@@ -20,14 +20,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from flashipa_kernels.entmax_ipa.benchmark import render_markdown
+from flashipa_kernels.entmax_ipa.threshold import BISECT, HALLEY, power_sums, solve_threshold, threshold_bracket
+from flashipa_kernels.reference.factorized_attention import ipa_attention_features
 from flashipa_train.data.synthetic import synthetic_batch
 from flashipa_train.flow.interpolant import clean_frames, interpolate, sample_prior
 from flashipa_train.geometry import centre
 from flashipa_train.model import attention_entmax
 from flashipa_train.sampling.checkpoint_model import load_sampler_from_checkpoint
-from flashipa_kernels.entmax_ipa.benchmark import render_markdown
-from flashipa_kernels.entmax_ipa.threshold import BISECT, HALLEY, power_sums, solve_threshold, threshold_bracket
-from flashipa_kernels.reference.factorized_attention import ipa_attention_features
 
 BLOCKS = (64, 128)  # key/query block edges whose skip fraction is reported (the GPU kernel's is 64)
 TOLERANCES = (1e-4, 1e-6, 1e-10)

@@ -5,7 +5,8 @@
         --variant flash_ipa --seconds 300 --out OUT/memorise_flash_ipa
     -> OUT/.../samples.pt ({"len<L>_<i>": [L, 4, 3]}, the sampler's format), reference.pt, train.json
   score (biotite; here):
-    python scripts/memorise_chain.py score OUT/memorise_flash_ipa [more folders] --json docs/benchmarks/memorisation.json
+    python scripts/memorise_chain.py score OUT/memorise_flash_ipa [more folders] \
+        --json docs/benchmarks/memorisation.json
     -> per folder: TM-score of every sample to the chain (same residues, aligned), helix fractions, pass/fail
 Passes when the mean TM-score >= 0.8 and the mean helix fraction is within 0.1 of the chain's.
 """

@@ -5,7 +5,8 @@ RESULTS holds <variant>/samples.pt and train_metrics.csv, memorise_<variant>/ an
 Writes OUT/sample_quality.{json,md,png} (per variant: steps, val loss, ca_ca_mean, ca_ca_std, clashes_per_100,
 helix, strand, rg_ratio, diversity (mean pairwise TM, lower = more diverse), novelty (mean max TM to the
 training set, lower = more novel); and the rows training_set (every chain in data/, as
-`flashipa-sample training_set=data` scores it) and training_examples (the preprocessed chains trained on)), OUT/memorisation.json and OUT/rot_rate_sweep.json.
+`flashipa-sample training_set=data` scores it) and training_examples (the preprocessed chains trained on)),
+OUT/memorisation.json and OUT/rot_rate_sweep.json.
 """
 
 import argparse

@@ -28,9 +28,9 @@ from pathlib import Path
 
 import torch
 
-from flashipa_train.model.cell_list import spatial_neighbour_lists
 from flashipa_kernels.flash_ipa.testing import IPADims, random_ipa_inputs
 from flashipa_kernels.spatial_ipa.ipa import spatial_ipa_attention
+from flashipa_train.model.cell_list import spatial_neighbour_lists
 
 ANCHOR = IPADims(heads=8, c=128, c_v=128, p_q=8, p_v=12, r_bias=26, r_pair=2, c_z=32)
 TINY = IPADims(heads=2, c=8, c_v=8, p_q=2, p_v=2, r_bias=2, r_pair=1, c_z=4)
@@ -247,7 +247,7 @@ def write_markdown(rows, st, path):
         f"synthetic chains; {st['date']}. "
         "Times: median of CUDA-event timed runs after warm-up; rel_err vs exact FlashIPA (fp32 dots).",
         "",
-        "| L | list len | lists ms | spatial ms | spatial MiB | FlashIPA ms | FlashIPA MiB | speed-up | rel err fp32 | error |",
+        "| L | list len | lists ms | spatial ms | spatial MiB | FlashIPA ms | FlashIPA MiB | speed-up | rel err fp32 | error |",  # noqa: E501 (a Markdown table row)
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -275,7 +275,7 @@ def write_markdown(rows, st, path):
             lines += [
                 "",
                 f"One training step (anchor FlowModel, spatial_ipa, bf16 autocast) at L = {r['train_step_L']}: "
-                f"{_fmt(r.get('train_step_s'), '.2f')} s, peak {_fmt(r.get('train_step_mib'), '.0f')} MiB {r.get('error', '')}",
+                f"{_fmt(r.get('train_step_s'), '.2f')} s, peak {_fmt(r.get('train_step_mib'), '.0f')} MiB {r.get('error', '')}",  # noqa: E501 (a Markdown table row)
             ]
     Path(path).write_text("\n".join(lines) + "\n")
 

@@ -12,7 +12,6 @@ import math
 import os
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

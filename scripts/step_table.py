@@ -8,7 +8,8 @@ OUT/scaling_results.{jsonl,csv}. Points are skipped once the deadline (seconds s
 Points (flash_ipa; eager unless named graphs): sdpa_256x8, triton_256x8, sdpa_4096x1, sdpa_32768x1,
 default_256x8 (sdpa with the default GPU run's callbacks: EMA, progress bar, lr monitor, CSV logging every 10
 steps, the guard's flags read every 100 steps; SyncProbe names the host synchronisations of steps 5-14),
-profile_256x8 (sdpa, StepProfiler over steps 8-10), profile_32768x1 (steps 2-3), graphs_256x8 (triton, compile=auto: CUDA graphs; SyncProbe over steps 8-11).
+profile_256x8 (sdpa, StepProfiler over steps 8-10), profile_32768x1 (steps 2-3), graphs_256x8 (triton,
+compile=auto: CUDA graphs; SyncProbe over steps 8-11).
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ import sys
 import time
 from pathlib import Path
 
+from flashipa_train.config import compose_train_config
 from flashipa_train.scaling.sweep_point import run_scaling_point
 from flashipa_train.train.cli import train
-from flashipa_train.config import compose_train_config
 
 SDPA = "model.attention={name:flash_ipa,backend:sdpa}"
 TRITON = "model.attention={name:flash_ipa,backend:triton}"

@@ -8,9 +8,10 @@ of the run), per loss term and per bin of t. CPU, quickstart-size model by defau
         --variants dense_ipa flash_ipa --json /tmp/diag.json
 
 A variant is `name` or `name:key=value,key=value`: model.attention fields over configs/model/attention/<name>.yaml
-(e.g. flash_ipa:edge_messages=false), model sizes with `model.` in front (flash_ipa:model.pair_rank=8). dense_ipa takes `ablate=` one of
-DENSE_ABLATIONS: which part of its pair path carries the advantage (no_distances: no RBF of x_t / x_sc in z;
-no_edge_transition: z fixed after the first block; no_pair_bias, no_pair_values: that half of IPA's pair use).
+(e.g. flash_ipa:edge_messages=false), model sizes with `model.` in front (flash_ipa:model.pair_rank=8).
+dense_ipa takes `ablate=` one of DENSE_ABLATIONS: which part of its pair path carries the advantage
+(no_distances: no RBF of x_t / x_sc in z; no_edge_transition: z fixed after the first block; no_pair_bias,
+no_pair_values: that half of IPA's pair use).
 """
 
 import argparse
@@ -20,9 +21,8 @@ import time
 from pathlib import Path
 from unittest import mock
 
-import yaml
-
 import torch
+import yaml
 
 QUICKSTART = dict(
     c_s=64,

@@ -5,11 +5,11 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from flashipa_train.geometry import so3_exp, uniform_so3
-from flashipa_train.model import FlowModel
 from test_model_forward import TINY, noisy_inputs
 from test_train_cli import TINY_MODEL, _flashipa_train, small_folder  # noqa: F401 (fixture)
+
+from flashipa_train.geometry import so3_exp
+from flashipa_train.model import FlowModel
 
 
 def entmax_model(backend="torch", **attention):

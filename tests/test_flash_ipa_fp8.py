@@ -4,8 +4,7 @@ arithmetic against the float64 reference (CPU), and the e4m3 kernel itself (mark
 import pytest
 import torch
 
-from flashipa_kernels.flash_ipa import flash_ipa_attention
-from flashipa_kernels.flash_ipa import fp8
+from flashipa_kernels.flash_ipa import flash_ipa_attention, fp8
 from flashipa_kernels.flash_ipa.benchmark import ANCHOR
 from flashipa_kernels.flash_ipa.testing import IPADims, random_ipa_inputs, relative_error
 from flashipa_kernels.reference.factorized_attention import ipa_attention_core

@@ -6,11 +6,11 @@ import math
 import pytest
 import torch
 
+from flashipa_kernels.reference import pair_bias_from_factors, pair_values_from_factors
 from flashipa_train.geometry import Rigid, uniform_so3
 from flashipa_train.model import DenseIPA, FactorizedIPA, PairFactorEmbedder, PairFactors
 from flashipa_train.model.neighbours import knn_indices, window_indices
 from flashipa_train.model.relpos_bias import ContentRelposBias
-from flashipa_kernels.reference import pair_bias_from_factors, pair_values_from_factors
 
 B, L, C_S, H, R, C_PV = 2, 13, 24, 3, 2, 5
 

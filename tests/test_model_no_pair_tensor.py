@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from flashipa_train.flow import FlowMatcher
-from flashipa_train.geometry import backbone_atoms_from_frames, Rigid, uniform_so3
+from flashipa_train.geometry import Rigid, backbone_atoms_from_frames, uniform_so3
 from flashipa_train.largest_tensor import LargestTensor
 from flashipa_train.model import FlowModel
 

@@ -2,8 +2,8 @@
 
 import torch
 
-from flashipa_train.largest_tensor import LargestTensor
 from flashipa_kernels.reference import InvariantPointAttention
+from flashipa_train.largest_tensor import LargestTensor
 
 L = 4096
 

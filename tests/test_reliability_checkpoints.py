@@ -12,12 +12,11 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from omegaconf import OmegaConf
+from test_train_pipeline import FOLDER_A, TINY_MODEL, _config, _folder, _train_steps
 
+from flashipa_train.checkpoint.weights import CheckpointError
 from flashipa_train.train.cli import train
 from flashipa_train.train.config_checks import ConfigError
-from flashipa_train.checkpoint.weights import CheckpointError
-
-from test_train_pipeline import FOLDER_A, TINY_MODEL, _config, _folder, _train_steps
 
 pytest.importorskip("biotite")
 

@@ -8,12 +8,12 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from flashipa_train.config import compose_train_config
 from flashipa_train.data.synthetic import SyntheticDataModule, batch_size_for
 from flashipa_train.scaling.max_length import search_max_length
 from flashipa_train.scaling.report import fitted_slope
 from flashipa_train.scaling.results import read_rows
 from flashipa_train.scaling.sweep_point import run_scaling_point
-from flashipa_train.config import compose_train_config
 from flashipa_train.train.nonfinite_guard import NonFiniteGuard, skips_on_device
 
 

@@ -4,13 +4,13 @@ against the float64 reference, and the IPA-level function against exact IPA atte
 import pytest
 import torch
 
-from flashipa_train.model.cell_list import knn_from_cell_list, spatial_neighbour_lists
-from flashipa_train.model.neighbours import knn_indices
 from flashipa_kernels.flash_ipa.testing import IPADims, random_ipa_inputs, relative_error
 from flashipa_kernels.reference import ipa_attention_core
 from flashipa_kernels.spatial_ipa.attention import neighbour_attention
 from flashipa_kernels.spatial_ipa.ipa import spatial_ipa_attention
 from flashipa_kernels.spatial_ipa.reference import neighbour_attention_reference
+from flashipa_train.model.cell_list import knn_from_cell_list, spatial_neighbour_lists
+from flashipa_train.model.neighbours import knn_indices
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 ODD_DIMS = IPADims(heads=3, c=5, c_v=7, p_q=3, p_v=5, r_bias=2, r_pair=3, c_z=6)

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_model_forward import TINY, _random_rigid_motion, noisy_inputs
+from test_train_cli import TINY_MODEL, _flashipa_train, small_folder  # noqa: F401 (fixture)
 
 from flashipa_train.geometry import uniform_so3
 from flashipa_train.model import FlowModel
-from test_model_forward import TINY, _random_rigid_motion, noisy_inputs
-from test_train_cli import TINY_MODEL, _flashipa_train, small_folder  # noqa: F401 (fixture)
 
 SPATIAL = {"name": "spatial_ipa", "k": 4, "window": 2, "radius": 1.0}
 
@@ -108,10 +108,11 @@ def test_cli_trains_and_samples_with_spatial_ipa(tmp_path, small_folder):  # noq
 
 def _largest_tensor_of_a_training_step(L):
     """A training step on a compact chain: CA on a cubic lattice of 5 A (protein-like density)."""
+    from test_model_no_pair_tensor import MICRO
+
     from flashipa_train.flow import FlowMatcher
     from flashipa_train.geometry import Rigid, backbone_atoms_from_frames
     from flashipa_train.largest_tensor import LargestTensor
-    from test_model_no_pair_tensor import MICRO
 
     g = torch.Generator().manual_seed(0)
     side = round(L ** (1 / 3))

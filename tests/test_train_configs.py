@@ -3,8 +3,8 @@
 import pytest
 from omegaconf import OmegaConf
 
-from flashipa_train.train.cli import train
 from flashipa_train.config import compose_train_config
+from flashipa_train.train.cli import train
 
 OPTIONS = [
     [],

@@ -10,10 +10,10 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 
+from flashipa_train.checkpoint.weights import model_weights_from_checkpoint
+from flashipa_train.config import compose_train_config
 from flashipa_train.train import cli
 from flashipa_train.train.cli import train
-from flashipa_train.config import compose_train_config
-from flashipa_train.checkpoint.weights import model_weights_from_checkpoint
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 FOLDER_A = ["3zee.cif.gz", "4zey.cif.gz", "1qys.pdb.gz", "2axd.bcif.gz"]  # 76-91 residue single chains

@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch import nn
 
+from flashipa_train.checkpoint.weights import load_model_weights
 from flashipa_train.train.checkpoint_io import atomic_torch_save
 from flashipa_train.train.ema import EMA
 from flashipa_train.train.lr_schedule import WarmupCosineLR
-from flashipa_train.checkpoint.weights import load_model_weights
 
 
 def test_lr_rises_linearly_during_warmup_then_follows_cosine_to_the_floor():

@@ -9,8 +9,8 @@ import pytest
 
 pytest.importorskip("biotite")
 
-from flashipa_train.train.cli import train  # noqa: E402
 from flashipa_train.config import compose_train_config  # noqa: E402
+from flashipa_train.train.cli import train  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 TINY = [

@@ -3,17 +3,17 @@ the event log with the run's config, the learning rate and one series per sample
 (wandb.Molecule) and the metric tables."""
 
 import shutil
-from pathlib import Path
 
 import pytest
 
 pytest.importorskip("wandb")
 pytest.importorskip("biotite")
 
-from flashipa_train.train.cli import train  # noqa: E402
-from flashipa_train.config import compose_train_config  # noqa: E402
 from test_validation_sampling import DATA, TINY  # noqa: E402
 from wandb_records import run_info, table_rows  # noqa: E402
+
+from flashipa_train.config import compose_train_config  # noqa: E402
+from flashipa_train.train.cli import train  # noqa: E402
 
 
 def test_offline_wandb_run_writes_structures_and_tables_without_network(tmp_path, monkeypatch):

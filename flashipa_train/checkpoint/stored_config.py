@@ -3,8 +3,8 @@ rebuilt by code, never handed to `hydra.utils.instantiate`.
 
 A stored config may name only the project's FlowModel / FlowMatcher as `_target_`, only that class's own
 constructor arguments, plain scalar values (no interpolations), and `attention` as {"name", "backend"} of a
-known variant plus that variant's own constructor fields as plain scalars. Anything else (another `_target_`, a nested `_target_`, `_partial_`, unknown keys) is refused
-with a message naming the checkpoint and the field.
+known variant plus that variant's own constructor fields as plain scalars. Anything else (another `_target_`,
+a nested `_target_`, `_partial_`, unknown keys) is refused with a message naming the checkpoint and the field.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import inspect
 from collections.abc import Mapping
 from typing import Any
 
+from flashipa_train.checkpoint.weights import CheckpointError
 from flashipa_train.flow import FlowMatcher
 from flashipa_train.model import ATTENTION_VARIANTS, FlowModel
-from flashipa_train.checkpoint.weights import CheckpointError
 
 MODEL_TARGETS = ("flashipa_train.model.FlowModel", "flashipa_train.model.flow_model.FlowModel")
 FLOW_TARGETS = ("flashipa_train.flow.FlowMatcher", "flashipa_train.flow.flow_matcher.FlowMatcher")

@@ -13,7 +13,6 @@ from collections import Counter
 
 import biotite.structure as struc
 import biotite.structure.info  # noqa: F401 - struc.info
-import numpy as np
 
 from flashipa_train.data.chain_features import (
     ChainBackbone,

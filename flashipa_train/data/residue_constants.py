@@ -5,7 +5,7 @@ One-letter codes come from the wwPDB Chemical Component Dictionary through bioti
 (MSE -> M, SEP -> S, ...). biotite is imported on first use, so importing this module stays cheap.
 """
 
-from functools import lru_cache
+from functools import cache, lru_cache
 
 # Order follows AlphaFold/OpenFold `restypes`, so aatype integers mean the same thing as there.
 RESTYPES = "ARNDCQEGHILKMFPSTWYV"
@@ -16,7 +16,7 @@ UNKNOWN_AATYPE = len(RESTYPES)  # 20
 BACKBONE_ATOMS = ("N", "CA", "C", "O")
 
 
-@lru_cache(maxsize=None)
+@cache
 def aatype_from_residue_name(residue_name: str) -> int:
     """Return the aatype index (0..19, 20 = unknown 'X') of a three-letter residue name: the CCD one-letter
     code of the residue (of its parent for a modified residue); 20 for names without one among RESTYPES

@@ -9,7 +9,7 @@ Padded residues hold the identity frame at the origin.
 
 import torch
 
-from flashipa_train.geometry import Rigid, centre, frames_from_backbone, so3_geodesic_interpolate, uniform_so3
+from flashipa_train.geometry import centre, frames_from_backbone, so3_geodesic_interpolate, uniform_so3
 
 
 def randn(shape, generator, device, dtype):

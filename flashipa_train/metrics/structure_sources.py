@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
-
 from flashipa_train.metrics.backbone_input import Backbone, as_backbone
 
 

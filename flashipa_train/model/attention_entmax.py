@@ -12,10 +12,10 @@ import math
 import torch
 import torch.nn as nn
 
+from flashipa_kernels.entmax_ipa import entmax_ipa_attention, tiled_entmax_ipa_attention
 from flashipa_train.geometry import Rigid
 from flashipa_train.model.ipa import IPAProjections
 from flashipa_train.model.pair_factors import PairFactorEmbedder, PairFactors
-from flashipa_kernels.entmax_ipa import entmax_ipa_attention, tiled_entmax_ipa_attention
 
 BACKENDS = ("auto", "triton", "torch")
 ALPHA_MIN = 1.05  # a learned alpha stays in (ALPHA_MIN, 2): 1 / (alpha - 1) grows without bound near 1

@@ -19,8 +19,8 @@ from typing import NamedTuple
 
 import torch
 
-from flashipa_train.model.neighbours import window_indices
 from flashipa_kernels.spatial_ipa.grid import cell_coordinates, cell_keys
+from flashipa_train.model.neighbours import window_indices
 
 QUERY_CHUNK = 16384  # queries per chunk of the candidate search: chunk x 27 x max_per_cell candidates
 

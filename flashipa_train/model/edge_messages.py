@@ -23,9 +23,9 @@ import torch
 import torch.nn as nn
 
 from flashipa_train.geometry import Rigid
+from flashipa_train.geometry.precision import geometry_precision
 from flashipa_train.model.embeddings import sinusoidal_embedding
 from flashipa_train.model.neighbours import gather_neighbours, knn_indices, radial_basis, window_indices
-from flashipa_train.geometry.precision import geometry_precision
 
 NM_TO_ANGSTROM = 10.0
 NUM_RELPOS = 16

@@ -26,6 +26,7 @@ import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 
 from flashipa_train.geometry import Rigid, backbone_atoms_from_frames
+from flashipa_train.geometry.precision import geometry_dtype, geometry_precision
 from flashipa_train.model.attention_dense import DenseIPAAttention
 from flashipa_train.model.attention_entmax import EntmaxIPAAttention
 from flashipa_train.model.attention_flash import FlashIPAAttention
@@ -33,7 +34,6 @@ from flashipa_train.model.attention_inattention import InAttentionIPAAttention
 from flashipa_train.model.attention_spatial import SpatialIPAAttention
 from flashipa_train.model.embeddings import NodeEmbedder
 from flashipa_train.model.neighbours import NeighbourFeatures
-from flashipa_train.geometry.precision import geometry_dtype, geometry_precision
 from flashipa_train.model.trunk_layers import BackboneUpdate, PsiHead, SequenceTransformer, Transition
 
 ANGSTROM_TO_NM = 0.1
@@ -79,7 +79,8 @@ class FlowModel(nn.Module):
     """Predicts clean frames, psi and backbone atoms from noisy frames (see the module docstring).
 
     Args:
-        attention:              {"name": "dense_ipa" | "flash_ipa" | "inattention", "backend": "auto" | "triton" | "sdpa" | "torch"}
+        attention:              {"name": "dense_ipa" | "flash_ipa" | "inattention",
+                                 "backend": "auto" | "triton" | "sdpa" | "torch"}
         c_s:                    single representation channels
         c_z:                    pair channels of the dense pair representation (dense_ipa only)
         c_hidden:               IPA scalar channels per head

@@ -21,10 +21,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from flashipa_train.geometry import Rigid
-from flashipa_train.model.pair_factors import PairFactors
-from flashipa_train.geometry.precision import geometry_precision
 from flashipa_kernels.reference import dense_ipa_attention, factorized_ipa_attention
+from flashipa_train.geometry import Rigid
+from flashipa_train.geometry.precision import geometry_precision
+from flashipa_train.model.pair_factors import PairFactors
 
 
 def _points(x, num_heads):
@@ -82,7 +82,8 @@ class IPAProjections(nn.Module):
         return q, q_pts
 
     def keys_values(self, s, rigids: Rigid):
-        """s [B, L, c_s], frames [B, L] -> dict of k, v [B, L, H, C], k_pts [B, L, H, P_q, 3], v_pts [B, L, H, P_v, 3]."""
+        """s [B, L, c_s], frames [B, L] -> dict of k, v [B, L, H, C], k_pts [B, L, H, P_q, 3],
+        v_pts [B, L, H, P_v, 3]."""
         # [B, L, H, C] each
         k, v = self.linear_kv(s).unflatten(-1, (self.num_heads, 2 * self.c_hidden)).split(self.c_hidden, dim=-1)
         # [B, L, H, P_q + P_v, 3]

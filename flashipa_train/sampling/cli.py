@@ -14,6 +14,7 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
+from flashipa_train.config import CONFIG_DIR
 from flashipa_train.sampling.checkpoint_model import load_sampler_from_checkpoint
 from flashipa_train.sampling.generate import GeneratedBackbone, generate_backbones, pick_device
 from flashipa_train.sampling.outputs import (
@@ -21,12 +22,11 @@ from flashipa_train.sampling.outputs import (
     format_summary_table,
     load_samples,
     sample_metric_rows,
-    summary_by_length,
     save_samples,
+    summary_by_length,
     write_rows_csv,
     write_structure_files,
 )
-from flashipa_train.config import CONFIG_DIR
 
 log = logging.getLogger(__name__)
 

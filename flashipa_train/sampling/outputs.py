@@ -71,7 +71,8 @@ def load_samples(path: str | Path) -> list[GeneratedBackbone]:
     if not isinstance(saved, dict) or not all(isinstance(name, str) and name.startswith("len") for name in saved):
         raise ValueError(
             f"{path}: not a samples.pt of flashipa-sample/flashipa-train (expected "
-            f"{{'len<L>_<i>': [L, 4, 3] tensor}}, found keys {list(saved)[:4] if isinstance(saved, dict) else type(saved).__name__})"
+            f"{{'len<L>_<i>': [L, 4, 3] tensor}}, found "
+            f"keys {list(saved)[:4] if isinstance(saved, dict) else type(saved).__name__})"
         )
     backbones = []
     for name, atoms in saved.items():

@@ -106,7 +106,8 @@ def markdown(rows: list[dict], figures: dict[str, str], max_lengths: dict | None
         "# Sequence-length scaling",
         "",
         f"One sweep (`flashipa-train -m experiment=scaling`, results `{source}`) on **{first.get('device', '?')}**, "
-        f"torch {first.get('torch', '?')}, precision {first.get('precision', '?')}, compile {first.get('compile', '?')}. "
+        f"torch {first.get('torch', '?')}, precision {first.get('precision', '?')}, "
+        f"compile {first.get('compile', '?')}. "
         f"Each point: {first.get('warmup_steps', '?')} warm-up steps, then {first.get('steps_timed', '?')} timed "
         "training steps (flow-matching loss with self-conditioning, backward, AdamW). `step ms` is the timed "
         "window's wall time per step; residues/s counts B x L per step. Synthetic random-walk chains.",
@@ -114,7 +115,7 @@ def markdown(rows: list[dict], figures: dict[str, str], max_lengths: dict | None
     ]
     lines += [f"![{name}]({path})" for name, path in figures.items()] + [""]
     lines += [
-        "## Fitted slopes (log-log, L >= %d where two points qualify)" % min_length,
+        f"## Fitted slopes (log-log, L >= {min_length} where two points qualify)",
         "",
         "| variant | time per step | peak memory | fitted over L |",
         "|---|---|---|---|",

@@ -11,7 +11,6 @@ import torch
 from lightning_fabric.utilities.types import _PATH
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
-
 TEMP_FILE_PATTERN = ".*.tmp-*"  # `.<name>.tmp-<pid>`: what a write killed before its rename leaves behind
 
 

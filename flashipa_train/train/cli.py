@@ -16,24 +16,23 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor
 
-from flashipa_train.data.example_store import PreprocessedDirError
-from flashipa_train.scaling.step_timer import StepTimer
-from flashipa_train.scaling.sweep_point import describe_point, run_scaling_point
-from flashipa_train.train.checkpoint_io import AtomicCheckpointIO
-from flashipa_train.train.compile_choice import on_cuda, resolved_compile, use_compile_cache
-from flashipa_train.train.module import FlowModule
-from flashipa_train.train.samples import write_final_samples
-from flashipa_train.train.config_checks import ConfigError, check_train_config
 from flashipa_train.checkpoint.stored_config import checked_model_config
-from flashipa_train.train.wandb_logger import finish_wandb_run, log_run_config
 from flashipa_train.checkpoint.weights import (
     CheckpointError,
     load_model_weights,
     read_checkpoint,
     run_config_from_checkpoint,
 )
-
 from flashipa_train.config import CONFIG_DIR
+from flashipa_train.data.example_store import PreprocessedDirError
+from flashipa_train.scaling.step_timer import StepTimer
+from flashipa_train.scaling.sweep_point import describe_point, run_scaling_point
+from flashipa_train.train.checkpoint_io import AtomicCheckpointIO
+from flashipa_train.train.compile_choice import on_cuda, resolved_compile, use_compile_cache
+from flashipa_train.train.config_checks import ConfigError, check_train_config
+from flashipa_train.train.module import FlowModule
+from flashipa_train.train.samples import write_final_samples
+from flashipa_train.train.wandb_logger import finish_wandb_run, log_run_config
 
 log = logging.getLogger(__name__)
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -15,8 +16,8 @@ class EMA(pl.Callback):
     d = min(decay, (1 + n) / (10 + n)) after n updates, so early shadows are not dominated by the random
     initial weights. The long-run decay is capped so that its half-life, ln 2 / -ln d steps, is at most
     `max_half_life_fraction` of the run's `trainer.max_steps` (0.999, a half-life of 693 steps, would
-    average a 2500-step run over its first half). Validation runs with the shadow weights swapped in; the shadow is stored in and
-    restored from checkpoints (Lightning saves a callback's `state_dict`).
+    average a 2500-step run over its first half). Validation runs with the shadow weights swapped in; the
+    shadow is stored in and restored from checkpoints (Lightning saves a callback's `state_dict`).
 
     The update is a fused `torch._foreach_lerp_` on device tensors: no host synchronisation per step.
 

@@ -1,7 +1,5 @@
 """Public entry points of the alpha-entmax IPA kernels: `entmax_ipa_attention` and `entmax_ipa_threshold_stats`."""
 
-from typing import Optional
-
 import torch
 from torch import Tensor
 
@@ -169,10 +167,10 @@ def entmax_ipa_attention(
     pair_k: Tensor,
     point_weights: Tensor,
     alpha,
-    mask: Optional[Tensor] = None,
+    mask: Tensor | None = None,
     *,
-    cu_seqlens: Optional[Tensor] = None,
-    max_seqlen: Optional[int] = None,
+    cu_seqlens: Tensor | None = None,
+    max_seqlen: int | None = None,
     allow_tf32: bool = True,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """IPA attention with alpha-entmax weights (exactly zero outside a data-dependent support), in Triton.

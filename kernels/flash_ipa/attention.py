@@ -1,7 +1,5 @@
 """Public entry point of the FlashIPA kernel: `flash_ipa_attention`."""
 
-from typing import Optional
-
 import torch
 from torch import Tensor
 
@@ -61,10 +59,10 @@ def flash_ipa_attention(
     bias_k: Tensor,
     pair_k: Tensor,
     point_weights: Tensor,
-    mask: Optional[Tensor] = None,
+    mask: Tensor | None = None,
     *,
-    cu_seqlens: Optional[Tensor] = None,
-    max_seqlen: Optional[int] = None,
+    cu_seqlens: Tensor | None = None,
+    max_seqlen: int | None = None,
     allow_tf32: bool = True,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """IPA attention over per-residue features with the fused FlashIPA Triton kernel.

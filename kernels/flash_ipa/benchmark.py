@@ -20,7 +20,6 @@ with --profile, also {name}_kernels.{json,md}: each backend's fwd+bwd split into
 
 import argparse
 import json
-import math
 import platform
 import statistics
 import time

@@ -11,7 +11,6 @@ the point-bias term keeps the 16-bit kernel's hi + lo operands (see fp8_kernel.p
 """
 
 import math
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -232,7 +231,7 @@ def flash_ipa_attention_fp8(
     bias_k,
     pair_k,
     point_weights,
-    mask: Optional[torch.Tensor] = None,
+    mask: torch.Tensor | None = None,
     *,
     cu_seqlens=None,
     max_seqlen=None,

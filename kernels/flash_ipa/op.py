@@ -5,8 +5,6 @@ implementations, so `torch.compile(fullgraph=True)` sees one opaque node each an
 All tensors are token-major ([T, H, ...], pair_k [T, R, C_z]); `attention.py` does the reshapes.
 """
 
-from typing import Optional
-
 import torch
 from torch import Tensor
 
@@ -25,7 +23,7 @@ def attention_fwd(
     bias_k: Tensor,
     pair_k: Tensor,
     point_weights: Tensor,
-    key_mask: Optional[Tensor],
+    key_mask: Tensor | None,
     cu_seqlens: Tensor,
     max_seqlen: int,
     allow_tf32: bool,
@@ -83,7 +81,7 @@ def attention_bwd(
     bias_k: Tensor,
     pair_k: Tensor,
     point_weights: Tensor,
-    key_mask: Optional[Tensor],
+    key_mask: Tensor | None,
     cu_seqlens: Tensor,
     max_seqlen: int,
     allow_tf32: bool,
