@@ -10,8 +10,8 @@ terms are O(1).
 import torch
 
 from flashipa_train.geometry import so3_log
+from flashipa_train.geometry.units import ANGSTROM_TO_NM
 
-ANGSTROM_TO_NM = 0.1
 MIN_TIME_NORMALISER = 0.1  # 1 - t never below this in the vector-field losses
 
 

@@ -22,13 +22,12 @@ import math
 import torch
 import torch.nn as nn
 
+from flashipa_train.geometry.units import ANGSTROM_TO_NM
 from flashipa_train.model.backend import check_backend, resolve_backend
 from flashipa_train.model.edge_messages import EdgeMessages, build_edge_graph
 from flashipa_train.model.ipa import FactorizedIPA
 from flashipa_train.model.pair_factors import PairFactorEmbedder
 from flashipa_train.model.relpos_bias import ContentRelposBias
-
-ANGSTROM_TO_NM = 0.1
 
 
 class FlashIPAAttention(nn.Module):

@@ -24,10 +24,10 @@ import torch.nn as nn
 
 from flashipa_train.geometry import Rigid
 from flashipa_train.geometry.precision import geometry_precision
+from flashipa_train.geometry.units import NM_TO_ANGSTROM
 from flashipa_train.model.embeddings import sinusoidal_embedding
 from flashipa_train.model.neighbours import gather_neighbours, knn_indices, radial_basis, window_indices
 
-NM_TO_ANGSTROM = 10.0
 NUM_RELPOS = 16
 NUM_RBF = 16
 MAX_DISTANCE = 20.0  # Angstrom, the largest RBF centre

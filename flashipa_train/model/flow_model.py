@@ -27,6 +27,7 @@ from torch.utils.checkpoint import checkpoint
 
 from flashipa_train.geometry import Rigid, backbone_atoms_from_frames
 from flashipa_train.geometry.precision import geometry_dtype, geometry_precision
+from flashipa_train.geometry.units import ANGSTROM_TO_NM, NM_TO_ANGSTROM
 from flashipa_train.model.attention_dense import DenseIPAAttention
 from flashipa_train.model.attention_entmax import EntmaxIPAAttention
 from flashipa_train.model.attention_flash import FlashIPAAttention
@@ -35,9 +36,6 @@ from flashipa_train.model.attention_spatial import SpatialIPAAttention
 from flashipa_train.model.embeddings import NodeEmbedder
 from flashipa_train.model.neighbours import NeighbourFeatures
 from flashipa_train.model.trunk_layers import BackboneUpdate, PsiHead, SequenceTransformer, Transition
-
-ANGSTROM_TO_NM = 0.1
-NM_TO_ANGSTROM = 10.0
 
 ATTENTION_VARIANTS = {
     "dense_ipa": DenseIPAAttention,
