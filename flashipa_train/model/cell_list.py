@@ -31,7 +31,7 @@ _OFFSETS = torch.stack(torch.meshgrid(*[torch.arange(-1, 2)] * 3, indexing="ij")
 class NeighbourLists(NamedTuple):
     """Per-residue key lists of spatially sparse attention (token indices into the flattened [B * L] batch)."""
 
-    index: torch.Tensor  # [B * L, 1 + k + 2w] int32, -1 where empty
+    index: torch.Tensor  # type: ignore[assignment]  # [B * L, 1 + k + 2w] int32, -1 where empty (shadows tuple.index)
     knn_radius: torch.Tensor  # [B * L] distance of the farthest kNN entry (0 if none), units of pos
     outside_radius: torch.Tensor  # [B * L] every key not in the list lies at least this far (0: no guarantee)
 

@@ -79,6 +79,8 @@ class PairFactorEmbedder(nn.Module):
         self.relpos_sin_weight = nn.Parameter(torch.zeros(num_heads, num_relpos_frequencies))
         self.same_chain_weight = nn.Parameter(torch.zeros(num_heads))
 
+    relpos_frequencies: torch.Tensor  # [F] the buffer registered in __init__
+
     @property
     def bias_rank(self) -> int:
         return self.pair_rank + 2 * self.relpos_frequencies.numel() + self.max_chains

@@ -23,6 +23,7 @@ import json
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -73,7 +74,7 @@ def _dense(inputs):
     return o, o_pts, o_pair
 
 
-_FLEX = {}
+_FLEX: dict[str, Callable[..., torch.Tensor]] = {}  # the compiled flex_attention, built on first use
 
 
 def _flex(inputs):
