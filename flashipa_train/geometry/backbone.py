@@ -59,7 +59,7 @@ def ideal_backbone_local(dtype: torch.dtype = torch.float32, device: torch.devic
     return torch.cat([n_ca_c, o[None]], dim=0)  # [4, 3]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _ideal_constants(dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, Rigid]:
     """Ideal N, CA, C [3, 3] in the backbone frame, O [3] in the psi frame, and the psi frame at psi = 0
     in the backbone frame: made once per dtype and device (a new tensor on a GPU is a host-to-device copy
