@@ -14,8 +14,12 @@ from flashipa_train.geometry.quaternion import quat_to_rotmat, rotmat_to_quat
 
 
 def _rotate(rots: torch.Tensor, vecs: torch.Tensor) -> torch.Tensor:
-    """rots [*, 3, 3] @ vecs [*, 3] -> [*, 3], leading dims broadcast."""
-    return torch.matmul(rots, vecs.unsqueeze(-1)).squeeze(-1)
+    """rots [*, 3, 3] @ vecs [*, 3] -> [*, 3], leading dims broadcast.
+
+    A product and a sum over 3, not a matmul: with broadcast leading dims a matmul becomes a batched
+    cuBLAS GEMV/GEMM of 3 x 3 blocks in float32 (CUDA cores, 32 x 32 tiles), which took about a fifth
+    of the H200's step time at L = 32768 (docs/benchmarks/step_profile.md)."""
+    return (rots * vecs.unsqueeze(-2)).sum(-1)
 
 
 class Rigid:
