@@ -49,3 +49,19 @@ def test_finetune_says_which_required_input_is_missing(tmp_path, given, missing)
     cfg = compose_train_config(["experiment=finetune"] + given, output_dir=tmp_path)
     with pytest.raises(ValueError, match=missing):
         train(cfg)
+
+
+@pytest.mark.parametrize("overrides", OPTIONS, ids=lambda o: " ".join(o) or "defaults")
+def test_every_callback_entry_is_a_callback_or_null(overrides, tmp_path):
+    """Only entries with a `_target_` become callbacks: a setting indented one level too little (as
+    `enable_version_counter` once was) would be dropped without a word."""
+    callbacks = compose_train_config(overrides, output_dir=tmp_path).get("callbacks") or {}
+    for name, entry in callbacks.items():
+        assert entry is None or "_target_" in entry, f"callbacks.{name} is neither a callback nor null: {entry}"
+
+
+def test_best_checkpoint_resaved_after_a_resume_overwrites_its_file(tmp_path):
+    from hydra.utils import instantiate
+
+    cfg = compose_train_config([], output_dir=tmp_path)
+    assert instantiate(cfg.callbacks.model_checkpoint)._enable_version_counter is False
