@@ -11,6 +11,7 @@
 # Time limits: TEST_SECONDS, FP8_SECONDS, PROFILE_SECONDS, BENCH_SECONDS (per backend) or
 # BENCH_SECONDS_<backend>, all cut to end the script by DEADLINE_SECONDS (when set);
 # BENCH_AUTOTUNE=0 times the first autotune config (reuses the tests' compiled kernels: no tuning cost).
+# BENCH_DIMS=trunk: bench and profile time the trained trunk's dims (content_relpos: bias rank 42), not the anchor's.
 # Writes under $OUT: summary.txt, logs.tar.gz and the phases' tables (8 files at most come back).
 set -o pipefail
 # shellcheck source=scripts/device_env.sh
@@ -59,7 +60,7 @@ fi
 if has profile; then
   for b in $PROFILE_BACKENDS; do
     FLASHIPA_AUTOTUNE=${BENCH_AUTOTUNE:-1} timeout "$(limit "${PROFILE_SECONDS:-120}")" \
-      python3 -m flashipa_kernels.flash_ipa.benchmark --backends "$b" --lengths 8192 --modes fwd \
+      python3 -m flashipa_kernels.flash_ipa.benchmark --backends "$b" --lengths 8192 --modes fwd --dims "${BENCH_DIMS:-anchor}" \
       --repeat 3 --profile 8192 32768 --out "$LOGS" --name "profile_$b" > "$LOGS/profile_$b.log" 2>&1
     echo "profile $b (rc $?)" | tee -a "$SUMMARY"
     cat "$LOGS/profile_${b}_kernels.md" 2>/dev/null | grep "^- " | tee -a "$SUMMARY"
@@ -84,7 +85,7 @@ if has bench; then
   for b in $BACKENDS; do
     seconds_var="BENCH_SECONDS_$b"
     FLASHIPA_AUTOTUNE=${BENCH_AUTOTUNE:-1} timeout "$(limit "${!seconds_var:-${BENCH_SECONDS:-100}}")" \
-      python3 -m flashipa_kernels.flash_ipa.benchmark --backends "$b" --lengths $LENGTHS \
+      python3 -m flashipa_kernels.flash_ipa.benchmark --backends "$b" --lengths $LENGTHS --dims "${BENCH_DIMS:-anchor}" \
       --flex-lengths ${FLEX_LENGTHS:-8192 32768} --out "$LOGS" --name "attention_$b" > "$LOGS/attention_$b.log" 2>&1
     echo "bench $b: rc $?" | tee -a "$SUMMARY"
   done

@@ -24,7 +24,7 @@ DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
 
 def use_configs(specs):
     """Make each named kernel's only candidate one config, from strings like "dq=128,32,8,2"; the
-    fallbacks for wide value rows (launch._prune_configs) stay."""
+    fallbacks for wide value rows (launch._pruner) stay."""
     for spec in specs:
         name, values = spec.split("=")
         bm, bn, warps, stages = (int(x) for x in values.split(","))

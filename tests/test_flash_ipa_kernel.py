@@ -64,6 +64,19 @@ def test_half_precision_matches_float64_reference(dtype):
     _assert_matches_reference(inputs, _padded_mask(B, L, [40, L]), 1e-2)
 
 
+@pytest.mark.parametrize(
+    "dtype, tol, tf32", [(torch.float32, 1e-5, False), (torch.bfloat16, 1e-2, True), (torch.float16, 1e-2, True)]
+)
+def test_bias_wider_than_points_matches_float64_reference(dtype, tol, tf32):
+    """A bias rank that makes the point-bias operand wider than the points' lo parts (content_relpos's
+    rank 42: PBW 128, PLW 32; here 9 + 20 columns: PBW 32, PLW 16) takes the narrow lo dots."""
+    torch.manual_seed(13)
+    dims = IPADims(heads=2, c=5, c_v=7, p_q=3, p_v=5, r_bias=20, r_pair=2, c_z=6)
+    B, L = 2, 45
+    inputs = random_ipa_inputs(B, L, dims, dtype, DEVICE)
+    _assert_matches_reference(inputs, _padded_mask(B, L, [40, L]), tol, allow_tf32=tf32)
+
+
 def test_bf16_points_500_angstrom_from_origin_keep_precision():
     """The point term cancels |k|^2 against 2 q.k; per-sequence centring keeps it exact far out."""
     torch.manual_seed(3)
@@ -248,3 +261,29 @@ def test_bf16_point_term_keeps_squared_distances_on_a_256_residue_crop():
     errors = (seen - exact_squared_distances(backbone, backbone, keys)).abs()
     assert errors.median() < 0.02, f"median {errors.median():.3g} A^2, max {errors.max():.3g} A^2"
     assert errors.max() < 0.2
+
+
+def test_shared_memory_estimate_tracks_ptxas_and_keeps_the_trunk_on_8_warps():
+    """launch.shared_bytes against ptxas's figures for sm_90 (Triton 3.6, bf16, docs/kernel_notes.md v4):
+    at most 1 KB above, never below; at the trunk's dims (content_relpos: PBW 128) the 8-warp dK, dV and dQ
+    configs fit 227 KB, and C_v = 448 in float32 (266 KB in the 64-row fallback on the H200) leaves only the
+    32-row one."""
+    from flashipa_kernels.flash_ipa import launch
+    from flashipa_kernels.flash_ipa.resource_report import ANCHOR_DIMS, TRUNK_DIMS
+
+    ptxas = {
+        ("trunk", "dk", 32, 128, 2): 221440,
+        ("trunk", "dv", 32, 128, 3): 192768,
+        ("trunk", "dq", 128, 32, 2): 221312,
+        ("trunk", "dq", 64, 64, 2): 221440,
+        ("anchor", "dv", 32, 128, 2): 106624,
+    }
+    for (dims, kernel, bm, bn, stages), shared in ptxas.items():
+        d = ANCHOR_DIMS if dims == "anchor" else TRUNK_DIMS
+        assert 0 <= launch.shared_bytes(kernel, bm, bn, stages, d, True, 2) - shared <= 1024
+    limit = launch.SM90_SHARED_BYTES
+    assert launch.shared_bytes("dk", 32, 128, 2, TRUNK_DIMS, True, 2) <= limit
+    assert launch.shared_bytes("dk", 64, 128, 2, TRUNK_DIMS, True, 2) > limit
+    wide = dict(ANCHOR_DIMS, CV=448, CV_PAD=512)
+    assert launch.shared_bytes("dk", 32, 64, 1, wide, False, 4) > limit
+    assert launch.shared_bytes("dk", 32, 32, 1, wide, False, 4) <= limit

@@ -35,7 +35,10 @@ from flashipa_kernels.reference.factorized_attention import ipa_attention_core, 
 # points, 12 value points, pair-factor rank 2 with 32 pair-value channels
 ANCHOR = IPADims(heads=8, c=128, c_v=128, p_q=8, p_v=12, r_bias=2, r_pair=2, c_z=32)
 SMALL_HEAD = IPADims(heads=8, c=16, c_v=16, p_q=8, p_v=12, r_bias=2, r_pair=2, c_z=32)
-DIMS = {"anchor": ANCHOR, "small_head": SMALL_HEAD}
+# the trained trunk's default (model/attention=flash_ipa): 8 + 1 self-conditioned points, bias rank 26 static
+# + 16 content_relpos (PBW 128)
+TRUNK = IPADims(heads=8, c=128, c_v=128, p_q=9, p_v=12, r_bias=42, r_pair=2, c_z=32)
+DIMS = {"anchor": ANCHOR, "small_head": SMALL_HEAD, "trunk": TRUNK}
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
 

@@ -212,6 +212,7 @@ def forward(ops, d, cu_seqlens, max_seqlen, T, H, out_dtypes, device):
         CV=d["CV"],
         CV_PAD=d["CV_PAD"],
         PBW=d["PBW"],
+        PLW=d["PLW"],
         PV3=d["PV3"],
         PVW=d["PVW"],
         RZ=d["RZ"],
@@ -278,8 +279,9 @@ def emulate(ops, d, T, H, round_p=True):
     f = torch.float64
     q8 = ops["Q8"].to(f) * ops["SQ"].t().to(f)[:, :, None]  # [T, H, C_PAD], logit scale included
     k8 = ops["K8"].to(f) * ops["SK"].t().to(f)[:, :, None]
-    qp = ops["QH"].to(f) + (ops["QL"].to(f) if ops["SPLIT"] else 0.0)  # [T, H, PBW]
-    kp = ops["KH"].to(f) + (ops["KL"].to(f) if ops["SPLIT"] else 0.0)
+    lo_pad = (0, d["PBW"] - d["PLW"])  # the lo parts cover the point columns only
+    qp = ops["QH"].to(f) + (F.pad(ops["QL"].to(f), lo_pad) if ops["SPLIT"] else 0.0)  # [T, H, PBW]
+    kp = ops["KH"].to(f) + (F.pad(ops["KL"].to(f), lo_pad) if ops["SPLIT"] else 0.0)
     s = torch.einsum("ihc,jhc->hij", q8, k8) + torch.einsum("ihc,jhc->hij", qp, kp)
     s = s + ops["KN"].to(f)[:, None, :]  # [H, T, T], base 2
     p = torch.exp2(s - s.amax(-1, keepdim=True).ceil() + P_SHIFT)  # the kernel's integer row maxima

@@ -26,7 +26,7 @@ sums), and `fp8.emulate` reproduces it.
 import triton
 import triton.language as tl
 
-from flashipa_kernels.flash_ipa.triton_kernels import _load_row, _load_tile, _sequence_bounds
+from flashipa_kernels.flash_ipa.triton_kernels import _load_row, _load_tile, _point_tiles, _sequence_bounds
 
 P_SHIFT = tl.constexpr(8.0)  # log2 of the probabilities' scale in e4m3
 
@@ -60,6 +60,7 @@ def _fp8_step(
     sq,
     qh,
     ql,
+    qhp,
     K8,
     SK,
     KH,
@@ -79,6 +80,7 @@ def _fp8_step(
     UPCAST: tl.constexpr,
     C_PAD: tl.constexpr,
     PBW: tl.constexpr,
+    PLW: tl.constexpr,
     DV: tl.constexpr,
     BLOCK_N: tl.constexpr,
 ):
@@ -86,19 +88,18 @@ def _fp8_step(
     offs_n = start_n + tl.arange(0, BLOCK_N)
     tok_n = start + offs_n
     row_n = offs_n < n
-    c_pb = tl.arange(0, PBW)
     k8 = _fp8_operand(
         _load_tile(K8 + h * C_PAD, tok_n, row_n, H * C_PAD, tl.arange(0, C_PAD), C_PAD, C_PAD, MASKED, False), UPCAST
     )  # [BN, C_PAD]
     sk = _load_row(SK + h * T, tok_n, row_n, 0.0, MASKED)  # [BN]
-    kh = _load_tile(KH + h * PBW, tok_n, row_n, H * PBW, c_pb, PBW, PBW, MASKED, UPCAST)  # [BN, PBW]
+    # [BN, PBW], [BN, PLW], [BN, PLW]
+    kh, kl, khp = _point_tiles(KH + h * PBW, KL + h * PLW, tok_n, row_n, H, PBW, PLW, MASKED, SPLIT, UPCAST)
     kn = _load_row(KN + h * T, tok_n, row_n, float("-inf"), MASKED)  # [BN]
     s = tl.dot(q8, tl.trans(k8)) * (sq[:, None] * sk[None, :])  # [BM, BN]
     s = tl.dot(qh, tl.trans(kh), s)
     if SPLIT:
-        kl = _load_tile(KL + h * PBW, tok_n, row_n, H * PBW, c_pb, PBW, PBW, MASKED, UPCAST)
-        s = tl.dot(ql, tl.trans(kh), s)
-        s = tl.dot(qh, tl.trans(kl), s)
+        s = tl.dot(ql, tl.trans(khp), s)
+        s = tl.dot(qhp, tl.trans(kl), s)
     s = s + kn[None, :]
     m_new = tl.maximum(m_i, tl.ceil(tl.max(s, axis=1)))  # integer maxima: see the module docstring
     m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
@@ -144,6 +145,7 @@ def _ipa_fwd_fp8_kernel(
     CV: tl.constexpr,
     CV_PAD: tl.constexpr,
     PBW: tl.constexpr,
+    PLW: tl.constexpr,
     PV3: tl.constexpr,
     PVW: tl.constexpr,
     RZ: tl.constexpr,
@@ -164,15 +166,12 @@ def _ipa_fwd_fp8_kernel(
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     m_ok = offs_m < n
     tok_m = start + offs_m
-    c_pb = tl.arange(0, PBW)
     q8 = _fp8_operand(
         _load_tile(Q8 + h * C_PAD, tok_m, m_ok, H * C_PAD, tl.arange(0, C_PAD), C_PAD, C_PAD, True, False), UPCAST
     )  # [BM, C_PAD]
     sq = tl.load(SQ + h * T + tok_m, mask=m_ok, other=0.0)  # [BM]
-    qh = _load_tile(QH + h * PBW, tok_m, m_ok, H * PBW, c_pb, PBW, PBW, True, UPCAST)  # [BM, PBW]
-    ql = qh
-    if SPLIT:
-        ql = _load_tile(QL + h * PBW, tok_m, m_ok, H * PBW, c_pb, PBW, PBW, True, UPCAST)
+    # [BM, PBW], [BM, PLW], [BM, PLW]
+    qh, ql, qhp = _point_tiles(QH + h * PBW, QL + h * PLW, tok_m, m_ok, H, PBW, PLW, True, SPLIT, UPCAST)
 
     m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
     l_i = tl.zeros([BLOCK_M], tl.float32)
@@ -187,6 +186,7 @@ def _ipa_fwd_fp8_kernel(
             sq,
             qh,
             ql,
+            qhp,
             K8,
             SK,
             KH,
@@ -206,6 +206,7 @@ def _ipa_fwd_fp8_kernel(
             UPCAST,
             C_PAD,
             PBW,
+            PLW,
             DV,
             BLOCK_N,
         )
@@ -218,6 +219,7 @@ def _ipa_fwd_fp8_kernel(
             sq,
             qh,
             ql,
+            qhp,
             K8,
             SK,
             KH,
@@ -237,6 +239,7 @@ def _ipa_fwd_fp8_kernel(
             UPCAST,
             C_PAD,
             PBW,
+            PLW,
             DV,
             BLOCK_N,
         )

@@ -26,7 +26,7 @@ def _pad(dim):
 
 def _configs(triples, rows_first):
     """Autotune configs from (BLOCK_M, BLOCK_N, num_stages) with 8 warps, then two fallbacks for wide
-    value rows (see _prune_configs): 64-row tiles on 4 warps and 32-row tiles on 2 warps; one small
+    value rows (see _pruner): 64-row tiles on 4 warps and 32-row tiles on 2 warps; one small
     config when interpreted.
 
     Rule for Triton 3.6 on Hopper: a program's row tile (BLOCK_M in the forward and dQ kernels,
@@ -44,45 +44,86 @@ def _configs(triples, rows_first):
     ]
 
 
-def _prune_configs(configs, named_args, **kwargs):
-    """Value rows (C_v + 3 P_v + R C_z padded columns) wider than 512 bytes (the anchor dims in float32,
-    or C_v > 256 in 16 bits) overflow shared memory in the 128-row configs, and wider than 1024 bytes
-    (C_v = 448 in float32: 266 KB in dK and dQ on sm_90) in the 64-row ones: there one fallback is the
-    only candidate; elsewhere both are dropped. Untuned runs (FLASHIPA_AUTOTUNE=0) compile one config."""
-    if INTERPRETED:
-        return configs
-    row_bytes = (kwargs["CV_PAD"] + kwargs["PVW"] + kwargs["RZ_PAD"]) * named_args["QS"].element_size()
-    if row_bytes > 1024:
-        return configs[-1:]
-    # point + bias rows wider than 64 columns (e.g. content_relpos's rank-42 bias: 128) overflow shared memory
-    # in dK's 128-key tiles on sm_90 (246016 > 232448 bytes, H200, triton 3.6): the 64-row fallback then
-    if row_bytes > 512 or kwargs.get("PBW", 0) > 64:
-        return configs[-2:-1]
-    return configs[:-2] if AUTOTUNE else configs[:1]
+SM90_SHARED_BYTES = 232448  # 227 KB per block (opt-in) on the H100 / H200
+
+
+def shared_bytes(kernel, block_m, block_n, num_stages, d, split, elt):
+    """Shared memory a config of `kernel` ("fwd", "dk", "dv", "dq") takes on sm_90, estimated from its dot
+    operand tiles: the program's own tiles (loaded before the loop) once, the tiles loaded per loop step
+    num_stages times (cp.async buffers), elt bytes per element (q's dtype) and float32 row vectors. Within
+    0.8 KB above ptxas's figure for every pipelined config of docs/kernel_notes.md v4 (Triton 3.6), and
+    at most 16 KB above for num_stages = 1; configs that break the row rule of _configs (64 rows on 8 warps)
+    take up to 2.5 KB more than estimated."""
+    narrow = d["PLW"] < d["PBW"]
+    point = d["PBW"] + (d["PLW"] * (1 + narrow) if split else d["PLW"] * narrow)  # hi, lo, hi's point cols
+    logit = d["C_PAD"] + point  # scalar q.k and point-bias tiles of one side
+    value = d["CV_PAD"] + d["PVW"] + d["RZ_PAD"]  # value (or output gradient) tiles of one side
+    own, step, vectors = {
+        "fwd": (logit, logit + value, 4),
+        "dq": (logit + value, logit + value, 8),
+        "dk": (logit + value, logit + value, 8),
+        "dv": (logit, logit + value, 4),
+    }[kernel]
+    own_rows, step_rows = (block_m, block_n) if kernel in ("fwd", "dq") else (block_n, block_m)
+    return elt * own_rows * own + num_stages * step_rows * (elt * step + vectors)
+
+
+def _max_shared_bytes(device):
+    if device.type != "cuda":
+        return SM90_SHARED_BYTES
+    return triton.runtime.driver.active.utils.get_device_properties(device.index)["max_shared_mem"]
+
+
+def _pruner(kernel):
+    """early_config_prune for `kernel`: the configs whose shared-memory estimate (shared_bytes) fits the
+    device; the fallbacks (the last two configs, fewer warps) only when no 8-warp config fits, and the
+    smallest config when nothing fits. Untuned runs (FLASHIPA_AUTOTUNE=0) take the first that fits.
+    Spills are not estimated: the 8-warp lists below are the configs ptxas compiles with no or few spills
+    at the anchor and trunk dims (docs/kernel_notes.md v4)."""
+
+    def prune(configs, named_args, **kwargs):
+        if INTERPRETED:
+            return configs
+        limit = _max_shared_bytes(named_args["QS"].device)
+        elt = named_args["QS"].element_size()
+        fits = [
+            c
+            for c in configs
+            if shared_bytes(
+                kernel, c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"], c.num_stages, kwargs, kwargs["SPLIT"], elt
+            )
+            <= limit
+        ]
+        main = [c for c in fits if c.num_warps == 8]
+        chosen = main or fits or configs[-1:]
+        return chosen if AUTOTUNE else chosen[:1]
+
+    return {"early_config_prune": prune}
 
 
 _KEYS = ["C", "CV", "P3", "RB", "PV3", "RZ", "PRECISION", "SPLIT", "UPCAST", "L_BUCKET"]
 # (BLOCK_M, BLOCK_N, num_stages), 8 warps; the first of each list is the untuned default. Row tiles of
 # 128 (rule above): 128 queries x 64 or 32 keys in the forward and dQ, 128 keys x 64 or 32 queries in
-# dK and dV. Only configs that ptxas compiles for sm_90 at the anchor dims in bf16 without spills and
-# within 227 KB of shared memory (`python -m flashipa_kernels.flash_ipa.resource_report`, Triton 3.6; table in
-# docs/kernel_notes.md): fwd (128, 64, 2) spills 8 B, dQ (128, 64) 120-144 B, dV (64, 128) 16-24 B;
-# dK (64, 128, 3) and dQ (128, 64, 3) need 287 KB.
+# dK and dV. ptxas for sm_90 (`python -m flashipa_kernels.flash_ipa.resource_report`, Triton 3.6; table in
+# docs/kernel_notes.md v4): no spills at the anchor dims in bf16; at the trunk's (content_relpos, PBW 128)
+# dK (32, 128, 2) keeps 56 B of stack and dQ (128, 32, 2) 152 B, less than the 4-warp fallbacks there.
+# Left out: fwd (128, 64, 2) spills 8 B, dQ (128, 64) 120-144 B, dV (64, 128) 16-24 B (anchor dims);
+# shared_bytes drops what does not fit (dK (64, 128) and fwd (128, 64, 3) at the trunk dims).
 _FWD_CONFIGS = _configs([(128, 64, 3), (128, 32, 2), (128, 32, 3)], rows_first=True)
 _DK_CONFIGS = _configs([(32, 128, 2), (64, 128, 2)], rows_first=False)
 _DV_CONFIGS = _configs([(32, 128, 2), (32, 128, 3)], rows_first=False)
 _DQ_CONFIGS = _configs([(128, 32, 2), (128, 32, 3)], rows_first=True)
 
-_PRUNE = {"early_config_prune": _prune_configs}
-_fwd = triton.autotune(_FWD_CONFIGS, key=_KEYS, prune_configs_by=_PRUNE)(tk._ipa_fwd_kernel)
-_dk = triton.autotune(_DK_CONFIGS, key=_KEYS, prune_configs_by=_PRUNE)(tk._ipa_bwd_dk_kernel)
-_dv = triton.autotune(_DV_CONFIGS, key=_KEYS, prune_configs_by=_PRUNE)(tk._ipa_bwd_dv_kernel)
-_dq = triton.autotune(_DQ_CONFIGS, key=_KEYS, prune_configs_by=_PRUNE)(tk._ipa_bwd_dq_kernel)
+_fwd = triton.autotune(_FWD_CONFIGS, key=_KEYS, prune_configs_by=_pruner("fwd"))(tk._ipa_fwd_kernel)
+_dk = triton.autotune(_DK_CONFIGS, key=_KEYS, prune_configs_by=_pruner("dk"))(tk._ipa_bwd_dk_kernel)
+_dv = triton.autotune(_DV_CONFIGS, key=_KEYS, prune_configs_by=_pruner("dv"))(tk._ipa_bwd_dv_kernel)
+_dq = triton.autotune(_DQ_CONFIGS, key=_KEYS, prune_configs_by=_pruner("dq"))(tk._ipa_bwd_dq_kernel)
 
 
 def dims(q, v, q_pts, v_pts, bias_q, pair_k):
-    """Feature dims and their tile widths, as kernel constexprs: PBW and PVW are the in-memory widths
-    of the point-bias and value-point operands (powers of two: 16-byte aligned rows)."""
+    """Feature dims and their tile widths, as kernel constexprs: PBW, PLW and PVW are the in-memory widths
+    of the point-bias operands, their lo parts (points only) and the value points (powers of two: 16-byte
+    aligned rows)."""
     C, CV = q.shape[-1], v.shape[-1]
     P3, PV3 = 3 * q_pts.shape[-2], 3 * v_pts.shape[-2]
     RB = bias_q.shape[-1]
@@ -95,6 +136,7 @@ def dims(q, v, q_pts, v_pts, bias_q, pair_k):
         P3=P3,
         RB=RB,
         PBW=_pad(P3 + RB),
+        PLW=_pad(P3),
         PV3=PV3,
         PVW=_pad(PV3),
         RZ=RZ,
@@ -151,17 +193,20 @@ def operands(
 
     Args: token-major q [T, H, C], q_pts, k_pts [T, H, P_q, 3], v_pts [T, H, P_v, 3], bias_q, bias_k
     [T, H, R_b], point_weights [H], key_mask [T] or None, centres [S, 3] float32.
-    Returns dict QS, QH, QL, KH, KL, KN, KNORM, VPC and SPLIT (QL, KL are QH, KH without a split).
+    Returns dict QS, QH, QL, KH, KL, KN, KNORM, VPC and SPLIT (QL, KL are QH, KH without a split;
+    with it [T, H, PLW], the point columns' lo parts).
     """
     T, H, C = q.shape
     dt, dev = q.dtype, q.device
     split = dt != torch.float32 or allow_tf32
     P3, RB, PV3 = 3 * q_pts.shape[-2], bias_q.shape[-1], 3 * v_pts.shape[-2]
-    pbw, pvw = _pad(P3 + RB), _pad(PV3)
+    pbw, plw, pvw = _pad(P3 + RB), _pad(P3), _pad(PV3)
     n_seq = cu_seqlens.shape[0] - 1
     qs = torch.empty(T, H, C, dtype=dt, device=dev)
     qh, kh = torch.empty(T, H, pbw, dtype=dt, device=dev), torch.empty(T, H, pbw, dtype=dt, device=dev)
-    ql, kl = (torch.empty_like(qh), torch.empty_like(kh)) if split else (qh, kh)
+    ql, kl = qh, kh
+    if split:  # the point columns' lo parts
+        ql, kl = torch.empty(T, H, plw, dtype=dt, device=dev), torch.empty(T, H, plw, dtype=dt, device=dev)
     kn, knorm = torch.empty(H, T, dtype=torch.float32, device=dev), torch.empty(H, T, dtype=torch.float32, device=dev)
     vpc = torch.empty(T, H, pvw, dtype=dt, device=dev)
     block = 32 if INTERPRETED else 64
@@ -201,6 +246,7 @@ def operands(
         P3=P3,
         RB=RB,
         PBW=pbw,
+        PLW=plw,
         PV3=PV3,
         PVW=pvw,
         BLOCK_T=block,

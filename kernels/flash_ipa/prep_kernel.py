@@ -6,7 +6,8 @@ Per program: BLOCK_T tokens of one head. Each token's sequence, for its centre, 
 when all sequences are max_seqlen long (UNIFORM) and otherwise a binary search in cu_seqlens.
 Hi + lo split of a float32 value x into the dot dtype: hi = x rounded to it (to tf32 for float32 dots,
 round half away from zero on the bits), lo = x - hi rounded to it; without SPLIT (exact float32 dots)
-hi = x and QL, KL are not written.
+hi = x and QL, KL are not written. Only the point columns are split: QL, KL are PLW wide, and the
+bias columns keep their hi part alone (triton_kernels.py).
 """
 
 import triton
@@ -60,21 +61,29 @@ def _sequence_of(tok, CU_SEQLENS, max_seqlen, n_seq, UNIFORM: tl.constexpr, SEAR
 
 
 @triton.jit
-def _point_bias_row(
-    PTS, BIAS, tok, ok, c, h, H, pts_scale, bias_scale, P3: tl.constexpr, RB: tl.constexpr, PBW: tl.constexpr
-):
-    """[BT, PBW] float32: [pts_scale (pts - c), bias_scale bias, 0 ...] of head h."""
-    col = tl.arange(0, PBW)[None, :]
+def _point_row(PTS, tok, ok, CENTRE, seq, h, H, pts_scale, P3: tl.constexpr, W: tl.constexpr):
+    """[BT, W] float32: [pts_scale (pts - c), 0 ...] of head h (W >= P3)."""
+    col = tl.arange(0, W)[None, :]
     rows = ok[:, None]
+    c = tl.load(CENTRE + seq[:, None] * 3 + col % 3, mask=rows, other=0.0)  # [BT, W]
     pts = tl.load(
         PTS + tok[:, None] * (H * P3) + h * P3 + tl.minimum(col, P3 - 1), mask=rows & (col < P3), other=0.0
     ).to(tl.float32)
+    return tl.where(col < P3, (pts - c) * pts_scale, 0.0)
+
+
+@triton.jit
+def _point_bias_row(
+    PTS, BIAS, tok, ok, CENTRE, seq, h, H, pts_scale, bias_scale, P3: tl.constexpr, RB: tl.constexpr, PBW: tl.constexpr
+):
+    """[BT, PBW] float32: [pts_scale (pts - c), bias_scale bias, 0 ...] of head h."""
+    col = tl.arange(0, PBW)[None, :]
     bias = tl.load(
         BIAS + tok[:, None] * (H * RB) + h * RB + tl.minimum(tl.maximum(col - P3, 0), RB - 1),
-        mask=rows & (col >= P3) & (col < P3 + RB),
+        mask=ok[:, None] & (col >= P3) & (col < P3 + RB),
         other=0.0,
     ).to(tl.float32)
-    return tl.where(col < P3, (pts - c) * pts_scale, bias * bias_scale)
+    return _point_row(PTS, tok, ok, CENTRE, seq, h, H, pts_scale, P3, PBW) + bias * bias_scale
 
 
 @triton.jit
@@ -113,6 +122,7 @@ def _ipa_prep_kernel(
     P3: tl.constexpr,
     RB: tl.constexpr,
     PBW: tl.constexpr,
+    PLW: tl.constexpr,
     PV3: tl.constexpr,
     PVW: tl.constexpr,
     BLOCK_T: tl.constexpr,
@@ -130,20 +140,24 @@ def _ipa_prep_kernel(
     tl.store(QS + tok[:, None] * (H * C) + h * C + c_qk, _to(q * qs_scale, DT, RNE_BITS), mask=rows & (c_qk < C))
 
     c_pb = tl.arange(0, PBW)[None, :]
-    centre = tl.load(CENTRE + seq[:, None] * 3 + c_pb % 3, mask=rows, other=0.0)  # [BT, PBW]
     pb_off = tok[:, None] * (H * PBW) + h * PBW + c_pb
-    qp = _point_bias_row(QPTS, BQ, tok, ok, centre, h, H, pw * LOG2E, bias_scale, P3, RB, PBW)
-    qh, ql = _hi_lo(qp, DT, SPLIT, RNE_BITS)
+    qp = _point_bias_row(QPTS, BQ, tok, ok, CENTRE, seq, h, H, pw * LOG2E, bias_scale, P3, RB, PBW)
+    qh, _ = _hi_lo(qp, DT, SPLIT, RNE_BITS)
     tl.store(QH + pb_off, qh, mask=rows)
-    kp = _point_bias_row(KPTS, BK, tok, ok, centre, h, H, 1.0, 1.0, P3, RB, PBW)
-    kh, kl = _hi_lo(kp, DT, SPLIT, RNE_BITS)
+    kp = _point_bias_row(KPTS, BK, tok, ok, CENTRE, seq, h, H, 1.0, 1.0, P3, RB, PBW)
+    kh, _ = _hi_lo(kp, DT, SPLIT, RNE_BITS)
     tl.store(KH + pb_off, kh, mask=rows)
-    k_seen = kh.to(tl.float32)  # the key points as the dots see them
+    # the point columns again, PLW wide, for the lo parts and the key norms
+    c_pl = tl.arange(0, PLW)[None, :]
+    pl_off = tok[:, None] * (H * PLW) + h * PLW + c_pl
+    khp, kl = _hi_lo(_point_row(KPTS, tok, ok, CENTRE, seq, h, H, 1.0, P3, PLW), DT, SPLIT, RNE_BITS)
+    k_seen = khp.to(tl.float32)  # the key points as the dots see them
     if SPLIT:
-        tl.store(QL + pb_off, ql, mask=rows)
-        tl.store(KL + pb_off, kl, mask=rows)
+        _, ql = _hi_lo(_point_row(QPTS, tok, ok, CENTRE, seq, h, H, pw * LOG2E, P3, PLW), DT, SPLIT, RNE_BITS)
+        tl.store(QL + pl_off, ql, mask=rows)
+        tl.store(KL + pl_off, kl, mask=rows)
         k_seen += kl.to(tl.float32)
-    knorm = tl.sum(tl.where(c_pb < P3, k_seen * k_seen, 0.0), axis=1)  # [BT]
+    knorm = tl.sum(k_seen * k_seen, axis=1)  # [BT]; columns from P3 on are 0
     tl.store(KNORM + h * T + tok, knorm, mask=ok)
     kn = knorm * (-0.5 * LOG2E * pw)
     if HAS_MASK:

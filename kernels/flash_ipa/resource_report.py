@@ -1,10 +1,15 @@
 """Compile the FlashIPA kernels for sm_90 on any machine (no GPU needed) and print, per kernel and
-config, shared memory, registers, spill stack, the count of Hopper matrix instructions and the warp
-layouts of its matrix products.
+config, shared memory (and launch.shared_bytes's estimate), registers, spill stack, the count of Hopper
+matrix instructions and the warp layouts of its matrix products.
 
     PYTHONPATH=. python -m flashipa_kernels.flash_ipa.resource_report 128,32,8,2 32,128,8,2
+    DIMS=trunk PYTHONPATH=. python -m flashipa_kernels.flash_ipa.resource_report 64,128,8,2
 
-Reads ptxas's verdict through the cuobjdump bundled with Triton. Anchor-model dims, bf16 (points
+DIMS picks the dims: `anchor` (the benchmark's: 8 points, bias rank 2, PBW 32) or `trunk` (the trained
+trunk's default, model/attention=flash_ipa: 9 points with the self-conditioned one, bias rank 26 + 16 of
+content_relpos = 42, PBW 128).
+
+Reads ptxas's verdict through the cuobjdump bundled with Triton. Dims as DIMS says, bf16 (points
 split hi + lo), pointers 16-byte aligned (as Triton specializes torch allocations). `rows ok` checks the
 rule in launch.py: every wgmma layout spans exactly the program's row tile (no replicated warp
 groups). Compile with the Triton of the GPU image (3.6) for conclusions about it: a separate
@@ -21,9 +26,12 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
+from flashipa_kernels.flash_ipa import launch
 from flashipa_kernels.flash_ipa import triton_kernels as tk
 
-ANCHOR_DIMS = dict(C=128, C_PAD=128, CV=128, CV_PAD=128, P3=24, RB=2, PBW=32, PV3=36, PVW=64, RZ=64, RZ_PAD=64)
+ANCHOR_DIMS = dict(C=128, C_PAD=128, CV=128, CV_PAD=128, P3=24, RB=2, PBW=32, PV3=36, PVW=64, RZ=64, RZ_PAD=64, PLW=32)
+TRUNK_DIMS = dict(ANCHOR_DIMS, P3=27, RB=42, PBW=128)
+DIMS = {"anchor": ANCHOR_DIMS, "trunk": TRUNK_DIMS}
 FP32_ARGS = {"LSE", "DELTA", "OPC", "CENTRE", "DPK_H", "DPW_Q", "PW", "KN", "KNORM", "QP", "OP", "DKP", "DQP", "DVP"}
 KERNELS = {
     "fwd": tk._ipa_fwd_kernel,
@@ -53,7 +61,8 @@ def _signature(fn, constexprs):
 
 def report(name, block_m, block_n, num_warps, num_stages):
     fn = KERNELS[name]
-    constexprs = dict(ANCHOR_DIMS, SPLIT=True, PRECISION="tf32", UPCAST=False, BLOCK_M=block_m, BLOCK_N=block_n)
+    dims = DIMS[os.environ.get("DIMS", "anchor")]
+    constexprs = dict(dims, SPLIT=True, PRECISION="tf32", UPCAST=False, BLOCK_M=block_m, BLOCK_N=block_n)
     signature = _signature(fn, constexprs)
     aligned = {(i,): [["tt.divisibility", 16]] for i, arg in enumerate(fn.arg_names) if signature[arg].startswith("*")}
     kernel = triton.compile(
@@ -73,7 +82,9 @@ def report(name, block_m, block_n, num_warps, num_stages):
     row_tile = block_n if name in ("dk", "dv") else block_m
     rows_ok = all(16 * int(rows) == row_tile for rows, _ in layouts)
     return (
-        f"{name} {(block_m, block_n, num_warps, num_stages)} smem {kernel.metadata.shared} {regs} "
+        f"triton {triton.__version__} {name} {(block_m, block_n, num_warps, num_stages)} "
+        f"smem {kernel.metadata.shared} "
+        f"(estimate {launch.shared_bytes(name, block_m, block_n, num_stages, dims, True, 2)}) {regs} "
         f"HGMMA {sass.count('HGMMA')} HMMA {sass.count('HMMA')} LDL {sass.count('LDL')} "
         f"wgmma warps {sorted(set(layouts))} rows ok {rows_ok}"
     )
