@@ -53,8 +53,8 @@ def frames_from_backbone(n: torch.Tensor, ca: torch.Tensor, c: torch.Tensor, eps
 
 def ideal_backbone_local(dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> torch.Tensor:
     """Ideal N, CA, C, O [4, 3] in the backbone frame, O placed with psi = DEFAULT_PSI."""
-    n_ca_c = torch.tensor([_IDEAL_N, _IDEAL_CA, _IDEAL_C], dtype=dtype, device=device)  # [3, 3]
     psi = torch.tensor(DEFAULT_PSI, dtype=dtype, device=device)
+    n_ca_c = _ideal_constants(psi.dtype, psi.device)[0]  # [3, 3]
     o = _oxygen_local(torch.stack([torch.sin(psi), torch.cos(psi)]))  # [3]
     return torch.cat([n_ca_c, o[None]], dim=0)  # [4, 3]
 
