@@ -15,6 +15,7 @@ import time
 
 import torch
 
+from flashipa_kernels.backends import attention_core
 from flashipa_kernels.reference import InvariantPointAttention, pair_bias_from_factors, pair_values_from_factors
 from flashipa_train.data.preprocess import find_structure_files
 from flashipa_train.geometry import frames_from_backbone, uniform_so3
@@ -52,7 +53,7 @@ def check_structure(backbone, rank=2, seed=0):
     factors = (bias_q, bias_k, pair_q, pair_k)
 
     def factorized(rots, trans, backend):
-        return ipa.forward_factorized(s, rots, trans, *factors, backend=backend)
+        return ipa.forward_factorized(s, rots, trans, *factors, core=attention_core(backend))
 
     with torch.no_grad(), LargestTensor() as dense_probe:
         z = pair_values_from_factors(pair_q, pair_k)  # [1, L, L, c_z]

@@ -17,7 +17,7 @@ from flashipa_kernels.flash_ipa import flash_ipa_attention, fp8, launch
 from flashipa_kernels.flash_ipa.attention import token_major
 from flashipa_kernels.flash_ipa.benchmark import ANCHOR, _stamp, time_ms
 from flashipa_kernels.flash_ipa.testing import random_ipa_inputs, relative_error
-from flashipa_kernels.reference.factorized_attention import ipa_attention_core
+from flashipa_kernels.reference.factorized_attention import tiled_ipa_attention
 
 OUTPUTS = ("o", "o_pts", "o_pair")
 KERNELS = {
@@ -46,7 +46,7 @@ def accuracy(L):
         if data == "outliers":
             inputs = with_outliers(inputs)
         with torch.no_grad():
-            ref = ipa_attention_core(*[x.double() for x in inputs], backend="torch", tile=1024)
+            ref = tiled_ipa_attention(*[x.double() for x in inputs], tile=1024)
             for name, fn in KERNELS.items():
                 try:
                     outs = fn(inputs)

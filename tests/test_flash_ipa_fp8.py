@@ -4,10 +4,11 @@ arithmetic against the float64 reference (CPU), and the e4m3 kernel itself (mark
 import pytest
 import torch
 
+from flashipa_kernels.backends import ipa_attention_core
 from flashipa_kernels.flash_ipa import flash_ipa_attention, fp8
 from flashipa_kernels.flash_ipa.benchmark import ANCHOR
 from flashipa_kernels.flash_ipa.testing import IPADims, random_ipa_inputs, relative_error
-from flashipa_kernels.reference.factorized_attention import ipa_attention_core
+from flashipa_kernels.reference import tiled_ipa_attention
 
 SMALL = IPADims(heads=2, c=32, c_v=16, p_q=4, p_v=4, r_bias=2, r_pair=2, c_z=8)
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # the CPU runs the kernel in Triton's interpreter
@@ -17,7 +18,7 @@ needs_fp8 = pytest.mark.skipif(torch.cuda.is_available() and not FP8_CAPABLE, re
 
 def _reference(inputs, mask=None):
     x64 = [x.detach().cpu().double() for x in inputs]
-    return ipa_attention_core(*x64, mask=None if mask is None else mask.cpu(), backend="torch")
+    return tiled_ipa_attention(*x64, mask=None if mask is None else mask.cpu())
 
 
 def _with_outliers(inputs, seed=0):

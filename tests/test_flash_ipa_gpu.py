@@ -6,7 +6,7 @@ import torch
 from flashipa_kernels.flash_ipa import flash_ipa_attention
 from flashipa_kernels.flash_ipa.benchmark import ANCHOR
 from flashipa_kernels.flash_ipa.testing import INPUT_NAMES, random_ipa_inputs, relative_error
-from flashipa_kernels.reference.factorized_attention import ipa_attention_core
+from flashipa_kernels.reference import tiled_ipa_attention
 
 pytestmark = pytest.mark.gpu
 
@@ -26,7 +26,7 @@ def _compare(inputs, mask, ref_dtype, tol, **kwargs):
     outs, grads = _outputs_and_grads(lambda xs: flash_ipa_attention(*xs, mask=mask, **kwargs), inputs, grad_outputs)
     ref_in = [x.to(ref_dtype) for x in inputs]
     ref_outs, ref_grads = _outputs_and_grads(
-        lambda xs: ipa_attention_core(*xs, mask=mask, backend="torch", tile=1024),
+        lambda xs: tiled_ipa_attention(*xs, mask=mask, tile=1024),
         ref_in,
         [g.to(ref_dtype) for g in grad_outputs],
     )

@@ -7,6 +7,7 @@ feature dim of the kernel is padded in registers only.
 import pytest
 import torch
 
+from flashipa_kernels.backends import ipa_attention_core
 from flashipa_kernels.flash_ipa import flash_ipa_attention
 from flashipa_kernels.flash_ipa.testing import (
     INPUT_NAMES,
@@ -15,7 +16,7 @@ from flashipa_kernels.flash_ipa.testing import (
     reference_outputs_and_grads,
     relative_error,
 )
-from flashipa_kernels.reference.factorized_attention import ipa_attention_core
+from flashipa_kernels.reference import tiled_ipa_attention
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 ODD_DIMS = IPADims(heads=3, c=5, c_v=7, p_q=3, p_v=5, r_bias=2, r_pair=3, c_z=6)
@@ -84,8 +85,8 @@ def test_bf16_points_500_angstrom_from_origin_keep_precision():
     inputs = random_ipa_inputs(B, L, ODD_DIMS, torch.bfloat16, DEVICE, point_scale=3.0, point_offset=500.0)
     _assert_matches_reference(inputs, None, 1e-2)
     # the danger is real: concatenated bf16 features (|k|^2 rounded in bf16) lose the logits there
-    naive = ipa_attention_core(*[x.cpu() for x in inputs], backend="torch", tile=64)
-    exact = ipa_attention_core(*[x.cpu().double() for x in inputs], backend="torch")
+    naive = tiled_ipa_attention(*[x.cpu() for x in inputs], tile=64)
+    exact = tiled_ipa_attention(*[x.cpu().double() for x in inputs])
     assert relative_error(naive[0], exact[0]) > 0.1
 
 
@@ -141,11 +142,11 @@ def test_value_dims_over_512_and_many_heads():
     _assert_matches_reference(inputs, None, 1e-5, allow_tf32=False)
 
 
-def test_reference_triton_backend_calls_the_kernel():
+def test_triton_backend_calls_the_kernel():
     torch.manual_seed(7)
     inputs = random_ipa_inputs(1, 19, ODD_DIMS, torch.float32, DEVICE)
     outs = ipa_attention_core(*inputs, backend="triton")
-    refs = ipa_attention_core(*[x.double() for x in inputs], backend="torch")
+    refs = tiled_ipa_attention(*[x.double() for x in inputs])
     for a, b in zip(outs, refs):
         assert relative_error(a, b) <= 5e-3  # default allows tf32 on GPU
 
@@ -221,7 +222,7 @@ def test_mixed_input_dtypes_as_autocast_leaves_them():
     assert [o.dtype for o in outs] == [torch.bfloat16, torch.float32, torch.float32]
     grads = torch.autograd.grad(sum(o.float().sum() for o in outs), inputs)
     assert [g.dtype for g in grads] == [x.dtype for x in inputs]
-    refs = ipa_attention_core(*[x.detach().double() for x in inputs], backend="torch")
+    refs = tiled_ipa_attention(*[x.detach().double() for x in inputs])
     for a, b in zip(outs, refs):
         assert relative_error(a, b) <= 1e-2
 

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from flashipa_kernels.backends import attention_core
 from flashipa_kernels.reference import (
     dense_ipa_attention,
     factorized_ipa_attention,
@@ -81,7 +82,7 @@ def test_factorized_core_matches_dense_attention_and_its_gradients(R, L, dtype, 
     ref_out, ref_grads = outputs_and_input_grads(dense_from_factors, inputs, mask, cotangents)
 
     def factorized(leaves, mask):
-        return factorized_ipa_attention(**leaves, mask=mask, backend=backend)
+        return factorized_ipa_attention(**leaves, mask=mask, core=attention_core(backend))
 
     low = {name: x.to(dtype) for name, x in inputs.items()}
     out, grads = outputs_and_input_grads(factorized, low, mask, cotangents)
@@ -97,7 +98,7 @@ def test_factorized_core_matches_dense_attention_and_its_gradients(R, L, dtype, 
 def test_tiled_core_with_many_small_tiles_matches_dense_attention():
     inputs, mask = random_core_inputs(L=23, R=2, seed=3)
     ref = dense_from_factors(inputs, mask)
-    out = factorized_ipa_attention(**inputs, mask=mask, backend="torch", tile=4)
+    out = factorized_ipa_attention(**inputs, mask=mask, core=attention_core("torch", tile=4))
     for x, r in zip(out, ref):
         assert rel_err(x, r) <= 1e-12
 
@@ -120,7 +121,7 @@ def test_gradcheck_factorized_core_with_several_tiles_through_the_custom_backwar
     names = list(inputs)
 
     def factorized(*tensors):
-        return factorized_ipa_attention(**dict(zip(names, tensors)), mask=mask, backend="torch", tile=2)
+        return factorized_ipa_attention(**dict(zip(names, tensors)), mask=mask, core=attention_core("torch", tile=2))
 
     leaves = [x.requires_grad_() for x in inputs.values()]
     assert torch.autograd.gradcheck(factorized, leaves)

@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from flashipa_kernels.backends import attention_core
 from flashipa_kernels.reference import InvariantPointAttention, pair_bias_from_factors, pair_values_from_factors
 
 B, C_S, C_Z, C_HIDDEN, H, P_Q, P_V = 2, 16, 6, 5, 3, 3, 2
@@ -67,7 +68,7 @@ def run_path(module, inputs, path):
         pair_bias = pair_bias_from_factors(x.pop("bias_q"), x.pop("bias_k"))  # [B, L, L, H]
         z = pair_values_from_factors(x.pop("pair_q"), x.pop("pair_k"))  # [B, L, L, C_z]
         return module(x.pop("s"), z, x.pop("rots"), x.pop("trans"), x.pop("mask"), pair_bias=pair_bias)
-    return module.forward_factorized(**x, backend=path)
+    return module.forward_factorized(**x, core=attention_core(path))
 
 
 def output_and_grads(module, inputs, path, cotangent):
@@ -188,7 +189,7 @@ class FactorizedPath(torch.nn.Module):
         self.ipa = ipa
 
     def forward(self, **inputs):
-        return self.ipa.forward_factorized(**inputs, backend="torch")
+        return self.ipa.forward_factorized(**inputs)
 
 
 @pytest.mark.parametrize("path", PATHS[:2])

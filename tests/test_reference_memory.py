@@ -34,7 +34,7 @@ def test_factorized_torch_backend_never_creates_an_L_squared_tensor_at_L_4096():
         x.requires_grad_()
 
     with LargestTensor() as forward:
-        out = module.forward_factorized(s, rots, trans, **factors, mask=mask, backend="torch")
+        out = module.forward_factorized(s, rots, trans, **factors, mask=mask)
         loss = (out * torch.randn_like(out)).sum()
     with LargestTensor() as backward:
         loss.backward()

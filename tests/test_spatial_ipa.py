@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from flashipa_kernels.flash_ipa.testing import IPADims, random_ipa_inputs, relative_error
-from flashipa_kernels.reference import ipa_attention_core
+from flashipa_kernels.reference import tiled_ipa_attention
 from flashipa_kernels.spatial_ipa.attention import neighbour_attention
 from flashipa_kernels.spatial_ipa.ipa import spatial_ipa_attention
 from flashipa_kernels.spatial_ipa.reference import neighbour_attention_reference
@@ -126,7 +126,7 @@ def test_full_lists_give_exact_ipa_attention(backend, far_cell_size):
         cell_size=100.0,
     )
     out = spatial_ipa_attention(*inputs, mask, lists, ca=ca, backend=backend, far_cell_size=far_cell_size)
-    ref = ipa_attention_core(*[x.cpu().double() for x in inputs], mask=mask.cpu())
+    ref = tiled_ipa_attention(*[x.cpu().double() for x in inputs], mask=mask.cpu())
     tol = 1e-12 if backend == "torch" else 1e-5
     for a, b in zip(out, ref):
         assert relative_error(a, b) < tol
@@ -147,7 +147,7 @@ def test_far_field_reduces_the_error_of_short_lists_on_a_compact_chain():
     lists = spatial_neighbour_lists(
         ca, mask, torch.arange(L)[None], torch.zeros(B, L, dtype=torch.long), k=16, window=2, cell_size=1.0
     )
-    ref = ipa_attention_core(*inputs, mask=mask)
+    ref = tiled_ipa_attention(*inputs, mask=mask)
     near = spatial_ipa_attention(*inputs, mask, lists, ca=ca)
     far = spatial_ipa_attention(*inputs, mask, lists, ca=ca, far_cell_size=0.5)
     assert relative_error(far[0], ref[0]) < 0.5 * relative_error(near[0], ref[0])

@@ -13,13 +13,13 @@ import inspect
 from collections.abc import Mapping
 from typing import Any
 
+from flashipa_kernels.backends import BACKENDS
 from flashipa_train.checkpoint.weights import CheckpointError
 from flashipa_train.flow import FlowMatcher
 from flashipa_train.model import ATTENTION_VARIANTS, FlowModel
 
 MODEL_TARGETS = ("flashipa_train.model.FlowModel", "flashipa_train.model.flow_model.FlowModel")
 FLOW_TARGETS = ("flashipa_train.flow.FlowMatcher", "flashipa_train.flow.flow_matcher.FlowMatcher")
-ATTENTION_BACKENDS = ("auto", "triton", "sdpa", "torch")
 # model fields that change no parameter shape: a resume or fine-tune may differ in them
 _RUNTIME_MODEL_FIELDS = ("checkpoint_blocks", "dropout")
 
@@ -80,8 +80,8 @@ def _checked_attention(value: Any, where: str) -> dict[str, Any]:
             "refusing this checkpoint."
         )
     backend = value.get("backend", "auto")
-    if backend not in ATTENTION_BACKENDS:
-        raise CheckpointError(f"{where}.attention.backend={backend!r} is not one of {ATTENTION_BACKENDS}.")
+    if backend not in BACKENDS:
+        raise CheckpointError(f"{where}.attention.backend={backend!r} is not one of {BACKENDS}.")
     own = _constructor_fields(ATTENTION_VARIANTS[value["name"]]) - {"backend"}
     fields = {"name": value["name"], "backend": backend}
     for key, field in value.items():

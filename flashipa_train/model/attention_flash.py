@@ -1,4 +1,4 @@
-"""flash_ipa: IPA with low-rank pair factors through `ipa_attention_core(..., backend)`; O(L) memory.
+"""flash_ipa: IPA with low-rank pair factors on a backend of `flashipa_kernels.backends`; O(L) memory.
 
 Geometry of the noisy and self-conditioned frames reaches the flash trunk in two ways besides IPA's own
 points (which follow the current frames block by block), each switchable for ablations:
@@ -22,8 +22,8 @@ import math
 import torch
 import torch.nn as nn
 
+from flashipa_kernels.backends import check_backend, resolve_backend
 from flashipa_train.geometry.units import ANGSTROM_TO_NM
-from flashipa_train.model.backend import check_backend, resolve_backend
 from flashipa_train.model.edge_messages import EdgeMessages, build_edge_graph
 from flashipa_train.model.ipa import FactorizedIPA
 from flashipa_train.model.pair_factors import PairFactorEmbedder

@@ -18,8 +18,8 @@ mass outside the lists at t = 0.1 is in docs/spatial_sparsity.md.
 import torch
 import torch.nn as nn
 
+from flashipa_kernels.backends import check_backend
 from flashipa_kernels.spatial_ipa.ipa import spatial_ipa_attention
-from flashipa_train.model.backend import check_backend
 from flashipa_train.model.cell_list import spatial_neighbour_lists
 from flashipa_train.model.ipa import IPAProjections
 from flashipa_train.model.pair_factors import PairFactorEmbedder, PairFactors

@@ -6,7 +6,7 @@ last dim holds all x, then all y, then all z coordinates, head-major) and splits
 queries, keys/values and output so that a variant can take keys from elsewhere:
 
   FactorizedIPA  pair bias and pair values as low-rank per-residue factors (`PairFactors`), through
-                 `factorized_ipa_attention` -> `ipa_attention_core(..., backend)`: O(L) memory. Given
+                 `factorized_ipa_attention` with the backend's `attention_core`: O(L) memory. Given
                  precomputed `keys_values` it attends to those instead of its own input (InAttention).
   DenseIPA       a full pair representation z [B, L, L, c_z]: bias linear_b(z), values z, through
                  `dense_ipa_attention`: O(L^2) memory, the reference.
@@ -21,6 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from flashipa_kernels.backends import attention_core
 from flashipa_kernels.reference import dense_ipa_attention, factorized_ipa_attention
 from flashipa_train.geometry import Rigid
 from flashipa_train.geometry.precision import geometry_precision
@@ -129,7 +130,7 @@ class FactorizedIPA(IPAProjections):
             rigids:      [B, L] frames of the queries (nm)
             factors:     pair factors, pair_q/pair_k with c_pair channels
             res_mask:    [B, L] bool
-            backend:     "torch", "sdpa" or "triton" (see flashipa_kernels.reference.ipa_attention_core)
+            backend:     "torch", "sdpa", "triton" or "triton_fp8" (see flashipa_kernels.backends)
             keys_values: optional dict from `keys_values` computed elsewhere (InAttention)
             all_real:    the caller knows res_mask is all True: attention runs without a mask (the
                          sdpa backend would otherwise check on the host, a device sync per call)
@@ -159,7 +160,7 @@ class FactorizedIPA(IPAProjections):
             factors.pair_k,
             self.point_weights(),
             None if all_real else res_mask,
-            backend,
+            attention_core(backend),
         )
         return self.output(o, o_pts, o_pair, rigids, res_mask)
 

@@ -52,13 +52,13 @@ def _inputs(regime, L, dims, dtype):
 def _backends():
     from flashipa_kernels.entmax_ipa import entmax_ipa_attention
     from flashipa_kernels.flash_ipa import flash_ipa_attention
-    from flashipa_kernels.reference.factorized_attention import ipa_attention_core
+    from flashipa_kernels.sdpa_ipa import sdpa_ipa_attention
 
     alpha = torch.full((ANCHOR.heads,), ALPHA, device=DEVICE)
     return {
         "entmax": lambda x: entmax_ipa_attention(*x, alpha),
         "flashipa": lambda x: flash_ipa_attention(*x),
-        "sdpa": lambda x: ipa_attention_core(*x, backend="sdpa"),
+        "sdpa": lambda x: sdpa_ipa_attention(*x),
     }
 
 

@@ -13,7 +13,7 @@ def _check_inputs(named):
         if x.dtype not in SUPPORTED_DTYPES:
             raise TypeError(
                 f"kernels/flash_ipa/attention.py: {name} has dtype {x.dtype}; the FlashIPA kernel takes "
-                "float32, bfloat16 or float16 (use backend='torch' of ipa_attention_core for float64)"
+                "float32, bfloat16 or float16 (use flashipa_kernels.reference.tiled_ipa_attention for float64)"
             )
         if x.device != named["q"].device:
             raise ValueError(
@@ -67,8 +67,8 @@ def flash_ipa_attention(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """IPA attention over per-residue features with the fused FlashIPA Triton kernel.
 
-    Same function as `flashipa_kernels.reference.factorized_attention.ipa_attention_core` (its "triton"
-    backend calls this), with memory O(L) in forward and backward.
+    Same function as `flashipa_kernels.reference.tiled_ipa_attention` (the "triton" backend of
+    `flashipa_kernels.backends`), with memory O(L) in forward and backward.
 
     Args:
         q, k:           [B, L, H, C]        scalar queries and keys

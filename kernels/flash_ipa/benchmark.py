@@ -28,8 +28,10 @@ from pathlib import Path
 
 import torch
 
+from flashipa_kernels.flash_ipa.attention import flash_ipa_attention
 from flashipa_kernels.flash_ipa.testing import IPADims, random_ipa_inputs
-from flashipa_kernels.reference.factorized_attention import ipa_attention_core, ipa_attention_features
+from flashipa_kernels.reference.factorized_attention import ipa_attention_features
+from flashipa_kernels.sdpa_ipa import sdpa_ipa_attention
 
 # the anchor model's dims (flash_ipa's example): per head 128 scalar q/k/v channels, 8 query/key
 # points, 12 value points, pair-factor rank 2 with 32 pair-value channels
@@ -43,18 +45,18 @@ DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
 
 def _flashipa(inputs):
-    return ipa_attention_core(*inputs, backend="triton")
+    return flash_ipa_attention(*inputs)
 
 
 def _sdpa(inputs):
-    return ipa_attention_core(*inputs, backend="sdpa")
+    return sdpa_ipa_attention(*inputs)
 
 
 def _sdpa_fa2(inputs):
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
-        return ipa_attention_core(*inputs, backend="sdpa")
+        return sdpa_ipa_attention(*inputs)
 
 
 def _dense(inputs):

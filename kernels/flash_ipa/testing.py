@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 import torch
 
-from flashipa_kernels.reference.factorized_attention import ipa_attention_core
+from flashipa_kernels.reference.factorized_attention import tiled_ipa_attention
 
 INPUT_NAMES = ("q", "k", "v", "q_pts", "k_pts", "v_pts", "bias_q", "bias_k", "pair_k", "point_weights")
 
@@ -24,7 +24,7 @@ class IPADims:
 
 
 def random_ipa_inputs(B, L, dims, dtype=torch.float32, device="cpu", point_scale=3.0, point_offset=0.0, generator=None):
-    """Fresh random inputs of `ipa_attention_core`, in the order of INPUT_NAMES.
+    """Fresh random inputs of `tiled_ipa_attention`, in the order of INPUT_NAMES.
 
     Points are N(0, point_scale^2) per coordinate plus `point_offset` (Angstrom) on every coordinate,
     to place the whole structure far from the origin."""
@@ -59,6 +59,6 @@ def reference_outputs_and_grads(inputs, grad_outputs, mask=None):
     """Outputs and input gradients of the float64 torch reference on float64 copies of `inputs`."""
     x64 = [x.detach().to("cpu", torch.float64).requires_grad_() for x in inputs]
     m = None if mask is None else mask.cpu()
-    outs = ipa_attention_core(*x64, mask=m, backend="torch")
+    outs = tiled_ipa_attention(*x64, mask=m)
     grads = torch.autograd.grad(outs, x64, [g.to("cpu", torch.float64) for g in grad_outputs])
     return [o.detach() for o in outs], list(grads)

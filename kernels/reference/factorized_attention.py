@@ -19,16 +19,10 @@ key-side pair-value factors.
 `point_weights` are per-head and already include everything in front of the point term:
 softplus(gamma_h) * w_C * w_L, as OpenFold's `head_weights * sqrt(1 / (3 * (P_q * 9 / 2)))`.
 
-Backends of the attention core (`ipa_attention_core`):
-  torch  tiled over queries and keys with an online softmax, and a backward that recomputes the
-         probabilities from the saved log-sum-exp (FlashAttention's algorithm, in PyTorch): memory
-         O(L * tile) in forward and backward. The CPU fallback of the model and the float64 reference.
-  sdpa   torch.nn.functional.scaled_dot_product_attention with q, k and v zero-padded to one head dim
-         and the pair-value factors copied once per head, as flash_ipa does. torch picks the kernel:
-         on the H200 (torch 2.11) cuDNN's Hopper attention, faster than the FlashAttention-2 kernel
-         that flash_ipa's own code forces. The in-project baseline that kernel benchmarks report
-         against (both kernels: `flashipa-bench --backends sdpa sdpa_fa2`).
-  triton the FlashIPA Triton kernel (flashipa_kernels.flash_ipa), when installed.
+The attention core here, `tiled_ipa_attention`, is tiled over queries and keys with an online softmax and
+a backward that recomputes the probabilities from the saved log-sum-exp (FlashAttention's algorithm, in
+PyTorch): memory O(L * tile) in forward and backward. It is the float64 reference and the model's "torch"
+backend; the other backends (sdpa, the Triton kernel) and their dispatch live in `flashipa_kernels.backends`.
 
 Masks: a key mask removes padded keys; outputs of padded queries are zero.
 """
@@ -36,7 +30,6 @@ Masks: a key mask removes padded keys; outputs of padded queries are zero.
 import math
 
 import torch
-import torch.nn.functional as F
 
 W_L = math.sqrt(1.0 / 3.0)  # AlphaFold2's weight for the three logit terms
 
@@ -153,65 +146,21 @@ def _attention_torch(q_feat, k_feat, v_feat, key_mask, tile):
     return o.transpose(1, 2)  # [B, L, H, D_v]
 
 
-def _attention_sdpa(q_feat, k_feat, v_feat, key_mask):
-    # flash_ipa's way: one padded head dim for q, k and v, a multiple of 8
-    d_qk, d_v = q_feat.shape[-1], v_feat.shape[-1]
-    d = -(-max(d_qk, d_v) // 8) * 8
-    q_pad = F.pad(q_feat, (0, d - d_qk)).transpose(1, 2)  # [B, H, L, d]
-    k_pad = F.pad(k_feat, (0, d - d_qk)).transpose(1, 2)
-    v_pad = F.pad(v_feat, (0, d - d_v)).transpose(1, 2)
-    # the flash backend takes no mask: with a mask given, a host sync checks whether it masks anything
-    attn_mask = None if key_mask is None or bool(key_mask.all()) else key_mask[:, None, None, :]
-    o = F.scaled_dot_product_attention(q_pad, k_pad, v_pad, attn_mask=attn_mask, scale=1.0)
-    return o[..., :d_v].transpose(1, 2)  # [B, L, H, D_v]
-
-
-def ipa_attention_core(
-    q,
-    k,
-    v,
-    q_pts,
-    k_pts,
-    v_pts,
-    bias_q,
-    bias_k,
-    pair_k,
-    point_weights,
-    mask=None,
-    backend="torch",
-    tile=256,
-):
-    """IPA attention over per-residue features (shapes as in `ipa_attention_features`).
+def tiled_ipa_attention(q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_weights, mask=None, tile=256):
+    """IPA attention over per-residue features (shapes as in `ipa_attention_features`), in PyTorch tiles.
 
     Args:
         mask: [B, L] bool, True for real residues (None: all real).
-        backend: "torch", "sdpa", "triton" or "triton_fp8" (forward only, no gradients).
-        tile: query and key tile length of the "torch" backend (ignored by the others).
+        tile: query and key tile length.
     Returns:
         o:      [B, L, H, C_v]       sum_j a_hij v_hj
         o_pts:  [B, L, H, P_v, 3]    sum_j a_hij v_pts_hj (global frame)
         o_pair: [B, L, H, R, C_z]    sum_j a_hij pair_k_jr
     """
     B, L = q.shape[:2]
-    if backend == "triton":  # no mask: the kernel's unpadded path, no mask built or read
-        from flashipa_kernels.flash_ipa import flash_ipa_attention
-
-        return flash_ipa_attention(q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_weights, mask=mask)
-    if backend == "triton_fp8":  # forward only (sampling): e4m3 dots, kernels/flash_ipa/fp8.py
-        from flashipa_kernels.flash_ipa.fp8 import flash_ipa_attention_fp8
-
-        return flash_ipa_attention_fp8(q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_weights, mask=mask)
-    sdpa_mask = None if mask is None else mask.bool()
-    if mask is None:
-        mask = torch.ones(B, L, dtype=torch.bool, device=q.device)
-    mask = mask.bool()
+    mask = torch.ones(B, L, dtype=torch.bool, device=q.device) if mask is None else mask.bool()
     feats = ipa_attention_features(q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_weights)
-    if backend == "torch":
-        o_feat = _attention_torch(*feats, mask, tile)
-    elif backend == "sdpa":
-        o_feat = _attention_sdpa(*feats, sdpa_mask)
-    else:
-        raise ValueError(f"unknown IPA attention backend {backend!r}: use 'torch', 'sdpa' or 'triton'")
+    o_feat = _attention_torch(*feats, mask, tile)
     o_feat = o_feat * mask[:, :, None, None].to(o_feat.dtype)  # padded queries output zero
     return split_attention_output(o_feat, v, v_pts, pair_k)
 
@@ -229,20 +178,19 @@ def factorized_ipa_attention(
     pair_k,
     point_weights,
     mask=None,
-    backend="torch",
-    tile=256,
+    core=tiled_ipa_attention,
 ):
     """Factorized IPA attention; same outputs as `dense_ipa_attention` with the pair bias and
     pair values materialised from the factors (`pair_bias_from_factors`, `pair_values_from_factors`).
 
     Args:
-        pair_q: [B, L, R, C_z] query-side pair-value factors; other args as in `ipa_attention_core`.
+        pair_q: [B, L, R, C_z] query-side pair-value factors; other args as in `tiled_ipa_attention`.
+        core:   the attention core, any function with `tiled_ipa_attention`'s arguments (q ... point_weights,
+                mask) and outputs: this reference by default, a backend of `flashipa_kernels.backends` in the model.
     Returns:
         o [B, L, H, C_v], o_pts [B, L, H, P_v, 3] (global frame), o_pair [B, L, H, C_z]
     """
-    o, o_pts, o_pair_r = ipa_attention_core(
-        q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_weights, mask, backend, tile
-    )
+    o, o_pts, o_pair_r = core(q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, point_weights, mask)
     o_pair = torch.einsum("birc,bihrc->bihc", pair_q.to(o_pair_r.dtype), o_pair_r)  # [B, L, H, C_z]
     return o, o_pts, o_pair
 

@@ -7,7 +7,8 @@ Two paths share every projection of the single representation:
   forward             the dense algorithm: pair bias linear_b(z) (or a given [*, L, L, H] bias) and
                       pair values z, through `dense_ipa_attention`. O(L^2) memory.
   forward_factorized  the pair bias and pair values arrive as rank-R per-residue factors, through
-                      `factorized_ipa_attention`. O(L) memory with the "torch" and "triton" backends.
+                      `factorized_ipa_attention`. O(L) memory with the reference core and the "torch" and
+                      "triton" backends of `flashipa_kernels.backends`.
 How factors are produced from node features is a model choice and lives outside this module.
 
 Frames are given as raw rotation matrices and translations (global <- local), so this file needs
@@ -21,7 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from flashipa_kernels.reference.dense_attention import dense_ipa_attention
-from flashipa_kernels.reference.factorized_attention import factorized_ipa_attention
+from flashipa_kernels.reference.factorized_attention import factorized_ipa_attention, tiled_ipa_attention
 
 
 def _points_from_linear(x, no_heads):
@@ -119,7 +120,7 @@ class InvariantPointAttention(nn.Module):
         )
         return self._output(o, o_pts, o_pair, proj).reshape(*batch_shape, L, self.c_s)
 
-    def forward_factorized(self, s, rots, trans, bias_q, bias_k, pair_q, pair_k, mask=None, backend="torch"):
+    def forward_factorized(self, s, rots, trans, bias_q, bias_k, pair_q, pair_k, mask=None, core=tiled_ipa_attention):
         """IPA with pair bias b_hij = sum_r bias_q[i,h,r] bias_k[j,h,r] and pair values
         z_ij = sum_r pair_q[i,r] pair_k[j,r], never materialised.
 
@@ -127,7 +128,8 @@ class InvariantPointAttention(nn.Module):
             s, rots, trans, mask: as in `forward`
             bias_q, bias_k: [*, L, H, R]    pair-bias factors (replace linear_b(z))
             pair_q, pair_k: [*, L, R, c_z]  pair-value factors
-            backend:        "torch", "sdpa" or "triton" (see `ipa_attention_core`)
+            core:           the attention core (see `factorized_ipa_attention`); a backend's:
+                            `flashipa_kernels.backends.attention_core(backend)`
         Returns:
             [*, L, c_s] single representation update
         """
@@ -152,7 +154,7 @@ class InvariantPointAttention(nn.Module):
             pair_k,
             self.point_weights(),
             proj["mask"],
-            backend,
+            core,
         )
         return self._output(o, o_pts, o_pair, proj).reshape(*batch_shape, L, self.c_s)
 
