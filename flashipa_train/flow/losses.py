@@ -35,9 +35,8 @@ def translation_vf_loss(pred_trans, trans_1, t, res_mask):
 def rotation_vf_loss(pred_rots, rots_1, rots_t, t, res_mask):
     """Rotation vector-field loss [B]: |log(R_t^T R_1) - log(R_t^T R_pred)|^2 / (1 - t)^2; rots [B, L, 3, 3]."""
     rots_t_inv = rots_t.transpose(-1, -2)
-    # [B, L, 3]
-    target_vf = so3_log(rots_t_inv @ rots_1)
-    pred_vf = so3_log(rots_t_inv @ pred_rots)
+    # [2, B, L, 3]: both logarithms in one call (half the small kernels of two)
+    target_vf, pred_vf = so3_log(torch.stack([rots_t_inv @ rots_1, rots_t_inv @ pred_rots]))
     err = (target_vf - pred_vf) / _time_normaliser(t)
     return _per_residue_mean(err.square(), res_mask)
 
