@@ -3,6 +3,7 @@
 
 import json
 import struct
+import time
 from pathlib import Path
 
 BLOCK_SIZE = 32768
@@ -38,10 +39,24 @@ def _key(item) -> tuple:
     return tuple(item.nested_key) if item.nested_key else (item.key,)
 
 
+def finished_records(run_dir: Path, timeout_s: float = 60.0) -> list:
+    """The records of a finished run, once its log ends with the `exit` record: wandb-core writes the log
+    in the background, and a read right after `wandb.finish()` returns can find it still short."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = list(records(run_dir))
+        if found and found[-1].WhichOneof("record_type") == "exit":
+            return found
+        if time.monotonic() > deadline:
+            kinds = [record.WhichOneof("record_type") for record in found]
+            raise AssertionError(f"{run_dir}: no exit record after {timeout_s} s; records so far: {kinds}")
+        time.sleep(0.2)
+
+
 def run_info(run_dir: Path) -> dict:
-    """{"group", "name", "config": {top-level key: value}, "summary": {"a/b": value}} of an offline run."""
+    """{"group", "name", "config": {top-level key: value}, "summary": {"a/b": value}} of a finished offline run."""
     info = {"config": {}, "summary": {}}
-    for record in records(run_dir):
+    for record in finished_records(run_dir):
         kind = record.WhichOneof("record_type")
         if kind == "run":
             info.update(group=record.run.run_group, name=record.run.display_name)
