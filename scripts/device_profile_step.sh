@@ -12,7 +12,7 @@ mkdir -p "$OUT"
 # shellcheck source=scripts/device_env.sh
 source scripts/device_env.sh
 # shellcheck disable=SC2086
-python3 -m cProfile -o "$OUT/step.prof" -m flashipa_train.train.cli "experiment=${EXPERIMENT:-scaling}" \
+python3 -m cProfile -o "$OUT/step.prof" -m flashipa_train.scaling.cli "experiment=${EXPERIMENT:-scaling}" \
   "model.attention=${ATTENTION:-{name:flash_ipa,backend:sdpa\}}" "data.length=${LENGTH:-256}" \
   scaling.warmup_steps=5 "scaling.timed_steps=${STEPS:-60}" +trainer.profiler=simple \
   "paths.log_dir=${WORK:-/tmp/profile_work}" $OVERRIDES > "$OUT/profile.log" 2>&1

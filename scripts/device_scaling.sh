@@ -33,7 +33,7 @@ sweep() {  # sweep LABEL SECONDS ATTENTION LENGTHS [overrides...]
   local label=$1 seconds=$2 attention=$3 lengths=$4
   shift 4
   echo "== sweep $label (L=$lengths, at most ${seconds}s)" | tee -a "$LOG"
-  timeout --signal=KILL "$seconds" python3 -m flashipa_train.train.cli -m "${COMMON[@]}" \
+  timeout --signal=KILL "$seconds" python3 -m flashipa_train.scaling.cli -m "${COMMON[@]}" \
     "model.attention=$attention" "data.length=$lengths" "hydra.sweep.dir=$WORK/sweep_$label" "$@" 2>&1 \
     | grep -E "scaling point|Error|error" | tee -a "$LOG"
   echo "   exit ${PIPESTATUS[0]}" | tee -a "$LOG"

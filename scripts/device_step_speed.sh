@@ -33,7 +33,7 @@ point() {  # point SECONDS OVERRIDES...: one training run (cut short by the dead
   [ "$seconds" -gt "$left" ] && seconds=$left
   echo "== $* (at most ${seconds}s)" | tee -a "$LOG"
   local start=$SECONDS
-  timeout --signal=KILL "$seconds" python3 -m flashipa_train.train.cli "experiment=$EXPERIMENT" \
+  timeout --signal=KILL "$seconds" python3 -m flashipa_train.scaling.cli "experiment=$EXPERIMENT" \
     "scaling.results_dir=$OUT/step_speed" "paths.log_dir=$WORK/logs" "$@" 2>&1 \
     | grep -E "scaling point|Error|error|Graph break|Recompiling|skipping cudagraphs" | head -20 | tee -a "$LOG"
   echo "   exit ${PIPESTATUS[0]} after $(( SECONDS - start ))s" | tee -a "$LOG"

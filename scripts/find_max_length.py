@@ -16,7 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from flashipa_train.scaling.max_length import search_max_length, subprocess_probe, write_json  # noqa: E402
-from flashipa_train.scaling.results import variant_label  # noqa: E402
+from flashipa_train.train.run_facts import variant_label  # noqa: E402
 
 
 def main(argv=None):

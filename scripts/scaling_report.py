@@ -1,7 +1,7 @@
 """Turn a scaling sweep's folder into docs/scaling.md plus log-log PNGs (time per step, peak memory and
 residues/s against L, one line per variant, fitted slopes), optionally with the maximum-length JSON of
 scripts/find_max_length.py and a wandb summary run (a table of all points, log-log charts per variant and
-the PNGs; docs/wandb.md). `flashipa-train -m experiment=scaling logger=wandb` makes that run by itself.
+the PNGs; docs/wandb.md). `flashipa-scaling -m experiment=scaling logger=wandb` makes that run by itself.
 
     python scripts/scaling_report.py logs/scaling/multiruns/<date_time> --max-length max_length.json
     python scripts/scaling_report.py logs/scaling/multiruns/<date_time> --wandb flashipa-scaling

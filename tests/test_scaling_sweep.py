@@ -1,4 +1,4 @@
-"""The scaling sweep as a user runs it: `flashipa-train -m experiment=scaling_smoke` (4 variants x L in
+"""The scaling sweep as a user runs it: `flashipa-scaling -m experiment=scaling_smoke` (4 variants x L in
 {16, 32}, tiny model, CPU) writes one row per point to the sweep's table, scripts/scaling_report.py turns it
 into Markdown and log-log PNGs; DDP with 2 CPU processes and torch.compile (slow)."""
 
@@ -15,8 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, PYTHONPATH=str(ROOT), HYDRA_FULL_ERROR="1", WANDB_MODE="offline")
 
 
-def _train(args, tmp_path, timeout=300):
-    command = [sys.executable, "-m", "flashipa_train.train.cli", *args, f"paths.log_dir={tmp_path / 'logs'}"]
+def _scaling(args, tmp_path, timeout=300):
+    command = [sys.executable, "-m", "flashipa_train.scaling.cli", *args, f"paths.log_dir={tmp_path / 'logs'}"]
     result = subprocess.run(command, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
@@ -25,7 +25,7 @@ def _train(args, tmp_path, timeout=300):
 @pytest.fixture(scope="module")
 def smoke_sweep(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("sweep")
-    _train(["-m", "experiment=scaling_smoke"], tmp_path)
+    _scaling(["-m", "experiment=scaling_smoke"], tmp_path)
     (sweep,) = (tmp_path / "logs" / "scaling_smoke" / "multiruns").iterdir()
     return sweep
 
@@ -69,7 +69,7 @@ def test_report_script_writes_markdown_and_log_log_plots(smoke_sweep, tmp_path):
 
 @pytest.mark.slow
 def test_ddp_with_two_cpu_processes_records_one_row_with_both_ranks_throughput(tmp_path):
-    _train(
+    _scaling(
         [
             "experiment=scaling_smoke",
             "model.attention={name:flash_ipa,backend:torch}",
@@ -90,7 +90,7 @@ def test_ddp_with_two_cpu_processes_records_one_row_with_both_ranks_throughput(t
 def test_model_compiles_with_torch_compile_and_trains(tmp_path):
     """aot_eager traces the model through dynamo and AOTAutograd without inductor's C++ build (which takes
     minutes on 2 cores); `compile=true` uses inductor."""
-    _train(
+    _scaling(
         [
             "experiment=scaling_smoke",
             "model.attention={name:flash_ipa,backend:torch}",

@@ -21,6 +21,18 @@ def _scaling_config(tmp_path, extra=()):
     )
 
 
+def _timed_train(summary):
+    """A stand-in for `train(cfg, extra_callbacks)` whose StepTimer ends with `summary`."""
+
+    def fake_train(cfg, extra_callbacks):
+        (timer,) = extra_callbacks
+        assert (timer.warmup_steps, timer.timed_steps) == (cfg.scaling.warmup_steps, cfg.scaling.timed_steps)
+        timer.summary = summary
+        return {}
+
+    return fake_train
+
+
 @pytest.mark.parametrize(
     "error, status",
     [
@@ -29,7 +41,7 @@ def _scaling_config(tmp_path, extra=()):
     ],
 )
 def test_a_failed_point_becomes_a_row_and_the_call_returns(tmp_path, error, status):
-    def failing_train(cfg):
+    def failing_train(cfg, extra_callbacks):
         raise error
 
     row = run_scaling_point(_scaling_config(tmp_path, ["data.length=48"]), failing_train)
@@ -43,17 +55,18 @@ def test_a_failed_point_becomes_a_row_and_the_call_returns(tmp_path, error, stat
 def test_compile_and_checkpointing_options_name_their_own_line(tmp_path):
     """Rows that differ only in torch.compile or block checkpointing must not share a plot line."""
     extra = ["data.length=32", "compile={mode:reduce-overhead}", "model.checkpoint_blocks=2"]
-    row = run_scaling_point(_scaling_config(tmp_path, extra), lambda cfg: {"step_timing": {"step_ms": 1.0}})
+    row = run_scaling_point(_scaling_config(tmp_path, extra), _timed_train({"step_ms": 1.0}))
     assert row["compile"] == "mode=reduce-overhead" and row["checkpoint_blocks"] == 2
     assert row["label"] == "flash_ipa/auto compile(mode=reduce-overhead) ckpt2"
-    plain = run_scaling_point(_scaling_config(tmp_path, ["data.length=32"]), lambda cfg: {"step_timing": {}})
+    plain = run_scaling_point(_scaling_config(tmp_path, ["data.length=32"]), _timed_train(None))
     assert plain["label"] == "flash_ipa/auto" and plain["compile"] == "off"
+    assert plain["status"] == "failed: no timed steps (raise trainer.max_steps)"
 
 
 def test_rows_of_successive_points_share_one_table(tmp_path):
     timing = {"step_ms": 10.0, "residues_per_s": 6400.0, "peak_gib": math.nan, "loss": 1.0}
     for length in (16, 32):
-        run_scaling_point(_scaling_config(tmp_path, [f"data.length={length}"]), lambda cfg: {"step_timing": timing})
+        run_scaling_point(_scaling_config(tmp_path, [f"data.length={length}"]), _timed_train(timing))
     rows = read_rows(tmp_path)
     assert [(r["length"], r["status"], r["peak_gib"]) for r in rows] == [(16, "ok", None), (32, "ok", None)]
 
@@ -124,3 +137,17 @@ def test_slurm_launcher_config_is_used_only_when_selected():
         )
     assert "submitit" not in plain.hydra.launcher._target_
     assert slurm.hydra.launcher._target_.endswith("SlurmLauncher") and slurm.hydra.launcher.tasks_per_node == 2
+
+
+def test_the_scaling_command_refuses_a_config_without_a_scaling_section(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=str(root))
+    command = [sys.executable, "-m", "flashipa_train.scaling.cli", "data=synthetic", f"paths.log_dir={tmp_path}"]
+    done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].startswith("flashipa-scaling: error: the config has no scaling")

@@ -103,3 +103,16 @@ def test_wandb_logger_goes_offline_without_credentials(tmp_path, monkeypatch):
     monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
     logger = make_wandb_logger(project="flashipa-train-test", group="flash_ipa", name="run", save_dir=str(tmp_path))
     assert logger._offline is True
+
+
+def test_the_train_command_refuses_a_scaling_config_and_names_the_sweep_command(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    env["PYTHONPATH"] = str(ROOT)
+    command = [sys.executable, "-m", "flashipa_train.train.cli", "experiment=scaling_smoke"]
+    done = subprocess.run(
+        [*command, f"paths.log_dir={tmp_path}"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("flashipa-train: error:") and "`flashipa-scaling -m experiment=scaling ...`" in last
+    assert not list(tmp_path.rglob("scaling_results.jsonl"))  # no sweep point ran

@@ -33,7 +33,7 @@ def sweep(tmp_path_factory):
     command = [
         sys.executable,
         "-m",
-        "flashipa_train.train.cli",
+        "flashipa_train.scaling.cli",
         "-m",
         "experiment=scaling_smoke",
         "logger=wandb",

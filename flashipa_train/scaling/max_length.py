@@ -1,5 +1,5 @@
 """The longest chain that trains, per variant: doubling then bisection over L, each probe a separate
-`flashipa-train experiment=scaling` process (an out-of-memory error or a crashed kernel cannot poison the
+`flashipa-scaling experiment=scaling` process (an out-of-memory error or a crashed kernel cannot poison the
 next probe's CUDA context), each probe a short timed run whose row says ok or not."""
 
 from __future__ import annotations
@@ -75,11 +75,11 @@ def search_max_length(
 def subprocess_probe(
     overrides: list[str], work_dir: Path, timeout_s: float, env: dict | None = None, command: list[str] | None = None
 ) -> Callable[[int], tuple[bool, str]]:
-    """A probe that runs `flashipa-train experiment=scaling <overrides> data.length=L` in its own process
+    """A probe that runs `flashipa-scaling experiment=scaling <overrides> data.length=L` in its own process
     (`experiment=scaling` left out when the overrides name an experiment) and reads back its row (status
     `crashed` when the process died without writing one)."""
     experiment = [] if any(o.startswith("experiment=") for o in overrides) else ["experiment=scaling"]
-    command = (command or [sys.executable, "-m", "flashipa_train.train.cli"]) + experiment
+    command = (command or [sys.executable, "-m", "flashipa_train.scaling.cli"]) + experiment
 
     def probe(length: int) -> tuple[bool, str]:
         results = Path(work_dir) / f"L{length}"

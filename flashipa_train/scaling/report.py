@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from flashipa_train.scaling.results import variant_label
+from flashipa_train.train.run_facts import variant_label
 
 # flash_ipa's example model on an H100 80GB, one fwd+bwd training step (issue 8):
 # L -> (batch, dense IPA fp32 (ms, GiB), FlashIPA bf16 (ms, GiB)); None: out of memory or not measured
@@ -105,7 +105,7 @@ def markdown(rows: list[dict], figures: dict[str, str], max_lengths: dict | None
     lines = [
         "# Sequence-length scaling",
         "",
-        f"One sweep (`flashipa-train -m experiment=scaling`, results `{source}`) on **{first.get('device', '?')}**, "
+        f"One sweep (`flashipa-scaling -m experiment=scaling`, results `{source}`) on **{first.get('device', '?')}**, "
         f"torch {first.get('torch', '?')}, precision {first.get('precision', '?')}, "
         f"compile {first.get('compile', '?')}. "
         f"Each point: {first.get('warmup_steps', '?')} warm-up steps, then {first.get('steps_timed', '?')} timed "

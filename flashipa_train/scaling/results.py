@@ -32,17 +32,6 @@ COLUMNS = (
 )
 
 
-def variant_label(variant: str, backend: str, compile: str = "off", checkpoint_blocks: int = 0) -> str:
-    """`flash_ipa/sdpa`: the name of one line of the scaling plots (dense IPA has no backend choice), with
-    the options that change speed or memory when set (`flash_ipa/sdpa compile(mode=reduce-overhead) ckpt3`)."""
-    label = variant if variant == "dense_ipa" else f"{variant}/{backend}"
-    if compile != "off":
-        label += " compile" if compile == "on" else f" compile({compile})"
-    if checkpoint_blocks:
-        label += f" ckpt{checkpoint_blocks}"
-    return label
-
-
 def append_row(results_dir: str | Path, row: dict) -> Path:
     """Append `row` to RESULTS_JSONL in `results_dir` and rewrite RESULTS_CSV from all rows; returns the CSV."""
     results_dir = Path(results_dir)

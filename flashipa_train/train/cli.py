@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +26,11 @@ from flashipa_train.checkpoint.weights import (
 )
 from flashipa_train.config import CONFIG_DIR
 from flashipa_train.data.example_store import PreprocessedDirError
-from flashipa_train.scaling.step_timer import StepTimer
-from flashipa_train.scaling.sweep_point import describe_point, run_scaling_point
 from flashipa_train.train.checkpoint_io import AtomicCheckpointIO
 from flashipa_train.train.compile_choice import on_cuda, resolved_compile, use_compile_cache
 from flashipa_train.train.config_checks import ConfigError, check_train_config
 from flashipa_train.train.module import FlowModule
+from flashipa_train.train.run_facts import describe_run
 from flashipa_train.train.samples import write_final_samples
 from flashipa_train.train.wandb_logger import finish_wandb_run, log_run_config
 
@@ -111,10 +111,10 @@ def _compile_model(model: torch.nn.Module, flow: Any, option: Any) -> None:
     )
 
 
-def train(cfg: DictConfig) -> dict[str, Any]:
-    """Run one training job described by `cfg` (a composed `train.yaml`). Returns the final callback metrics
-    as floats plus `checkpoint_dir`, `last_checkpoint`, `best_checkpoint`, `sample_paths` and, with a
-    StepTimer callback, `step_timing` (its summary)."""
+def train(cfg: DictConfig, extra_callbacks: Sequence[pl.Callback] = ()) -> dict[str, Any]:
+    """Run one training job described by `cfg` (a composed `train.yaml`), with `extra_callbacks` (built by the
+    caller, e.g. a scaling sweep's StepTimer) before the configured ones. Returns the final callback metrics
+    as floats plus `checkpoint_dir`, `last_checkpoint`, `best_checkpoint` and `sample_paths`."""
     if cfg.get("ckpt_path") and cfg.get("init_from"):
         raise ValueError(
             f"ckpt_path={cfg.ckpt_path} (resume a run) and init_from={cfg.init_from} (fine-tune from weights) "
@@ -151,19 +151,17 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     )
     loggers = _instantiate_group(cfg.get("logger"))
     callbacks = [
-        c for c in _instantiate_group(cfg.get("callbacks")) if loggers or not isinstance(c, LearningRateMonitor)
-    ]  # it refuses to run without a logger
+        *extra_callbacks,
+        *(c for c in _instantiate_group(cfg.get("callbacks")) if loggers or not isinstance(c, LearningRateMonitor)),
+    ]  # a LearningRateMonitor refuses to run without a logger
     trainer: pl.Trainer = instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()]
     )
-    log_run_config(trainer.loggers, describe_point(cfg), run_config)
+    log_run_config(trainer.loggers, describe_run(cfg), run_config)
     # weights_only: a resumed checkpoint is data (tensors and plain containers), never code
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
 
     result: dict[str, Any] = {k: float(v) for k, v in trainer.callback_metrics.items()}
-    timers = [c for c in trainer.callbacks if isinstance(c, StepTimer)]
-    if timers and timers[0].summary is not None:
-        result["step_timing"] = timers[0].summary
     checkpoint = trainer.checkpoint_callback
     if checkpoint is not None:
         result.update(
@@ -198,21 +196,22 @@ def _print_outputs(result: dict[str, Any]) -> None:
     print("\n".join(lines), flush=True)
 
 
+SCALING_CONFIG = (
+    "this config has a scaling section (experiment=scaling): run sweep points with "
+    "`flashipa-scaling -m experiment=scaling ...` (or python -m flashipa_train.scaling.cli)."
+)
+
+
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """Console entry point `flashipa-train`; returns val/loss so Hydra sweepers can optimise it.
 
-    With a `scaling` section (experiment=scaling) each run is one sweep point: its outcome, a failure
-    included, becomes a row of the sweep's results table and the command returns normally.
+    A config with a `scaling` section is refused: sweep points run under `flashipa-scaling`.
     Each job's wandb run is finished when the job ends, so every job of a multirun is its own run."""
     try:
-        if cfg.get("scaling"):
-            row = run_scaling_point(cfg, train)
-            finish_wandb_run(
-                {"scaling/status": row["status"], "scaling/wall_s": row["wall_s"]}, failed=row["status"] != "ok"
-            )
-            return None
         try:
+            if cfg.get("scaling"):
+                raise ConfigError(SCALING_CONFIG)
             result = train(cfg)
         except (ConfigError, CheckpointError, PreprocessedDirError) as error:  # bad inputs: one line, no traceback
             if os.environ.get("HYDRA_FULL_ERROR") == "1":
