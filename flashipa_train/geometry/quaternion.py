@@ -84,35 +84,15 @@ def rotmat_to_quat(rots: torch.Tensor) -> torch.Tensor:
     branches are computed and the right one is gathered, so the function is vectorised and
     differentiable everywhere (including the identity and rotations by pi).
     """
-    r00, r01, r02 = rots[..., 0, 0], rots[..., 0, 1], rots[..., 0, 2]
-    r10, r11, r12 = rots[..., 1, 0], rots[..., 1, 1], rots[..., 1, 2]
-    r20, r21, r22 = rots[..., 2, 0], rots[..., 2, 1], rots[..., 2, 2]
-
-    # 4 w^2, 4 x^2, 4 y^2, 4 z^2 for a unit quaternion.
-    radicands = torch.stack(
-        [
-            1 + r00 + r11 + r22,
-            1 + r00 - r11 - r22,
-            1 - r00 + r11 - r22,
-            1 - r00 - r11 + r22,
-        ],
-        dim=-1,
-    )  # [*, 4]
+    # Row k of `numerators` is 4 q_k (w, x, y, z): on the diagonal the radicands 4 w^2, 4 x^2, 4 y^2, 4 z^2
+    # (1 +- r00 +- r11 +- r22), off it 4 w x = r21 - r12, 4 x y = r01 + r10, ...: all sixteen are one affine
+    # map of the nine entries, taken as a product with a constant table and a sum (not a matmul, which
+    # a float32 TF32 setting would round).
+    linear, offset = _shepperd_affine_map(rots.dtype, rots.device)  # [9, 16], [16]
+    numerators = ((rots.flatten(-2)[..., :, None] * linear).sum(-2) + offset).unflatten(-1, (4, 4))
+    radicands = numerators.diagonal(dim1=-2, dim2=-1)  # [*, 4]
     twice_largest = torch.sqrt(radicands.clamp(min=_UNSELECTED_RADICAND_FLOOR))  # [*, 4]
-
-    # Antisymmetric parts give 4 w x, 4 w y, 4 w z; symmetric parts give 4 x y, 4 x z, 4 y z.
-    wx, wy, wz = r21 - r12, r02 - r20, r10 - r01
-    xy, xz, yz = r01 + r10, r02 + r20, r12 + r21
-    # Row k: 4 q_k * (w, x, y, z); dividing by 2 sqrt(radicand_k) = 4 q_k gives the quaternion.
-    numerators = torch.stack(
-        [
-            torch.stack([radicands[..., 0], wx, wy, wz], dim=-1),
-            torch.stack([wx, radicands[..., 1], xy, xz], dim=-1),
-            torch.stack([wy, xy, radicands[..., 2], yz], dim=-1),
-            torch.stack([wz, xz, yz, radicands[..., 3]], dim=-1),
-        ],
-        dim=-2,
-    )  # [*, 4 branches, 4]
+    # Dividing row k by 2 sqrt(radicand_k) = 4 q_k gives the quaternion.
     candidates = numerators / (2 * twice_largest[..., None])  # [*, 4 branches, 4]
 
     branch = radicands.argmax(dim=-1)  # [*]
@@ -120,3 +100,33 @@ def rotmat_to_quat(rots: torch.Tensor) -> torch.Tensor:
     quat = candidates.gather(-2, index).squeeze(-2)  # [*, 4]
     quat = quat / torch.linalg.vector_norm(quat, dim=-1, keepdim=True)
     return torch.where(quat[..., :1] < 0, -quat, quat)  # [*, 4]
+
+
+# Entry (k, m) of Shepperd's numerators 4 q_k q_m as (constant, [(sign, row, column) of R, ...]).
+_SHEPPERD_TERMS = {
+    (0, 0): (1, [(1, 0, 0), (1, 1, 1), (1, 2, 2)]),  # 4 w^2
+    (1, 1): (1, [(1, 0, 0), (-1, 1, 1), (-1, 2, 2)]),  # 4 x^2
+    (2, 2): (1, [(-1, 0, 0), (1, 1, 1), (-1, 2, 2)]),  # 4 y^2
+    (3, 3): (1, [(-1, 0, 0), (-1, 1, 1), (1, 2, 2)]),  # 4 z^2
+    (0, 1): (0, [(1, 2, 1), (-1, 1, 2)]),  # 4 w x
+    (0, 2): (0, [(1, 0, 2), (-1, 2, 0)]),  # 4 w y
+    (0, 3): (0, [(1, 1, 0), (-1, 0, 1)]),  # 4 w z
+    (1, 2): (0, [(1, 0, 1), (1, 1, 0)]),  # 4 x y
+    (1, 3): (0, [(1, 0, 2), (1, 2, 0)]),  # 4 x z
+    (2, 3): (0, [(1, 1, 2), (1, 2, 1)]),  # 4 y z
+}
+
+
+@functools.cache
+def _shepperd_affine_map(dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """numerators (flattened [16]) = R (flattened [9]) @ linear [9, 16] + offset [16], from _SHEPPERD_TERMS
+    (symmetric: entry (m, k) equals (k, m)); made once per dtype and device, outside inference mode."""
+    linear = [[0.0] * 16 for _ in range(9)]
+    offset = [0.0] * 16
+    for (k, m), (constant, terms) in _SHEPPERD_TERMS.items():
+        for out in {4 * k + m, 4 * m + k}:
+            offset[out] = float(constant)
+            for sign, row, column in terms:
+                linear[3 * row + column][out] = float(sign)
+    with torch.inference_mode(False):
+        return torch.tensor(linear, dtype=dtype, device=device), torch.tensor(offset, dtype=dtype, device=device)

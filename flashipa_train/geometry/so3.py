@@ -28,21 +28,17 @@ def vee(mat: torch.Tensor) -> torch.Tensor:
 
 
 def so3_exp(rotvec: torch.Tensor) -> torch.Tensor:
-    """Rotation matrices [*, 3, 3] from rotation vectors [*, 3] (Rodrigues' formula).
-
-    R = I + a K + b K^2 with K = hat(rotvec), a = sin(t)/t, b = (1 - cos t)/t^2 = 2 sin^2(t/2)/t^2
-    (the half-angle form has no cancellation), t = |rotvec|.
+    """Rotation matrices [*, 3, 3] from rotation vectors [*, 3], through the unit quaternion
+    (cos(t/2), sin(t/2)/t rotvec), t = |rotvec| (fewer operations than Rodrigues' formula, same rotation).
     """
-    angle_sq = (rotvec * rotvec).sum(-1)  # [*]
+    angle_sq = (rotvec * rotvec).sum(-1, keepdim=True)  # [*, 1]
     small = angle_sq < _SMALL**2
     # Double where: the closed form never sees angle 0, so its gradient stays finite.
-    angle = torch.sqrt(torch.where(small, torch.ones_like(angle_sq), angle_sq))  # [*]
-    half_sinc = torch.sin(angle / 2) / angle
-    a = torch.where(small, 1 - angle_sq / 6 + angle_sq**2 / 120, torch.sin(angle) / angle)
-    b = torch.where(small, 0.5 - angle_sq / 24 + angle_sq**2 / 720, 2 * half_sinc**2)
-    k = hat(rotvec)  # [*, 3, 3]
-    eye = torch.eye(3, dtype=rotvec.dtype, device=rotvec.device)
-    return eye + a[..., None, None] * k + b[..., None, None] * (k @ k)  # [*, 3, 3]
+    angle = torch.sqrt(torch.where(small, torch.ones_like(angle_sq), angle_sq))  # [*, 1]
+    half_cos = torch.where(small, 1 - angle_sq / 8 + angle_sq**2 / 384, torch.cos(angle / 2))  # [*, 1]
+    half_sinc = torch.where(small, 0.5 - angle_sq / 48 + angle_sq**2 / 3840, torch.sin(angle / 2) / angle)
+    # |q| = 1 up to rounding; quat_to_rotmat divides by |q|^2 anyway
+    return quat_to_rotmat(torch.cat([half_cos, half_sinc * rotvec], dim=-1))  # [*, 3, 3]
 
 
 def so3_log(rots: torch.Tensor) -> torch.Tensor:
