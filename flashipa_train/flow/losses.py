@@ -51,20 +51,28 @@ def backbone_atom_loss(pred_atoms, atoms_1, atom_mask):
 def local_distance_loss(pred_atoms, atoms_1, atom_mask, window):
     """Squared error [B] of all backbone atom-atom distances between residues i and i + o, 1 <= o <= window.
 
-    O(L * window) memory: one [B, L - o, 4, 4] block per offset, never L x L. Distances in nm;
-    averaged over the present atom pairs.
+    O(L * window) memory: residue i meets the window residues after it ([B, L, window, 4, 4], never L x L),
+    predicted and true structures in one pass. Distances in nm; averaged over the present atom pairs.
     """
-    total = pred_atoms.new_zeros(pred_atoms.shape[0])
-    count = pred_atoms.new_zeros(pred_atoms.shape[0])
-    mask = atom_mask.to(pred_atoms.dtype)
-    for offset in range(1, min(window, pred_atoms.shape[1] - 1) + 1):
+    B, L = pred_atoms.shape[:2]
+    window = min(window, L - 1)
+    if window < 1:
+        return pred_atoms.new_zeros(B)
+    atoms = torch.stack([pred_atoms, atoms_1.to(pred_atoms.dtype)])  # [2, B, L, 4, 3]
+    # [2, B, L, window, 4, 3]: residues i + 1 .. i + window (zeros past the end, masked below)
+    following = _following(atoms, window, dim=2).movedim(-1, 3)
+    diff = atoms[:, :, :, None, :, None, :] - following[:, :, :, :, None, :, :]  # [2, B, L, window, 4, 4, 3]
+    distances = torch.sqrt(diff.square().sum(-1) + 1e-10)  # [2, B, L, window, 4, 4]
+    err = (distances[0] - distances[1]) * ANGSTROM_TO_NM  # [B, L, window, 4, 4]
+    mask = atom_mask.to(pred_atoms.dtype)  # [B, L, 4]
+    following_mask = _following(mask, window, dim=1).movedim(-1, 2)  # [B, L, window, 4]
+    pair_mask = mask[:, :, None, :, None] * following_mask[:, :, :, None, :]  # [B, L, window, 4, 4]
+    dims = (1, 2, 3, 4)
+    return (err.square() * pair_mask).sum(dims) / pair_mask.sum(dims).clamp(min=1)
 
-        def distances(x):
-            # [B, L - o, 4, 4] distances between the atoms of residue i and of residue i + o
-            return torch.sqrt((x[:, :-offset, :, None] - x[:, offset:, None, :]).square().sum(-1) + 1e-10)
 
-        err = (distances(pred_atoms) - distances(atoms_1)) * ANGSTROM_TO_NM
-        pair_mask = mask[:, :-offset, :, None] * mask[:, offset:, None, :]  # [B, L - o, 4, 4]
-        total = total + (err.square() * pair_mask).sum((-1, -2, -3))
-        count = count + pair_mask.sum((-1, -2, -3))
-    return total / count.clamp(min=1)
+def _following(x, window, dim):
+    """x [..., L (at dim), ...] -> [..., L, ..., window]: entry o - 1 of the last dim holds position i + o
+    (zero past the end)."""
+    pad = [0, 0] * (x.dim() - 1 - dim) + [0, window]
+    return torch.nn.functional.pad(x, pad).unfold(dim, window + 1, 1)[..., 1:]
