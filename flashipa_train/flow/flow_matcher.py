@@ -1,12 +1,16 @@
 """FlowMatcher: training loss and Euler sampler of SE(3) flow matching on residue frames (FrameFlow-style)."""
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 
+from flashipa_train.flow.batch import TrainBatch
 from flashipa_train.flow.interpolant import clean_frames, interpolate, mask_frames, rand, sample_prior
 from flashipa_train.flow.losses import backbone_atom_loss, local_distance_loss, rotation_vf_loss, translation_vf_loss
 from flashipa_train.geometry import centre, so3_geodesic_interpolate
 from flashipa_train.geometry.precision import geometry_dtype, geometry_precision
+from flashipa_train.model.inputs import NoisyInputs
 
 ROT_SCHEDULES = ("linear", "exp")
 _SELF_CONDITION_STREAM = 0x5C  # tags the self-conditioning coin's stream apart from the noise of the step
@@ -101,7 +105,7 @@ class FlowMatcher:
             "t_mean": t.mean(),
         }
 
-    def training_loss(self, model, batch, generator=None):
+    def training_loss(self, model, batch: TrainBatch, generator=None) -> dict[str, torch.Tensor]:
         """One flow-matching loss on a clean batch (keys of the data module's batches).
 
         Returns {"loss", "trans_loss", "rot_loss", "atom_loss", "local_dist_loss", "t_mean"} (scalars).
@@ -116,8 +120,11 @@ class FlowMatcher:
             # the data in the same centred coordinates as trans_1
             _, ca_centre = centre(atoms[..., 1, :], res_mask)  # [B, 3]
             atoms_1 = atoms - ca_centre[:, None, None, :]
-            noisy = {
-                **self.corrupt(rots_1, trans_1, res_mask, generator),
+            corrupted = self.corrupt(rots_1, trans_1, res_mask, generator)
+            noisy: NoisyInputs = {
+                "t": corrupted["t"],
+                "rots_t": corrupted["rots_t"],
+                "trans_t": corrupted["trans_t"],
                 "res_mask": res_mask,
                 "residue_index": batch["residue_index"],
                 "chain_index": batch["chain_index"],
@@ -148,7 +155,9 @@ class FlowMatcher:
     # Sampling
 
     @torch.no_grad()
-    def sample(self, model, lengths, num_steps=100, device=None, generator=None):
+    def sample(
+        self, model, lengths: Sequence[int], num_steps=100, device=None, generator=None
+    ) -> dict[str, torch.Tensor]:
         """Euler integration of the learned flow from the prior, one chain per entry of `lengths`.
 
         Uses the model as it is (the caller picks train/eval mode and EMA weights).
@@ -160,26 +169,32 @@ class FlowMatcher:
         dtype = geometry_dtype(param)
         B, L = len(lengths), max(lengths)
         res_mask = torch.arange(L, device=device)[None] < torch.as_tensor(lengths, device=device)[:, None]
-        features = {
-            "res_mask": res_mask,
-            "residue_index": torch.arange(L, device=device).expand(B, L),
-            "chain_index": torch.zeros(B, L, dtype=torch.long, device=device),
-            "all_real": min(lengths) == L,  # known here: the sdpa attention needs no device read per step
-        }
+        residue_index = torch.arange(L, device=device).expand(B, L)
+        chain_index = torch.zeros(B, L, dtype=torch.long, device=device)
+        all_real = min(lengths) == L  # known here: the sdpa attention needs no device read per step
+
+        def inputs_at(
+            t: float, rots_t: torch.Tensor, trans_t: torch.Tensor, trans_sc: torch.Tensor | None
+        ) -> NoisyInputs:
+            noisy: NoisyInputs = {
+                "t": torch.full((B,), t, dtype=dtype, device=device),
+                "rots_t": rots_t,
+                "trans_t": trans_t,
+                "res_mask": res_mask,
+                "residue_index": residue_index,
+                "chain_index": chain_index,
+                "all_real": all_real,
+            }
+            if trans_sc is not None:
+                noisy["trans_sc"] = trans_sc
+            return noisy
+
         rots_t, trans_t = sample_prior(res_mask, self.trans_prior_std, generator, dtype)
         ts = torch.linspace(self.t_min, 1.0, num_steps + 1, dtype=torch.float64).tolist()
         trans_sc = None
         for t_now, t_next in zip(ts[:-1], ts[1:]):
             dt = t_next - t_now
-            noisy = {
-                **features,
-                "t": torch.full((B,), t_now, dtype=dtype, device=device),
-                "rots_t": rots_t,
-                "trans_t": trans_t,
-            }
-            if trans_sc is not None:
-                noisy["trans_sc"] = trans_sc
-            pred = model(noisy)
+            pred = model(inputs_at(t_now, rots_t, trans_t, trans_sc))
             if self.sample_self_condition and self.self_condition_prob > 0:
                 trans_sc = pred["pred_trans"].clone()  # outlives the next model call (CUDA graphs)
             with geometry_precision(trans_t):
@@ -188,10 +203,7 @@ class FlowMatcher:
                 rot_rate = 1 / (1 - t_now) if self.rot_schedule == "linear" else self.rot_exp_rate
                 rots_t = so3_geodesic_interpolate(rots_t, pred["pred_rots"].to(dtype), min(rot_rate * dt, 1.0))
                 rots_t, trans_t = mask_frames(rots_t, trans_t, res_mask)
-        noisy = {**features, "t": torch.ones(B, dtype=dtype, device=device), "rots_t": rots_t, "trans_t": trans_t}
-        if trans_sc is not None:
-            noisy["trans_sc"] = trans_sc
-        pred = model(noisy)
+        pred = model(inputs_at(1.0, rots_t, trans_t, trans_sc))
         rots, trans = mask_frames(pred["pred_rots"].to(dtype), pred["pred_trans"].to(dtype), res_mask)
         atoms = pred["pred_atoms"].to(dtype) * res_mask[..., None, None].to(dtype)
         return {"atoms": atoms, "res_mask": res_mask, "trans": trans, "rots": rots}

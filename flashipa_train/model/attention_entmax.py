@@ -8,14 +8,18 @@ exactly zero for residues whose logit is more than about 1 / (alpha_h - 1) below
 """
 
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn as nn
 
 from flashipa_kernels.entmax_ipa import entmax_ipa_attention, tiled_entmax_ipa_attention
 from flashipa_train.geometry import Rigid
+from flashipa_train.model.attention_interface import AttentionVariant
+from flashipa_train.model.inputs import NoisyInputs
 from flashipa_train.model.ipa import IPAProjections
 from flashipa_train.model.pair_factors import PairFactorEmbedder, PairFactors
+from flashipa_train.model.sizes import IPASizes
 
 BACKENDS = ("auto", "triton", "torch")
 ALPHA_MIN = 1.05  # a learned alpha stays in (ALPHA_MIN, 2): 1 / (alpha - 1) grows without bound near 1
@@ -74,12 +78,18 @@ class EntmaxIPA(IPAProjections):
         return self.output(o, o_pts, o_pair, rigids, res_mask)
 
 
-class EntmaxIPAAttention(nn.Module):
+class EntmaxState(NamedTuple):
+    """What entmax_ipa's blocks share, built once per forward by `prepare`."""
+
+    factors: PairFactors  # pair factors from s0
+    backend: str  # resolved: "triton" or "torch"
+
+
+class EntmaxIPAAttention(AttentionVariant[EntmaxState]):
     """The trunk's attention for `entmax_ipa`: pair factors from s0 once per forward, shared by all blocks.
 
     Args:
-        c_s, c_hidden, num_heads, num_qk_points, num_v_points: IPA sizes
-        num_blocks:   trunk blocks
+        sizes:        the shared IPA sizes
         pair_rank:    rank of the learned pair-bias and pair-value factors
         c_pair_value: channels of the pair values
         backend:      "auto" (triton on CUDA, torch elsewhere), "triton" or "torch"
@@ -87,20 +97,7 @@ class EntmaxIPAAttention(nn.Module):
         learn_alpha:  learn alpha per head and block
     """
 
-    def __init__(
-        self,
-        c_s,
-        c_hidden,
-        num_heads,
-        num_qk_points,
-        num_v_points,
-        num_blocks,
-        pair_rank,
-        c_pair_value,
-        backend="auto",
-        alpha=1.5,
-        learn_alpha=False,
-    ):
+    def __init__(self, sizes: IPASizes, *, pair_rank=2, c_pair_value=32, backend="auto", alpha=1.5, learn_alpha=False):
         super().__init__()
         if backend not in BACKENDS:
             raise ValueError(
@@ -108,21 +105,27 @@ class EntmaxIPAAttention(nn.Module):
                 "configs/model/attention/entmax_ipa.yaml"
             )
         self.backend = backend
-        self.pair_factors = PairFactorEmbedder(c_s, num_heads, pair_rank, c_pair_value)
+        self.pair_factors = PairFactorEmbedder(sizes.c_s, sizes.num_heads, pair_rank, c_pair_value)
         self.ipa = nn.ModuleList(
-            EntmaxIPA(c_s, c_pair_value, c_hidden, num_heads, num_qk_points, num_v_points, alpha, learn_alpha)
-            for _ in range(num_blocks)
+            EntmaxIPA(
+                sizes.c_s,
+                c_pair_value,
+                sizes.c_hidden,
+                sizes.num_heads,
+                sizes.num_qk_points,
+                sizes.num_v_points,
+                alpha,
+                learn_alpha,
+            )
+            for _ in range(sizes.num_blocks)
         )
 
-    def prepare(self, s0, rigids_in, inputs):
+    def prepare(self, s0: torch.Tensor, rigids_in: Rigid, inputs: NoisyInputs) -> EntmaxState:
         factors = self.pair_factors(s0, inputs["residue_index"], inputs["chain_index"], inputs["res_mask"])
         backend = self.backend
         if backend == "auto":
             backend = "triton" if s0.device.type == "cuda" else "torch"
-        return {"factors": factors, "backend": backend}
+        return EntmaxState(factors, backend)
 
-    def forward(self, block, s, rigids, res_mask, state):
-        return self.ipa[block](s, rigids, state["factors"], res_mask, state["backend"])
-
-    def after_block(self, block, s, res_mask, state):
-        return state
+    def forward(self, block: int, s: torch.Tensor, rigids: Rigid, res_mask: torch.Tensor, state: EntmaxState):
+        return self.ipa[block](s, rigids, state.factors, res_mask, state.backend)

@@ -4,27 +4,20 @@ frames, all computed once per forward pass before the first block; only the quer
 block's current state and frames. Pair factors as in flash_ipa; same attention core and backends.
 """
 
-from flashipa_train.model.attention_flash import FlashIPAAttention
+from typing import cast
+
+import torch
+
+from flashipa_train.geometry import Rigid
+from flashipa_train.model.attention_flash import FlashIPAAttention, FlashState
+from flashipa_train.model.inputs import NoisyInputs
+from flashipa_train.model.ipa import FactorizedIPA
 
 
 class InAttentionIPAAttention(FlashIPAAttention):
     """The trunk's attention for `inattention` (args as `FlashIPAAttention`)."""
 
-    def prepare(self, s0, rigids_in, inputs):
+    def prepare(self, s0: torch.Tensor, rigids_in: Rigid, inputs: NoisyInputs) -> FlashState:
         state = super().prepare(s0, rigids_in, inputs)
-        # one dict of k, v, k_pts, v_pts per block, from s0 and the input frames
-        state["keys_values"] = [ipa.keys_values(s0, rigids_in) for ipa in self.ipa]
-        return state
-
-    def forward(self, block, s, rigids, res_mask, state):
-        out = self.ipa[block](
-            s,
-            rigids,
-            self._factors(block, s, state),
-            res_mask,
-            state["backend"],
-            keys_values=state["keys_values"][block],
-            all_real=state["all_real"],
-            shared_points=state.get("shared_points"),
-        )
-        return out + self._edge_update(block, s, rigids, res_mask, state)
+        # one dict of k, v, k_pts, v_pts per block, from s0 and the input frames; `forward` attends to them
+        return state._replace(keys_values=[cast(FactorizedIPA, ipa).keys_values(s0, rigids_in) for ipa in self.ipa])

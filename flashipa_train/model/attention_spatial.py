@@ -15,14 +15,20 @@ subset of its neighbourhood (still local), and the far field, if on, summarises 
 mass outside the lists at t = 0.1 is in docs/spatial_sparsity.md.
 """
 
+from typing import NamedTuple
+
 import torch
 import torch.nn as nn
 
 from flashipa_kernels.backends import check_backend
 from flashipa_kernels.spatial_ipa.ipa import spatial_ipa_attention
+from flashipa_train.geometry import Rigid
+from flashipa_train.model.attention_interface import AttentionVariant
 from flashipa_train.model.cell_list import spatial_neighbour_lists
+from flashipa_train.model.inputs import NoisyInputs
 from flashipa_train.model.ipa import IPAProjections
 from flashipa_train.model.pair_factors import PairFactorEmbedder, PairFactors
+from flashipa_train.model.sizes import IPASizes
 
 
 class SpatialIPA(IPAProjections):
@@ -66,12 +72,20 @@ class SpatialIPA(IPAProjections):
         return self.output(o, o_pts, o_pair, rigids, res_mask)
 
 
-class SpatialIPAAttention(nn.Module):
+class SpatialState(NamedTuple):
+    """What spatial_ipa's blocks share, built once per forward by `prepare` (the key lists are per block)."""
+
+    factors: PairFactors  # pair factors from s0
+    backend: str  # resolved: "triton" or "torch"
+    residue_index: torch.Tensor  # [B, L] long
+    chain_index: torch.Tensor  # [B, L] long
+
+
+class SpatialIPAAttention(AttentionVariant[SpatialState]):
     """The trunk's attention for `spatial_ipa`.
 
     Args:
-        c_s, c_hidden, num_heads, num_qk_points, num_v_points: IPA sizes
-        num_blocks:    trunk blocks
+        sizes:         the shared IPA sizes
         pair_rank:     rank of the learned pair-bias and pair-value factors
         c_pair_value:  channels of the pair values
         backend:       "auto" (triton on CUDA, torch elsewhere), "triton" or "torch"
@@ -85,14 +99,10 @@ class SpatialIPAAttention(nn.Module):
 
     def __init__(
         self,
-        c_s,
-        c_hidden,
-        num_heads,
-        num_qk_points,
-        num_v_points,
-        num_blocks,
-        pair_rank,
-        c_pair_value,
+        sizes: IPASizes,
+        *,
+        pair_rank=2,
+        c_pair_value=32,
         backend="auto",
         k=32,
         window=8,
@@ -114,33 +124,28 @@ class SpatialIPAAttention(nn.Module):
         self.backend = backend
         self.k, self.window, self.radius, self.max_per_cell = k, window, radius, max_per_cell
         self.far_cell_size = far_cell_size if far_field else None
-        self.pair_factors = PairFactorEmbedder(c_s, num_heads, pair_rank, c_pair_value)
+        self.pair_factors = PairFactorEmbedder(sizes.c_s, sizes.num_heads, pair_rank, c_pair_value)
         self.ipa = nn.ModuleList(
-            SpatialIPA(c_s, c_pair_value, c_hidden, num_heads, num_qk_points, num_v_points) for _ in range(num_blocks)
+            SpatialIPA(
+                sizes.c_s, c_pair_value, sizes.c_hidden, sizes.num_heads, sizes.num_qk_points, sizes.num_v_points
+            )
+            for _ in range(sizes.num_blocks)
         )
 
-    def prepare(self, s0, rigids_in, inputs):
+    def prepare(self, s0: torch.Tensor, rigids_in: Rigid, inputs: NoisyInputs) -> SpatialState:
         factors = self.pair_factors(s0, inputs["residue_index"], inputs["chain_index"], inputs["res_mask"])
         backend = self.backend if self.backend != "auto" else ("triton" if s0.is_cuda else "torch")
-        return {
-            "factors": factors,
-            "backend": backend,
-            "residue_index": inputs["residue_index"],
-            "chain_index": inputs["chain_index"],
-        }
+        return SpatialState(factors, backend, inputs["residue_index"], inputs["chain_index"])
 
-    def forward(self, block, s, rigids, res_mask, state):
+    def forward(self, block: int, s: torch.Tensor, rigids: Rigid, res_mask: torch.Tensor, state: SpatialState):
         neighbours = spatial_neighbour_lists(
             rigids.trans,
             res_mask,
-            state["residue_index"],
-            state["chain_index"],
+            state.residue_index,
+            state.chain_index,
             self.k,
             self.window,
             self.radius,
             self.max_per_cell,
         )
-        return self.ipa[block](s, rigids, state["factors"], res_mask, neighbours, state["backend"], self.far_cell_size)
-
-    def after_block(self, block, s, res_mask, state):
-        return state
+        return self.ipa[block](s, rigids, state.factors, res_mask, neighbours, state.backend, self.far_cell_size)

@@ -16,10 +16,12 @@ Given noisy frames (rots_t, trans_t) at time t it predicts the clean frames, psi
 Units: the interface speaks Angstrom; inside the trunk translations are in nanometres (x 0.1, as
 FrameFlow), so IPA points and backbone updates work at the scale of a few units.
 
-The attention variant is a small class picked by `attention["name"]` (see ATTENTION_VARIANTS).
+The attention variant is a small class picked by `attention["name"]`, built with the shared `IPASizes` and
+its own fields (attention_variants.py).
 """
 
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -28,66 +30,26 @@ from torch.utils.checkpoint import checkpoint
 from flashipa_train.geometry import Rigid, backbone_atoms_from_frames
 from flashipa_train.geometry.precision import geometry_dtype, geometry_precision
 from flashipa_train.geometry.units import ANGSTROM_TO_NM, NM_TO_ANGSTROM
-from flashipa_train.model.attention_dense import DenseIPAAttention
-from flashipa_train.model.attention_entmax import EntmaxIPAAttention
-from flashipa_train.model.attention_flash import FlashIPAAttention
-from flashipa_train.model.attention_inattention import InAttentionIPAAttention
-from flashipa_train.model.attention_spatial import SpatialIPAAttention
+from flashipa_train.model.attention_variants import build_attention
 from flashipa_train.model.embeddings import NodeEmbedder
+from flashipa_train.model.inputs import NoisyInputs
 from flashipa_train.model.neighbours import NeighbourFeatures
+from flashipa_train.model.sizes import IPASizes
 from flashipa_train.model.trunk_layers import BackboneUpdate, PsiHead, SequenceTransformer, Transition
-
-ATTENTION_VARIANTS = {
-    "dense_ipa": DenseIPAAttention,
-    "flash_ipa": FlashIPAAttention,
-    "inattention": InAttentionIPAAttention,
-    "entmax_ipa": EntmaxIPAAttention,
-    "spatial_ipa": SpatialIPAAttention,
-}
-
-
-def build_attention(
-    attention: Mapping, c_s, c_z, c_hidden, num_blocks, num_heads, num_qk_points, num_v_points, pair_rank, c_pair_value
-):
-    """The trunk attention module named by attention["name"] (backend from attention["backend"], default "auto")."""
-    name = attention.get("name")
-    if name not in ATTENTION_VARIANTS:
-        raise ValueError(
-            f"model.attention.name={name!r} is not one of {sorted(ATTENTION_VARIANTS)}; "
-            "pick one with model/attention=dense_ipa|flash_ipa|inattention"
-        )
-    ipa_sizes = dict(
-        c_s=c_s,
-        c_hidden=c_hidden,
-        num_heads=num_heads,
-        num_qk_points=num_qk_points,
-        num_v_points=num_v_points,
-        num_blocks=num_blocks,
-    )
-    if name == "dense_ipa":
-        return DenseIPAAttention(**ipa_sizes, c_z=c_z)
-    # each variant's own fields from its YAML (flash_ipa's geometry switches, entmax_ipa's alpha, ...)
-    own = {key: value for key, value in attention.items() if key not in ("name", "backend")}
-    return ATTENTION_VARIANTS[name](
-        **ipa_sizes, pair_rank=pair_rank, c_pair_value=c_pair_value, backend=attention.get("backend", "auto"), **own
-    )
 
 
 class FlowModel(nn.Module):
     """Predicts clean frames, psi and backbone atoms from noisy frames (see the module docstring).
 
     Args:
-        attention:              {"name": "dense_ipa" | "flash_ipa" | "inattention",
-                                 "backend": "auto" | "triton" | "sdpa" | "torch"}
+        attention:              {"name": a variant of ATTENTION_VARIANTS, then its own fields: "backend",
+                                 dense_ipa's c_z, the flash family's pair_rank and c_pair_value, ...}
         c_s:                    single representation channels
-        c_z:                    pair channels of the dense pair representation (dense_ipa only)
         c_hidden:               IPA scalar channels per head
         num_blocks:             trunk blocks
         num_heads:              IPA heads
         num_qk_points:          IPA query/key points per head
         num_v_points:           IPA value points per head
-        pair_rank:              rank of the learned pair-bias and pair-value factors (flash_ipa, inattention)
-        c_pair_value:           channels of the factorized pair values (flash_ipa, inattention)
         seq_transformer_layers: encoder layers per block (0: no sequence transformer)
         seq_transformer_heads:  heads of the sequence transformer
         knn:                    neighbours per residue of the node neighbour features
@@ -102,14 +64,11 @@ class FlowModel(nn.Module):
         self,
         attention: Mapping,
         c_s=256,
-        c_z=128,
         c_hidden=128,
         num_blocks=6,
         num_heads=8,
         num_qk_points=8,
         num_v_points=12,
-        pair_rank=2,
-        c_pair_value=32,
         seq_transformer_layers=2,
         seq_transformer_heads=4,
         knn=16,
@@ -123,9 +82,8 @@ class FlowModel(nn.Module):
         self.checkpoint_blocks = checkpoint_blocks
         self.node_embedder = NodeEmbedder(c_s)
         self.neighbour_features = NeighbourFeatures(c_s, k=knn)
-        self.attention = build_attention(
-            attention, c_s, c_z, c_hidden, num_blocks, num_heads, num_qk_points, num_v_points, pair_rank, c_pair_value
-        )
+        sizes = IPASizes(c_s, c_hidden, num_heads, num_qk_points, num_v_points, num_blocks)
+        self.attention = build_attention(attention, sizes)
         self.ipa_layer_norms = nn.ModuleList(nn.LayerNorm(c_s) for _ in range(num_blocks))
         self.seq_transformers = nn.ModuleList(
             SequenceTransformer(c_s, seq_transformer_layers, seq_transformer_heads, dropout)
@@ -150,23 +108,17 @@ class FlowModel(nn.Module):
             state = self.attention.after_block(b, s, res_mask, state)
         return s, rigids, state
 
-    def forward(self, noisy: dict) -> dict:
+    def forward(self, noisy: NoisyInputs) -> dict[str, Any]:
         """
-        Args (keys of `noisy`):
-            trans_t:       [B, L, 3] noisy CA positions, Angstrom
-            rots_t:        [B, L, 3, 3] noisy frame rotations
-            t:             [B] flow time (1 = data)
-            res_mask:      [B, L] bool (or 0/1)
-            residue_index: [B, L] long
-            chain_index:   [B, L] long
-            trans_sc:      optional [B, L, 3] self-conditioning CA positions, Angstrom
-            all_real:      optional Python bool, res_mask is all True (saves the sdpa backend a host sync)
+        Args:
+            noisy: `NoisyInputs` (model/inputs.py): noisy frames (Angstrom), t, masks and indices, optionally
+                   the self-conditioning positions and `all_real` (the batch has no padding)
         Returns:
             pred_trans [B, L, 3] Angstrom, pred_rots [B, L, 3, 3], pred_psi [B, L, 2] (unit sin, cos),
             pred_atoms [B, L, 4, 3] Angstrom (N, CA, C, O)
         """
         res_mask = noisy["res_mask"].bool()
-        inputs = {**noisy, "res_mask": res_mask}
+        inputs: NoisyInputs = {**noisy, "res_mask": res_mask}
         dtype = geometry_dtype(noisy["trans_t"])
         # [B, L] frames in nm, float32 (float64 in tests) whatever the autocast
         rigids_in = Rigid(noisy["rots_t"].to(dtype), noisy["trans_t"].to(dtype) * ANGSTROM_TO_NM)

@@ -81,7 +81,8 @@ class FlowModule(pl.LightningModule):
         return int(batch["res_mask"].shape[0])
 
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        # Read while the batch is still on the CPU: the sdpa attention then needs no device read per forward.
+        # The batch's `all_real` (flow/batch.py's TrainBatch), read while it is still on the CPU: the flow
+        # matcher hands it to the model as NoisyInputs.all_real, and the sdpa attention needs no device read.
         if isinstance(batch, dict) and isinstance(batch.get("res_mask"), torch.Tensor):
             batch["all_real"] = bool(batch["res_mask"].all())
         return batch
