@@ -16,12 +16,14 @@ from typing import Any
 from flashipa_kernels.backends import BACKENDS
 from flashipa_train.checkpoint.weights import CheckpointError
 from flashipa_train.flow import FlowMatcher
-from flashipa_train.model import ATTENTION_VARIANTS, FlowModel
+from flashipa_train.model import ATTENTION_VARIANTS, FlowModel, variant_fields
 
 MODEL_TARGETS = ("flashipa_train.model.FlowModel", "flashipa_train.model.flow_model.FlowModel")
 FLOW_TARGETS = ("flashipa_train.flow.FlowMatcher", "flashipa_train.flow.flow_matcher.FlowMatcher")
 # model fields that change no parameter shape: a resume or fine-tune may differ in them
 _RUNTIME_MODEL_FIELDS = ("checkpoint_blocks", "dropout")
+# FlowModel fields of older checkpoints that are now own fields of the variants that use them
+_MOVED_TO_ATTENTION = ("c_z", "pair_rank", "c_pair_value")
 
 
 def _constructor_fields(cls: type) -> set[str]:
@@ -82,7 +84,7 @@ def _checked_attention(value: Any, where: str) -> dict[str, Any]:
     backend = value.get("backend", "auto")
     if backend not in BACKENDS:
         raise CheckpointError(f"{where}.attention.backend={backend!r} is not one of {BACKENDS}.")
-    own = _constructor_fields(ATTENTION_VARIANTS[value["name"]]) - {"backend"}
+    own = set(variant_fields(value["name"])) - {"backend"}
     fields = {"name": value["name"], "backend": backend}
     for key, field in value.items():
         if key in fields:
@@ -96,14 +98,31 @@ def _checked_attention(value: Any, where: str) -> dict[str, Any]:
     return fields
 
 
+def migrated_model_config(stored: Any) -> Any:
+    """An older stored model config in today's layout: c_z, pair_rank and c_pair_value were FlowModel fields
+    (each variant ignored those it did not use); each moves into `attention` when
+    the variant takes it and is dropped otherwise. Anything else is returned as it is, for the schema check."""
+    if not isinstance(stored, Mapping) or not any(key in stored for key in _MOVED_TO_ATTENTION):
+        return stored
+    attention = stored.get("attention")
+    if not isinstance(attention, Mapping) or attention.get("name") not in ATTENTION_VARIANTS:
+        return stored
+    own = variant_fields(attention["name"])
+    moved = {key: stored[key] for key in _MOVED_TO_ATTENTION if key in stored and key in own}
+    rest = {key: value for key, value in stored.items() if key not in _MOVED_TO_ATTENTION}
+    return {**rest, "attention": {**attention, **moved}}
+
+
 def checked_model_config(stored: Any, source: str) -> dict[str, Any]:
-    """The stored model config as a plain dict ({"_target_": FlowModel, fields...}) once it passes the schema."""
-    return {"_target_": MODEL_TARGETS[0], **_checked_fields(stored, MODEL_TARGETS, FlowModel, "model", source)}
+    """The stored model config as a plain dict ({"_target_": FlowModel, fields...}) once it passes the schema
+    (an older layout migrated first)."""
+    fields = _checked_fields(migrated_model_config(stored), MODEL_TARGETS, FlowModel, "model", source)
+    return {"_target_": MODEL_TARGETS[0], **fields}
 
 
 def model_from_stored_config(stored: Any, source: str) -> FlowModel:
     """A FlowModel built by code from a stored model config checked against the schema."""
-    return FlowModel(**_checked_fields(stored, MODEL_TARGETS, FlowModel, "model", source))
+    return FlowModel(**_checked_fields(migrated_model_config(stored), MODEL_TARGETS, FlowModel, "model", source))
 
 
 def flow_from_stored_config(stored: Any, source: str) -> FlowMatcher:
@@ -127,6 +146,14 @@ def check_same_model(stored: Any, configured: Mapping, source: str) -> None:
         f"model.{key}={configured.get(key)!r} (checkpoint: {stored.get(key)!r})"
         for key in sorted(set(stored) - {"_target_", "attention", *_RUNTIME_MODEL_FIELDS})
         if key in configured and configured.get(key) != stored.get(key)
+    ]
+    stored_attention, configured_attention = stored["attention"], dict(configured["attention"])
+    differing += [
+        f"model.attention.{key}={configured_attention[key]!r} (checkpoint: {stored_attention[key]!r})"
+        for key in _MOVED_TO_ATTENTION
+        if key in stored_attention
+        and key in configured_attention
+        and configured_attention[key] != stored_attention[key]
     ]
     if differing:
         raise CheckpointError(
