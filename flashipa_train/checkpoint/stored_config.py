@@ -147,13 +147,12 @@ def check_same_model(stored: Any, configured: Mapping, source: str) -> None:
         for key in sorted(set(stored) - {"_target_", "attention", *_RUNTIME_MODEL_FIELDS})
         if key in configured and configured.get(key) != stored.get(key)
     ]
-    stored_attention, configured_attention = stored["attention"], dict(configured["attention"])
+    # the variants' pair sizes (model fields before they moved into attention)
+    ours, theirs = dict(configured.get("attention") or {}), stored.get("attention", {})
     differing += [
-        f"model.attention.{key}={configured_attention[key]!r} (checkpoint: {stored_attention[key]!r})"
+        f"model.attention.{key}={ours[key]!r} (checkpoint: {theirs[key]!r})"
         for key in _MOVED_TO_ATTENTION
-        if key in stored_attention
-        and key in configured_attention
-        and configured_attention[key] != stored_attention[key]
+        if key in ours and key in theirs and ours[key] != theirs[key]
     ]
     if differing:
         raise CheckpointError(
