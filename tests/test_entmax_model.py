@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_model_forward import TINY, noisy_inputs
+from test_model_forward import TINY, TINY_PAIR, noisy_inputs
 from test_train_cli import TINY_MODEL, _flashipa_train, small_folder  # noqa: F401 (fixture)
 
 from flashipa_train.geometry import so3_exp
@@ -14,7 +14,7 @@ from flashipa_train.model import FlowModel
 
 def entmax_model(backend="torch", **attention):
     torch.manual_seed(0)
-    model = FlowModel({"name": "entmax_ipa", "backend": backend, **attention}, **TINY)
+    model = FlowModel({"name": "entmax_ipa", "backend": backend, **TINY_PAIR, **attention}, **TINY)
     with torch.no_grad():  # randomise the zero-initialised output layers, as test_model_forward
         for p in model.parameters():
             if p.dim() > 0 and not p.any():

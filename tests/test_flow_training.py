@@ -4,6 +4,7 @@ import os
 
 import pytest
 import torch
+from test_model_forward import tiny_attention
 
 from flashipa_train.flow import FlowMatcher
 from flashipa_train.flow.interpolant import clean_frames
@@ -14,14 +15,11 @@ DATA_DIR = os.path.join(os.path.dirname(__file__), "..", "data")
 TWO_CHAINS = (("1l2y.pdb.gz", "A"), ("1YCR.pdb.gz", "B"))  # Trp-cage (20 residues), p53 peptide (13)
 TINY = dict(
     c_s=32,
-    c_z=16,
     c_hidden=8,
     num_blocks=2,
     num_heads=4,
     num_qk_points=4,
     num_v_points=4,
-    pair_rank=2,
-    c_pair_value=8,
     seq_transformer_layers=1,
     seq_transformer_heads=2,
     knn=8,
@@ -31,7 +29,7 @@ VARIANTS = [("dense_ipa", "torch"), ("flash_ipa", "torch"), ("flash_ipa", "sdpa"
 
 def tiny_model(name, backend="torch"):
     torch.manual_seed(0)
-    return FlowModel({"name": name, "backend": backend}, **TINY)
+    return FlowModel(tiny_attention(name, backend), **TINY)
 
 
 def two_real_chains():

@@ -4,28 +4,36 @@ import pytest
 import torch
 
 from flashipa_train.geometry import so3_exp, uniform_so3
-from flashipa_train.model import FlowModel
+from flashipa_train.model import FlowModel, variant_fields
 from flashipa_train.model.attention_flash import FlashIPAAttention
 
 TINY = dict(
     c_s=32,
-    c_z=16,
     c_hidden=8,
     num_blocks=2,
     num_heads=2,
     num_qk_points=2,
     num_v_points=3,
-    pair_rank=2,
-    c_pair_value=8,
     seq_transformer_layers=1,
     seq_transformer_heads=2,
     knn=6,
 )
 
 
+# the variants' own pair sizes at tiny size
+TINY_PAIR = dict(pair_rank=2, c_pair_value=8)  # flash family
+TINY_C_Z = 16  # dense_ipa
+
+
+def tiny_attention(name, backend="torch"):
+    """{"name", "backend"} and the variant's own pair sizes at tiny size."""
+    own = {"c_z": TINY_C_Z} if "c_z" in variant_fields(name) else TINY_PAIR
+    return {"name": name, "backend": backend, **own}
+
+
 def tiny_model(name, backend="torch", **overrides):
     torch.manual_seed(0)
-    model = FlowModel({"name": name, "backend": backend}, **{**TINY, **overrides})
+    model = FlowModel(tiny_attention(name, backend), **{**TINY, **overrides})
     # FrameFlow zero-initialises the output layers; randomise them so that every path is exercised
     with torch.no_grad():
         for p in model.parameters():
@@ -159,16 +167,15 @@ def test_sdpa_trunk_reads_padding_once_per_forward_and_matches_with_or_without_p
     where = {(r.user_stack[-1].filename.split("/")[-1], r.user_stack[-1].name) for r in explanation.break_reasons}
     assert where == {("attention_flash.py", "_all_real")}, explanation.break_reasons
     prepare = FlashIPAAttention.prepare  # the flag's part of prepare (InAttention adds keys from the frames)
-    assert prepare(model.attention, torch.zeros(1, 11, TINY["c_s"]), None, noisy)["all_real"] is True
+    assert prepare(model.attention, torch.zeros(1, 11, TINY["c_s"]), None, noisy).all_real is True
     reference = tiny_model(name, "torch")
     torch.testing.assert_close(model(noisy)["pred_trans"], reference(noisy)["pred_trans"], rtol=1e-4, atol=1e-4)
     padded = noisy_inputs(B=2)
-    assert prepare(model.attention, torch.zeros(2, 11, TINY["c_s"]), None, padded)["all_real"] is False
+    assert prepare(model.attention, torch.zeros(2, 11, TINY["c_s"]), None, padded).all_real is False
     # the flag read off the CPU batch (FlowModule.on_before_batch_transfer): no device read, no break
     assert not torch._dynamo.explain(model)({**noisy, "all_real": True}).break_reasons
     assert (
-        prepare(model.attention, torch.zeros(2, 11, TINY["c_s"]), None, {**padded, "all_real": False})["all_real"]
-        is False
+        prepare(model.attention, torch.zeros(2, 11, TINY["c_s"]), None, {**padded, "all_real": False}).all_real is False
     )
 
 

@@ -10,18 +10,17 @@ from flashipa_train.model import FlowModel
 
 MICRO = dict(
     c_s=16,
-    c_z=4,
     c_hidden=4,
     num_blocks=2,
     num_heads=2,
     num_qk_points=2,
     num_v_points=2,
-    pair_rank=2,
-    c_pair_value=4,
     seq_transformer_layers=1,
     seq_transformer_heads=2,
     knn=4,
 )
+
+MICRO_PAIR = dict(pair_rank=2, c_pair_value=4)  # the flash family's own fields at micro size
 
 
 def random_batch(L, g):
@@ -39,7 +38,8 @@ def largest_tensor_of_a_training_step(name, L, self_condition_prob):
     g = torch.Generator().manual_seed(0)
     # edge messages hold B x L x k x c_edge: linear in L, sized here like the other micro widths
     model = FlowModel(
-        {"name": name, "backend": "torch", "edge_neighbours": 4, "c_edge": 8, "content_relpos": True}, **MICRO
+        {"name": name, "backend": "torch", **MICRO_PAIR, "edge_neighbours": 4, "c_edge": 8, "content_relpos": True},
+        **MICRO,
     )
     flow = FlowMatcher(self_condition_prob=self_condition_prob, local_loss_t_threshold=0.0)
     batch = random_batch(L, g)

@@ -1,6 +1,7 @@
 """Every trunk block's backbone update learns rotations (no gradient stop between blocks without per-block losses)."""
 
 import torch
+from test_model_forward import tiny_attention
 
 from flashipa_train.flow import FlowMatcher
 from flashipa_train.geometry import uniform_so3
@@ -8,14 +9,11 @@ from flashipa_train.model import FlowModel
 
 TINY = dict(
     c_s=32,
-    c_z=16,
     c_hidden=8,
     num_blocks=3,
     num_heads=2,
     num_qk_points=2,
     num_v_points=3,
-    pair_rank=2,
-    c_pair_value=8,
     seq_transformer_layers=0,
     knn=4,
 )
@@ -24,7 +22,7 @@ TINY = dict(
 def test_rotation_rows_of_every_block_receive_gradient():
     for name in ("dense_ipa", "flash_ipa"):
         torch.manual_seed(0)
-        model = FlowModel({"name": name, "backend": "torch"}, **TINY)
+        model = FlowModel(tiny_attention(name), **TINY)
         g = torch.Generator().manual_seed(0)
         B, L = 2, 10
         rots_1 = uniform_so3((B, L), generator=g)

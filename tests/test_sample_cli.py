@@ -20,16 +20,13 @@ from flashipa_train.sampling.outputs import write_structure_files  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 TINY_MODEL = {
     "_target_": "flashipa_train.model.FlowModel",
-    "attention": {"name": "flash_ipa", "backend": "torch"},
+    "attention": {"name": "flash_ipa", "backend": "torch", "pair_rank": 2, "c_pair_value": 4},
     "c_s": 16,
-    "c_z": 8,
     "c_hidden": 8,
     "num_blocks": 1,
     "num_heads": 2,
     "num_qk_points": 2,
     "num_v_points": 2,
-    "pair_rank": 2,
-    "c_pair_value": 4,
     "seq_transformer_layers": 1,
     "seq_transformer_heads": 2,
     "knn": 4,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_model_forward import TINY, _random_rigid_motion, noisy_inputs
+from test_model_forward import TINY, TINY_PAIR, _random_rigid_motion, noisy_inputs
 from test_train_cli import TINY_MODEL, _flashipa_train, small_folder  # noqa: F401 (fixture)
 
 from flashipa_train.geometry import uniform_so3
@@ -17,7 +17,7 @@ SPATIAL = {"name": "spatial_ipa", "k": 4, "window": 2, "radius": 1.0}
 
 def spatial_model(backend="torch", **options):
     torch.manual_seed(0)
-    model = FlowModel({**SPATIAL, "backend": backend, **options}, **TINY)
+    model = FlowModel({**SPATIAL, **TINY_PAIR, "backend": backend, **options}, **TINY)
     with torch.no_grad():  # randomise the zero-initialised output layers so every path is exercised
         for p in model.parameters():
             if p.dim() > 0 and not p.any():
@@ -108,7 +108,7 @@ def test_cli_trains_and_samples_with_spatial_ipa(tmp_path, small_folder):  # noq
 
 def _largest_tensor_of_a_training_step(L):
     """A training step on a compact chain: CA on a cubic lattice of 5 A (protein-like density)."""
-    from test_model_no_pair_tensor import MICRO
+    from test_model_no_pair_tensor import MICRO, MICRO_PAIR
 
     from flashipa_train.flow import FlowMatcher
     from flashipa_train.geometry import Rigid, backbone_atoms_from_frames
@@ -126,7 +126,9 @@ def _largest_tensor_of_a_training_step(L):
         "residue_index": torch.arange(L)[None],
         "chain_index": torch.zeros(1, L, dtype=torch.long),
     }
-    model = FlowModel({**SPATIAL, "backend": "torch", "max_per_cell": 16}, **{**MICRO, "seq_transformer_layers": 0})
+    model = FlowModel(
+        {**SPATIAL, **MICRO_PAIR, "backend": "torch", "max_per_cell": 16}, **{**MICRO, "seq_transformer_layers": 0}
+    )
     flow = FlowMatcher(self_condition_prob=1.0, local_loss_t_threshold=0.0)
     with LargestTensor() as record:
         flow.training_loss(model, batch, generator=g)["loss"].backward()

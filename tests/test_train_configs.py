@@ -36,9 +36,11 @@ def test_config_option_composes_and_resolves(overrides, tmp_path):
 
 def test_default_model_has_the_anchor_sizes(tmp_path):
     model = compose_train_config([], output_dir=tmp_path).model
-    sizes = (model.c_s, model.c_z, model.num_blocks, model.num_heads, model.num_qk_points, model.num_v_points)
-    assert sizes == (256, 128, 6, 8, 8, 12) and model.pair_rank == 2
+    sizes = (model.c_s, model.num_blocks, model.num_heads, model.num_qk_points, model.num_v_points)
+    assert sizes == (256, 6, 8, 8, 12) and (model.attention.pair_rank, model.attention.c_pair_value) == (2, 32)
     assert model.attention.name == "flash_ipa" and model.attention.backend == "auto"
+    dense = compose_train_config(["model/attention=dense_ipa"], output_dir=tmp_path).model.attention
+    assert dict(dense) == {"name": "dense_ipa", "backend": "torch", "c_z": 128}
 
 
 @pytest.mark.parametrize(

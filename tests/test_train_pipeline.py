@@ -21,13 +21,11 @@ FOLDER_B = ["3u8v.cif.gz", "1YCR.pdb.gz"]
 
 TINY_MODEL = [
     "model.c_s=32",
-    "model.c_z=16",
     "model.c_hidden=16",
     "model.num_blocks=2",
     "model.num_heads=2",
     "model.num_qk_points=2",
     "model.num_v_points=2",
-    "model.c_pair_value=8",
     "model.seq_transformer_layers=1",
     "model.seq_transformer_heads=2",
     "model.knn=4",

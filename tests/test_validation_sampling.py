@@ -15,13 +15,12 @@ from flashipa_train.train.cli import train  # noqa: E402
 DATA = Path(__file__).resolve().parents[1] / "data"
 TINY = [
     "model.c_s=16",
-    "model.c_z=8",
     "model.c_hidden=8",
     "model.num_blocks=1",
     "model.num_heads=2",
     "model.num_qk_points=2",
     "model.num_v_points=2",
-    "model.c_pair_value=4",
+    "model.attention.c_pair_value=4",
     "model.seq_transformer_layers=1",
     "model.seq_transformer_heads=2",
     "model.knn=4",
