@@ -6,7 +6,7 @@ import torch
 from flashipa_train.flow import FlowMatcher
 from flashipa_train.geometry import Rigid, backbone_atoms_from_frames, uniform_so3
 from flashipa_train.largest_tensor import LargestTensor
-from flashipa_train.model import FlowModel
+from flashipa_train.model import FlowModel, variant_fields
 
 MICRO = dict(
     c_s=16,
@@ -36,11 +36,13 @@ def random_batch(L, g):
 
 def largest_tensor_of_a_training_step(name, L, self_condition_prob):
     g = torch.Generator().manual_seed(0)
-    # edge messages hold B x L x k x c_edge: linear in L, sized here like the other micro widths
-    model = FlowModel(
-        {"name": name, "backend": "torch", **MICRO_PAIR, "edge_neighbours": 4, "c_edge": 8, "content_relpos": True},
-        **MICRO,
-    )
+    if "c_z" in variant_fields(name):
+        attention = {"name": name, "c_z": 4}
+    else:
+        # edge messages hold B x L x k x c_edge: linear in L, sized here like the other micro widths
+        attention = {"name": name, "backend": "torch", **MICRO_PAIR, "edge_neighbours": 4, "c_edge": 8}
+        attention["content_relpos"] = True
+    model = FlowModel(attention, **MICRO)
     flow = FlowMatcher(self_condition_prob=self_condition_prob, local_loss_t_threshold=0.0)
     batch = random_batch(L, g)
     with LargestTensor() as record:
