@@ -15,6 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from flashipa_train.model import variant_backend  # noqa: E402
 from flashipa_train.scaling.max_length import search_max_length, subprocess_probe, write_json  # noqa: E402
 from flashipa_train.train.run_facts import variant_label  # noqa: E402
 
@@ -45,14 +46,15 @@ def main(argv=None):
     }
     for i, spec in enumerate(args.variants):
         variant, _, backend = spec.partition(":")
-        backend = backend or ("torch" if variant == "dense_ipa" else "auto")
+        backend = backend or variant_backend({"name": variant})
         label = variant_label(variant, backend)
         deadline = None
         if args.budget is not None:  # an equal share of what is left for each remaining variant
             left = args.budget - (time.monotonic() - start_time)
             deadline = time.monotonic() + left / (len(args.variants) - i)
         probe = subprocess_probe(
-            [f"model.attention={{name:{variant},backend:{backend}}}", *args.overrides],
+            # the group, not an inline dict (which would merge into the experiment's flash_ipa node)
+            [f"model/attention={variant}", f"model.attention.backend={backend}", *args.overrides],
             Path(args.work_dir) / label.replace("/", "-"),
             args.probe_timeout,
         )

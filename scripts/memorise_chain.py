@@ -24,26 +24,26 @@ TM_PASS = 0.8
 HELIX_TOLERANCE = 0.1
 SIZES = dict(
     c_s=128,
-    c_z=64,
     c_hidden=32,
     num_blocks=4,
     num_heads=4,
     num_qk_points=4,
     num_v_points=8,
-    pair_rank=2,
-    c_pair_value=16,
     seq_transformer_layers=1,
     seq_transformer_heads=4,
     knn=8,
 )
+OWN_SIZES = dict(c_z=64, pair_rank=2, c_pair_value=16)  # each variant takes those of its own fields
 
 
 def variant_attention(variant, backend):
-    """model.attention of `variant` as configs/model/attention/<variant>.yaml gives it, with `backend`."""
+    """model.attention of `variant` as configs/model/attention/<variant>.yaml gives it, with `backend` and the
+    OWN_SIZES it takes."""
     import yaml
 
     path = Path(__file__).resolve().parents[1] / "configs" / "model" / "attention" / f"{variant}.yaml"
-    return {**yaml.safe_load(path.read_text()), "backend": backend}
+    attention = yaml.safe_load(path.read_text())
+    return {**attention, **{key: value for key, value in OWN_SIZES.items() if key in attention}, "backend": backend}
 
 
 def train(args):

@@ -203,19 +203,17 @@ def quickstart_model(seed=0, **overrides):
     torch.manual_seed(seed)
     sizes = dict(
         c_s=64,
-        c_z=32,
         c_hidden=32,
         num_blocks=2,
         num_heads=4,
         num_qk_points=4,
         num_v_points=4,
-        c_pair_value=16,
         seq_transformer_layers=1,
         seq_transformer_heads=4,
         knn=8,
     )
     sizes.update(overrides)
-    return FlowModel({"name": "flash_ipa", "backend": "torch"}, **sizes).eval()
+    return FlowModel({"name": "flash_ipa", "backend": "torch", "c_pair_value": 16}, **sizes).eval()
 
 
 def anchor_model(seed=0):

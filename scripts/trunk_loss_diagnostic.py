@@ -8,7 +8,8 @@ of the run), per loss term and per bin of t. CPU, quickstart-size model by defau
         --variants dense_ipa flash_ipa --json /tmp/diag.json
 
 A variant is `name` or `name:key=value,key=value`: model.attention fields over configs/model/attention/<name>.yaml
-(e.g. flash_ipa:edge_messages=false), model sizes with `model.` in front (flash_ipa:model.pair_rank=8).
+(e.g. flash_ipa:edge_messages=false, flash_ipa:pair_rank=8), model sizes with `model.` in front
+(flash_ipa:model.c_s=32).
 dense_ipa takes `ablate=` one of DENSE_ABLATIONS: which part of its pair path carries the advantage
 (no_distances: no RBF of x_t / x_sc in z; no_edge_transition: z fixed after the first block; no_pair_bias,
 no_pair_values: that half of IPA's pair use).
@@ -26,18 +27,16 @@ import yaml
 
 QUICKSTART = dict(
     c_s=64,
-    c_z=32,
     c_hidden=32,
     num_blocks=2,
     num_heads=4,
     num_qk_points=4,
     num_v_points=4,
-    pair_rank=2,
-    c_pair_value=16,
     seq_transformer_layers=1,
     seq_transformer_heads=4,
     knn=8,
 )
+QUICKSTART_OWN = dict(c_z=32, pair_rank=2, c_pair_value=16)  # each variant takes those of its own fields
 T_BINS = (0.0, 0.25, 0.5, 0.75, 1.0)
 TERMS = ("loss", "trans_loss", "rot_loss", "atom_loss", "local_dist_loss")
 
@@ -83,11 +82,13 @@ DENSE_ABLATIONS = {
 
 
 def parse_variant(spec):
-    """'flash_ipa:edge_messages=false,model.pair_rank=8' -> (attention dict, model overrides); the attention
-    starts from configs/model/attention/<name>.yaml, backend torch."""
+    """'flash_ipa:edge_messages=false,model.c_s=32' -> (attention dict, model overrides); the attention
+    starts from configs/model/attention/<name>.yaml with the QUICKSTART_OWN sizes it takes, backend torch."""
     name, _, rest = spec.partition(":")
     path = Path(__file__).resolve().parents[1] / "configs" / "model" / "attention" / f"{name}.yaml"
-    attention, sizes = {**yaml.safe_load(path.read_text()), "backend": "torch"}, {}
+    attention = yaml.safe_load(path.read_text())
+    own = {key: value for key, value in QUICKSTART_OWN.items() if key in attention}
+    attention, sizes = {**attention, **own, "backend": "torch"}, {}
     for item in filter(None, rest.split(",")):
         key, value = item.split("=")
         (sizes if key.startswith("model.") else attention)[key.removeprefix("model.")] = _value(value)
