@@ -12,6 +12,7 @@ import torch
 from omegaconf import DictConfig
 
 from flashipa_train.data.synthetic import batch_size_for
+from flashipa_train.model import variant_backend
 from flashipa_train.train.compile_choice import resolved_compile
 
 
@@ -19,7 +20,7 @@ def describe_run(cfg: DictConfig) -> dict[str, Any]:
     """variant, backend, label, length, batch_size, precision, compile, checkpoint_blocks, device, the library
     versions and run_dir of the run `cfg` describes."""
     attention = cfg.model.attention
-    backend = attention.get("backend", "auto") if attention.name != "dense_ipa" else "torch"
+    backend = variant_backend(attention)
     data = cfg.data
     if "length" in data:  # synthetic chains
         length = data.length
