@@ -99,9 +99,9 @@ def _checked_attention(value: Any, where: str) -> dict[str, Any]:
 
 
 def migrated_model_config(stored: Any) -> Any:
-    """An older stored model config in today's layout: c_z, pair_rank and c_pair_value were FlowModel fields
-    (each variant ignored those it did not use); each moves into `attention` when
-    the variant takes it and is dropped otherwise. Anything else is returned as it is, for the schema check."""
+    """An older stored model config in today's layout. c_z, pair_rank and c_pair_value were FlowModel fields
+    (each variant ignored those it did not use): each moves into `attention` when the variant takes it and is
+    dropped otherwise. Anything else is returned as it is, for the schema check."""
     if not isinstance(stored, Mapping) or not any(key in stored for key in _MOVED_TO_ATTENTION):
         return stored
     attention = stored.get("attention")
