@@ -52,6 +52,26 @@ def test_every_sweep_value_builds_the_model_the_experiment_means(experiment, tmp
         assert type(model.attention) is ATTENTION_VARIANTS[name] and _pair_channels(model) == size, value
 
 
+@pytest.mark.parametrize(
+    "name, field, size",
+    [
+        ("flash_ipa", "c_pair_value", 16),
+        ("dense_ipa", "c_z", 32),
+        ("inattention", "c_pair_value", 16),
+        ("entmax_ipa", "c_pair_value", 16),
+        ("spatial_ipa", "c_pair_value", 16),
+    ],
+)
+def test_the_quickstart_gives_every_variant_its_own_small_pair_size(name, field, size, tmp_path):
+    # train.yaml picks model/attention_size/quickstart_<variant>.yaml for the chosen variant
+    cfg = compose_train_config(["experiment=quickstart", f"model/attention={name}"], output_dir=tmp_path)
+    attention = OmegaConf.to_container(cfg.model.attention)
+    yaml = OmegaConf.to_container(OmegaConf.load(Path(CONFIG_DIR) / "model" / "attention" / f"{name}.yaml"))
+    assert set(attention) == set(yaml) and attention[field] == size  # its own fields, none of another's
+    model = instantiate(cfg.model)
+    assert type(model.attention) is ATTENTION_VARIANTS[name] and _pair_channels(model) == size
+
+
 def test_an_inline_attention_of_another_variant_is_refused_not_ignored(tmp_path):
     # Hydra merges model.attention={...} into the group's node: dense_ipa would receive flash_ipa's fields
     cfg = compose_train_config(["experiment=scaling_smoke", "model.attention={name:dense_ipa}"], output_dir=tmp_path)
