@@ -1,6 +1,11 @@
 """The flow-matching denoiser: FlowModel and its attention variants (the registry: attention_variants.py)."""
 
-from flashipa_train.model.attention_variants import ATTENTION_VARIANTS, variant_backend, variant_fields
+from flashipa_train.model.attention_variants import (
+    ATTENTION_VARIANTS,
+    variant_backend,
+    variant_backends,
+    variant_fields,
+)
 from flashipa_train.model.flow_model import FlowModel
 from flashipa_train.model.inputs import NoisyInputs
 from flashipa_train.model.ipa import DenseIPA, FactorizedIPA, IPAProjections
@@ -18,5 +23,6 @@ __all__ = [
     "PairFactorEmbedder",
     "PairFactors",
     "variant_backend",
+    "variant_backends",
     "variant_fields",
 ]

@@ -29,9 +29,11 @@ class DenseIPAAttention(AttentionVariant[DenseState]):
         backend: "torch", the only one (dense IPA has no kernel; any other name is an error, not ignored)
     """
 
+    backends = ("torch",)
+
     def __init__(self, sizes: IPASizes, *, c_z=128, backend="torch"):
         super().__init__()
-        if backend != "torch":
+        if backend not in self.backends:
             raise ValueError(
                 f"model.attention.backend={backend!r}: dense_ipa runs only 'torch' (no kernel takes a full pair "
                 "representation); set backend: torch (configs/model/attention/dense_ipa.yaml)"

@@ -97,6 +97,8 @@ class EntmaxIPAAttention(AttentionVariant[EntmaxState]):
         learn_alpha:  learn alpha per head and block
     """
 
+    backends = BACKENDS
+
     def __init__(self, sizes: IPASizes, *, pair_rank=2, c_pair_value=32, backend="auto", alpha=1.5, learn_alpha=False):
         super().__init__()
         if backend not in BACKENDS:

@@ -12,6 +12,7 @@ from typing import Generic, TypeVar
 import torch
 import torch.nn as nn
 
+from flashipa_kernels.backends import BACKENDS
 from flashipa_train.geometry import Rigid
 from flashipa_train.model.inputs import NoisyInputs
 
@@ -20,6 +21,8 @@ State = TypeVar("State")
 
 class AttentionVariant(nn.Module, Generic[State]):
     """Base of the attention variants: a constructor `(sizes: IPASizes, *, <own fields>)` and the three steps."""
+
+    backends: tuple[str, ...] = BACKENDS  # the `backend` names the variant accepts
 
     def prepare(self, s0: torch.Tensor, rigids_in: Rigid, inputs: NoisyInputs) -> State:
         """What every block reads: s0 [B, L, c_s], input frames [B, L] (nm), the model's inputs."""

@@ -49,6 +49,11 @@ def variant_backend(attention: Mapping) -> str:
     return attention.get("backend", variant_fields(attention["name"])["backend"])
 
 
+def variant_backends(name: str) -> tuple[str, ...]:
+    """The `backend` names variant `name` accepts (one only: the variant has no backend choice)."""
+    return ATTENTION_VARIANTS[name].backends
+
+
 def build_attention(attention: Mapping, sizes: IPASizes) -> AttentionVariant:
     """The trunk attention module: the class named by attention["name"] with the shared sizes and its own fields."""
     cls = variant_class(attention)

@@ -12,7 +12,7 @@ import torch
 from omegaconf import DictConfig
 
 from flashipa_train.data.synthetic import batch_size_for
-from flashipa_train.model import variant_backend
+from flashipa_train.model import variant_backend, variant_backends
 from flashipa_train.train.compile_choice import resolved_compile
 
 
@@ -49,9 +49,10 @@ def describe_run(cfg: DictConfig) -> dict[str, Any]:
 
 
 def variant_label(variant: str, backend: str, compile: str = "off", checkpoint_blocks: int = 0) -> str:
-    """`flash_ipa/sdpa`: the name of one line of the scaling plots (dense IPA has no backend choice), with
-    the options that change speed or memory when set (`flash_ipa/sdpa compile(mode=reduce-overhead) ckpt3`)."""
-    label = variant if variant == "dense_ipa" else f"{variant}/{backend}"
+    """`flash_ipa/sdpa`: the name of one line of the scaling plots (the backend left out where a variant has
+    no choice: `dense_ipa`), with the options that change speed or memory when set
+    (`flash_ipa/sdpa compile(mode=reduce-overhead) ckpt3`)."""
+    label = variant if len(variant_backends(variant)) == 1 else f"{variant}/{backend}"
     if compile != "off":
         label += " compile" if compile == "on" else f" compile({compile})"
     if checkpoint_blocks:
