@@ -23,10 +23,10 @@ SWEEPS = {
         "inattention-sdpa": ("inattention", "sdpa", "c_pair_value", 32),
     },
     "scaling_smoke": {
-        "tiny_dense_ipa-torch": ("dense_ipa", "torch", "c_z", 16),
-        "tiny_flash_ipa-torch": ("flash_ipa", "torch", "c_pair_value", 8),
-        "tiny_flash_ipa-sdpa": ("flash_ipa", "sdpa", "c_pair_value", 8),
-        "tiny_inattention-torch": ("inattention", "torch", "c_pair_value", 8),
+        "dense_ipa-torch": ("dense_ipa", "torch", "c_z", 16),
+        "flash_ipa-torch": ("flash_ipa", "torch", "c_pair_value", 8),
+        "flash_ipa-sdpa": ("flash_ipa", "sdpa", "c_pair_value", 8),
+        "inattention-torch": ("inattention", "torch", "c_pair_value", 8),
     },
 }
 

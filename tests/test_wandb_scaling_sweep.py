@@ -37,7 +37,7 @@ def sweep(tmp_path_factory):
         "-m",
         "experiment=scaling_smoke",
         "logger=wandb",
-        "scaling_attention=tiny_flash_ipa-torch",
+        "scaling_attention=flash_ipa-torch",
         "data.length=16,32",
         f"paths.log_dir={tmp_path}",
     ]
