@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from flashipa_train.geometry import Rigid, rotmat_to_quat, uniform_so3
+from flashipa_train.geometry import Rigid, quat_to_rotmat, rotmat_mul, rotmat_to_quat, uniform_so3
 
 DTYPES = [torch.float32, torch.float64]
 TOL = {torch.float32: 1e-5, torch.float64: 1e-13}
@@ -143,3 +143,16 @@ def test_constructor_rejects_mismatched_shapes_with_a_clear_message():
         Rigid(torch.eye(3).expand(4, 3, 3), torch.zeros(5, 3))
     with pytest.raises(ValueError, match="dtype"):
         Rigid(torch.eye(3), torch.zeros(3, dtype=torch.float64))
+
+
+def test_rotmat_mul_is_the_matrix_product_and_ignores_a_tf32_matmul_setting():
+    a = quat_to_rotmat(torch.randn(5, 1, 4, dtype=torch.float64))
+    b = quat_to_rotmat(torch.randn(1, 7, 4, dtype=torch.float64))
+    assert rel_err(rotmat_mul(a, b), a @ b) < 1e-15  # leading dims broadcast as matmul's
+    previous = torch.get_float32_matmul_precision()
+    try:
+        torch.set_float32_matmul_precision("medium")  # TF32/bf16 matmuls where the hardware has them
+        out = rotmat_mul(a.float(), b.float())
+    finally:
+        torch.set_float32_matmul_precision(previous)
+    assert rel_err(out.double(), a @ b) < 1e-6

@@ -9,7 +9,7 @@ terms are O(1).
 
 import torch
 
-from flashipa_train.geometry import so3_log
+from flashipa_train.geometry import rotmat_mul, so3_log
 from flashipa_train.geometry.units import ANGSTROM_TO_NM
 
 MIN_TIME_NORMALISER = 0.1  # 1 - t never below this in the vector-field losses
@@ -36,7 +36,7 @@ def rotation_vf_loss(pred_rots, rots_1, rots_t, t, res_mask):
     """Rotation vector-field loss [B]: |log(R_t^T R_1) - log(R_t^T R_pred)|^2 / (1 - t)^2; rots [B, L, 3, 3]."""
     rots_t_inv = rots_t.transpose(-1, -2)
     # [2, B, L, 3]: both logarithms in one call (half the small kernels of two)
-    target_vf, pred_vf = so3_log(torch.stack([rots_t_inv @ rots_1, rots_t_inv @ pred_rots]))
+    target_vf, pred_vf = so3_log(rotmat_mul(rots_t_inv, torch.stack([rots_1, pred_rots])))
     err = (target_vf - pred_vf) / _time_normaliser(t)
     return _per_residue_mean(err.square(), res_mask)
 

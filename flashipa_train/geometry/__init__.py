@@ -13,7 +13,7 @@ from flashipa_train.geometry.backbone import (
 )
 from flashipa_train.geometry.centring import centre, centre_rigid, masked_mean
 from flashipa_train.geometry.quaternion import quat_multiply, quat_to_rotmat, rotmat_to_quat
-from flashipa_train.geometry.rigid import Rigid
+from flashipa_train.geometry.rigid import Rigid, rotmat_mul
 from flashipa_train.geometry.so3 import (
     hat,
     rotation_angle,
@@ -39,6 +39,7 @@ __all__ = [
     "quat_multiply",
     "quat_to_rotmat",
     "rotation_angle",
+    "rotmat_mul",
     "rotmat_to_quat",
     "so3_exp",
     "so3_geodesic_interpolate",

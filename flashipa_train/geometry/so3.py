@@ -8,6 +8,7 @@ differentiable at angle 0 (Taylor series behind a safe torch.where) and accurate
 import torch
 
 from flashipa_train.geometry.quaternion import quat_to_rotmat, rotmat_to_quat
+from flashipa_train.geometry.rigid import rotmat_mul
 
 # Below this angle (exp) or this |quaternion vector part| (log) the closed forms are replaced by
 # Taylor series through 4th order; their truncation error (< 1e-18) is below float64 rounding.
@@ -74,9 +75,9 @@ def so3_geodesic_interpolate(rots_0: torch.Tensor, rots_1: torch.Tensor, t: torc
     rots_0, rots_1: [*, 3, 3]; t: a float or a tensor [*] broadcast against the leading dims.
     The angular speed is constant, |log(R0^T R1)| per unit t. Returns [*, 3, 3].
     """
-    rotvec = so3_log(rots_0.transpose(-1, -2) @ rots_1)  # [*, 3]
+    rotvec = so3_log(rotmat_mul(rots_0.transpose(-1, -2), rots_1))  # [*, 3]
     t = torch.as_tensor(t, dtype=rotvec.dtype, device=rotvec.device)
-    return rots_0 @ so3_exp(t[..., None] * rotvec)  # [*, 3, 3]
+    return rotmat_mul(rots_0, so3_exp(t[..., None] * rotvec))  # [*, 3, 3]
 
 
 def uniform_so3(

@@ -22,7 +22,7 @@ from typing import NamedTuple
 import torch
 import torch.nn as nn
 
-from flashipa_train.geometry import Rigid
+from flashipa_train.geometry import Rigid, rotmat_mul
 from flashipa_train.geometry.precision import geometry_precision
 from flashipa_train.geometry.units import NM_TO_ANGSTROM
 from flashipa_train.model.embeddings import sinusoidal_embedding
@@ -71,7 +71,7 @@ def dynamic_edge_features(rigids: Rigid, idx):
         local = rigids[..., None].invert_apply(gather_neighbours(x, idx))
         d = torch.sqrt(local.square().sum(-1) + 1e-8)  # [B, L, k] nm
         # [B, L, k, 3, 3] relative rotations R_i^T R_j
-        rel_rot = rigids.rots.transpose(-1, -2)[:, :, None] @ gather_neighbours(rigids.rots, idx)
+        rel_rot = rotmat_mul(rigids.rots.transpose(-1, -2)[:, :, None], gather_neighbours(rigids.rots, idx))
         return torch.cat(
             [radial_basis(d * NM_TO_ANGSTROM, 0.0, MAX_DISTANCE, NUM_RBF), local / d[..., None], rel_rot.flatten(-2)],
             dim=-1,
