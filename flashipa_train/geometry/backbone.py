@@ -80,7 +80,7 @@ def _oxygen_local(psi_sin_cos: torch.Tensor) -> torch.Tensor:
         -1, (3, 3)
     )  # [*, 3, 3] rotation by psi about x
     _, o_in_psi_frame, psi_frame = _ideal_constants(sin.dtype, sin.device)
-    return psi_frame.apply(torch.matmul(torsion_rots, o_in_psi_frame[:, None]).squeeze(-1))  # [*, 3]
+    return psi_frame.apply((torsion_rots * o_in_psi_frame).sum(-1))  # [*, 3]: torsion_rots @ O, no matmul
 
 
 def backbone_atoms_from_frames(rigid: Rigid, psi: torch.Tensor | None = None) -> torch.Tensor:
