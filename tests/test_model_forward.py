@@ -203,3 +203,14 @@ def test_checkpointed_blocks_give_the_same_gradients_and_keep_less(name, backend
     for a, b in zip(grads, grads_ckpt):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
     assert kept_ckpt < 0.5 * kept, (kept_ckpt, kept)
+
+
+@pytest.mark.parametrize("name", ["dense_ipa", "flash_ipa"])
+def test_an_all_real_batch_gives_the_same_output_without_the_sequence_transformers_mask(name):
+    # all_real: the sequence transformer runs unmasked (FlashAttention / cuDNN on a GPU) with the same result
+    model = tiny_model(name).double()
+    noisy = noisy_inputs(B=1, dtype=torch.float64, self_condition=True)
+    assert noisy["res_mask"].all()
+    masked = model(noisy)["pred_atoms"]
+    unmasked = model({**noisy, "all_real": True})["pred_atoms"]
+    assert torch.linalg.vector_norm(unmasked - masked) / torch.linalg.vector_norm(masked) < 1e-12

@@ -93,12 +93,13 @@ class FlowModel(nn.Module):
         self.backbone_updates = nn.ModuleList(BackboneUpdate(c_s) for _ in range(num_blocks))
         self.psi_head = PsiHead(c_s)
 
-    def _block(self, b, s, rigids, res_mask, state):
-        """Trunk block b: s [B, L, c_s], rigids [B, L] (nm) -> the same after IPA, transitions and the update."""
+    def _block(self, b, s, rigids, res_mask, padding, state):
+        """Trunk block b: s [B, L, c_s], rigids [B, L] (nm) -> the same after IPA, transitions and the update;
+        padding [B, L] (~res_mask) or None when the batch has none."""
         # [B, L, c_s]
         s = self.ipa_layer_norms[b](s + self.attention(b, s, rigids, res_mask, state))
         if self.seq_transformers:
-            s = self.seq_transformers[b](s, res_mask)
+            s = self.seq_transformers[b](s, padding)
         s = self.transitions[b](s) * res_mask[..., None].to(s.dtype)
         # No stop of the rotation gradient between blocks: AlphaFold2 stops it only because every block
         # also gets its own auxiliary FAPE loss; with the loss on the last frames alone, a stop leaves the
@@ -130,12 +131,13 @@ class FlowModel(nn.Module):
         )
         state = self.attention.prepare(s0, rigids_in, inputs)
 
+        padding = None if noisy.get("all_real") else ~res_mask  # [B, L] or None (the sequence transformer's mask)
         s, rigids = s0, rigids_in
         for b in range(self.num_blocks):
             if b < self.checkpoint_blocks and torch.is_grad_enabled():
-                s, rigids, state = checkpoint(self._block, b, s, rigids, res_mask, state, use_reentrant=False)
+                s, rigids, state = checkpoint(self._block, b, s, rigids, res_mask, padding, state, use_reentrant=False)
             else:
-                s, rigids, state = self._block(b, s, rigids, res_mask, state)
+                s, rigids, state = self._block(b, s, rigids, res_mask, padding, state)
 
         rigids = rigids.scale_translation(NM_TO_ANGSTROM)
         # [B, L, 2]

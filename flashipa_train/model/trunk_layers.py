@@ -48,10 +48,13 @@ class SequenceTransformer(nn.Module):
         nn.init.zeros_(self.linear_out.weight)
         nn.init.zeros_(self.linear_out.bias)
 
-    def forward(self, s, res_mask):
-        """s [B, L, c_s], res_mask [B, L] bool -> s + update [B, L, c_s]."""
+    def forward(self, s, padding: torch.Tensor | None):
+        """s [B, L, c_s], padding [B, L] bool (True: padded) or None (no padding) -> s + update [B, L, c_s].
+
+        None lets scaled_dot_product_attention run unmasked (FlashAttention / cuDNN on a GPU; a padding mask
+        sends it to the memory-efficient kernel)."""
         # [B, L, c_s]
-        h = self.encoder(s, src_key_padding_mask=~res_mask)
+        h = self.encoder(s, src_key_padding_mask=padding)
         return s + self.linear_out(h)
 
 
