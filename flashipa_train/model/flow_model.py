@@ -57,7 +57,8 @@ class FlowModel(nn.Module):
         checkpoint_blocks:      the first this many trunk blocks keep only their inputs in training and
                                 run again in the backward (torch.utils.checkpoint): activation memory
                                 of a long chain falls by about that fraction of the trunk's, for one more
-                                forward of those blocks (0: none, num_blocks: all)
+                                forward of those blocks (0: none, num_blocks: all; "auto": 0 until training
+                                starts, then chosen from the GPU's free memory, train/auto_checkpoint.py)
     """
 
     def __init__(
@@ -73,11 +74,15 @@ class FlowModel(nn.Module):
         seq_transformer_heads=4,
         knn=16,
         dropout=0.0,
-        checkpoint_blocks=0,
+        checkpoint_blocks: int | str = 0,
     ):
         super().__init__()
-        if not 0 <= checkpoint_blocks <= num_blocks:
-            raise ValueError(f"model.checkpoint_blocks={checkpoint_blocks}: pick 0 .. num_blocks ({num_blocks})")
+        if checkpoint_blocks == "auto":
+            checkpoint_blocks = 0
+        if not isinstance(checkpoint_blocks, int) or not 0 <= checkpoint_blocks <= num_blocks:
+            raise ValueError(
+                f"model.checkpoint_blocks={checkpoint_blocks!r}: pick 0 .. num_blocks ({num_blocks}) or auto"
+            )
         self.num_blocks = num_blocks
         self.checkpoint_blocks = checkpoint_blocks
         self.node_embedder = NodeEmbedder(c_s)

@@ -26,6 +26,7 @@ from flashipa_train.checkpoint.weights import (
 )
 from flashipa_train.config import CONFIG_DIR
 from flashipa_train.data.example_store import PreprocessedDirError
+from flashipa_train.train.auto_checkpoint import AutoCheckpointBlocks
 from flashipa_train.train.checkpoint_io import AtomicCheckpointIO
 from flashipa_train.train.compile_choice import on_cuda, resolved_compile, use_compile_cache
 from flashipa_train.train.config_checks import ConfigError, check_train_config
@@ -150,6 +151,9 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[pl.Callback] = ()) -> dict[
         run_config=run_config,
     )
     loggers = _instantiate_group(cfg.get("logger"))
+    if cfg.model.get("checkpoint_blocks") == "auto":
+        facts = describe_run(cfg)
+        extra_callbacks = [*extra_callbacks, AutoCheckpointBlocks(facts["length"] * (facts["batch_size"] or 1))]
     callbacks = [
         *extra_callbacks,
         *(c for c in _instantiate_group(cfg.get("callbacks")) if loggers or not isinstance(c, LearningRateMonitor)),

@@ -32,7 +32,7 @@ def describe_run(cfg: DictConfig) -> dict[str, Any]:
         length, batch = 0, None
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu"
     compile_option = compile_description(resolved_compile(cfg))
-    checkpoint_blocks = int(cfg.model.get("checkpoint_blocks") or 0)
+    checkpoint_blocks = cfg.model.get("checkpoint_blocks") or 0  # a number or "auto"
     return {
         "variant": attention.name,
         "backend": backend,
@@ -48,7 +48,7 @@ def describe_run(cfg: DictConfig) -> dict[str, Any]:
     }
 
 
-def variant_label(variant: str, backend: str, compile: str = "off", checkpoint_blocks: int = 0) -> str:
+def variant_label(variant: str, backend: str, compile: str = "off", checkpoint_blocks: int | str = 0) -> str:
     """`flash_ipa/sdpa`: the name of one line of the scaling plots (the backend left out where a variant has
     no choice: `dense_ipa`), with the options that change speed or memory when set
     (`flash_ipa/sdpa compile(mode=reduce-overhead) ckpt3`)."""
@@ -56,7 +56,7 @@ def variant_label(variant: str, backend: str, compile: str = "off", checkpoint_b
     if compile != "off":
         label += " compile" if compile == "on" else f" compile({compile})"
     if checkpoint_blocks:
-        label += f" ckpt{checkpoint_blocks}"
+        label += " ckpt-auto" if checkpoint_blocks == "auto" else f" ckpt{checkpoint_blocks}"
     return label
 
 
