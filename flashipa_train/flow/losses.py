@@ -51,24 +51,29 @@ def backbone_atom_loss(pred_atoms, atoms_1, atom_mask):
 def local_distance_loss(pred_atoms, atoms_1, atom_mask, window):
     """Squared error [B] of all backbone atom-atom distances between residues i and i + o, 1 <= o <= window.
 
-    O(L * window) memory: residue i meets the window residues after it ([B, L, window, 4, 4], never L x L),
-    predicted and true structures in one pass. Distances in nm; averaged over the present atom pairs.
+    O(L * window) memory: residue i meets the window residues after it ([B, L, window, 4, 4], never L x L).
+    Distances in nm; averaged over the present atom pairs.
     """
     B, L = pred_atoms.shape[:2]
     window = min(window, L - 1)
     if window < 1:
         return pred_atoms.new_zeros(B)
-    atoms = torch.stack([pred_atoms, atoms_1.to(pred_atoms.dtype)])  # [2, B, L, 4, 3]
-    # [2, B, L, window, 4, 3]: residues i + 1 .. i + window (zeros past the end, masked below)
-    following = _following(atoms, window, dim=2).movedim(-1, 3)
-    diff = atoms[:, :, :, None, :, None, :] - following[:, :, :, :, None, :, :]  # [2, B, L, window, 4, 4, 3]
-    distances = torch.sqrt(diff.square().sum(-1) + 1e-10)  # [2, B, L, window, 4, 4]
-    err = (distances[0] - distances[1]) * ANGSTROM_TO_NM  # [B, L, window, 4, 4]
+    with torch.no_grad():  # the data's distances: nothing of them is kept for the backward
+        true = _local_distances(atoms_1.to(pred_atoms.dtype), window)
+    err = (_local_distances(pred_atoms, window) - true) * ANGSTROM_TO_NM  # [B, L, window, 4, 4]
     mask = atom_mask.to(pred_atoms.dtype)  # [B, L, 4]
     following_mask = _following(mask, window, dim=1).movedim(-1, 2)  # [B, L, window, 4]
     pair_mask = mask[:, :, None, :, None] * following_mask[:, :, :, None, :]  # [B, L, window, 4, 4]
     dims = (1, 2, 3, 4)
     return (err.square() * pair_mask).sum(dims) / pair_mask.sum(dims).clamp(min=1)
+
+
+def _local_distances(atoms, window):
+    """atoms [B, L, 4, 3] -> [B, L, window, 4, 4]: distances from residue i's atoms to those of i + o
+    (o = 1 .. window; to zeros past the end, masked by the caller)."""
+    following = _following(atoms, window, dim=1).movedim(-1, 2)  # [B, L, window, 4, 3]
+    diff = atoms[:, :, None, :, None, :] - following[:, :, :, None, :, :]  # [B, L, window, 4, 4, 3]
+    return torch.sqrt(diff.square().sum(-1) + 1e-10)
 
 
 def _following(x, window, dim):
