@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from plain_training import PlainTraining
 
 TM_PASS = 0.8
 HELIX_TOLERANCE = 0.1
@@ -69,30 +70,18 @@ def train(args):
     attention = variant_attention(args.variant, args.backend)
     model = FlowModel(attention, **SIZES).to(device)
     flow = FlowMatcher(rot_exp_rate=args.rot_exp_rate)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr)
-    ema = [p.detach().clone() for p in model.parameters()]
-    ema_decay = 0.5 ** (1 / args.ema_half_life)
-    started, step, losses = time.perf_counter(), 0, []
-    while time.perf_counter() - started < args.seconds and step < args.max_steps:
-        for group in optimizer.param_groups:
-            group["lr"] = args.lr * min(1.0, (step + 1) / args.warmup)
-        generator = torch.Generator(device=device).manual_seed(args.seed * 1_000_003 + step)
-        loss = flow.training_loss(model, batch, generator=generator)["loss"]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        with torch.no_grad():
-            torch._foreach_lerp_(
-                ema, [p.detach() for p in model.parameters()], 1 - min(ema_decay, (1 + step) / (10 + step))
-            )
+    training = PlainTraining(
+        model, flow, args.lr, args.warmup, 0.5 ** (1 / args.ema_half_life), args.seed, device, ema_warmup=True
+    )
+    started, losses = time.perf_counter(), []
+    while time.perf_counter() - started < args.seconds and training.step < args.max_steps:
+        step = training.step
+        loss = training.train_step(batch)
         if step % 100 == 0:
             losses.append((step, float(loss.detach())))
-        step += 1
+    step = training.step
     train_seconds = time.perf_counter() - started
-    with torch.no_grad():
-        for p, e in zip(model.parameters(), ema):
-            p.copy_(e)
+    training.load_ema()
     model.eval()
     generator = torch.Generator(device=device).manual_seed(args.seed)
     out = flow.sample(model, [L] * args.n, num_steps=args.num_steps, generator=generator)

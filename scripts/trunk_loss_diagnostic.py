@@ -24,6 +24,7 @@ from unittest import mock
 
 import torch
 import yaml
+from plain_training import PlainTraining
 
 QUICKSTART = dict(
     c_s=64,
@@ -156,40 +157,27 @@ def _train_and_score(spec, attention, sizes, args, dm):
     torch.manual_seed(args.seed)
     model = FlowModel(attention, **(QUICKSTART | sizes))
     flow = FlowMatcher()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr)
-    ema = [p.detach().clone() for p in model.parameters()]
     ema_decay = 0.5 ** (1 / max(1, args.steps // 10))  # half-life: a tenth of the run
+    training = PlainTraining(model, flow, args.lr, max(1, args.steps // 20), ema_decay, args.seed)
     val_examples, train_examples = single_examples(dm, dm.val_dataset), single_examples(dm, dm.train_dataset)
-    warmup = max(1, args.steps // 20)
-    history, step, started = [], 0, time.perf_counter()
-    while step < args.steps:
+    history, started = [], time.perf_counter()
+    while training.step < args.steps:
         for batch in dm.train_dataloader():
-            if step >= args.steps:
+            if training.step >= args.steps:
                 break
-            for group in optimizer.param_groups:
-                group["lr"] = args.lr * min(1.0, (step + 1) / warmup)
-            g = torch.Generator().manual_seed(args.seed * 1_000_003 + step)
-            loss = flow.training_loss(model, batch, generator=g)["loss"]
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            with torch.no_grad():
-                torch._foreach_lerp_(ema, [p.detach() for p in model.parameters()], 1 - ema_decay)
-            step += 1
+            training.train_step(batch)
+            step = training.step
             if step % args.eval_every == 0 or step == args.steps:
                 history.append({"step": step, "train": evaluate(model, flow, train_examples, 2)["all"]})
                 print(spec, step, {k: round(v, 3) for k, v in history[-1]["train"].items()}, flush=True)
-    with torch.no_grad():  # score the EMA weights: a single step's weights swing with the last batches
-        for p, e in zip(model.parameters(), ema):
-            p.copy_(e)
+    training.load_ema()  # score the EMA weights: a single step's weights swing with the last batches
     final = {
         "val": evaluate(model, flow, val_examples, args.draws),
         "train": evaluate(model, flow, train_examples, args.draws),
     }
     return {
         "variant": spec,
-        "steps": step,
+        "steps": training.step,
         "seconds": time.perf_counter() - started,
         "parameters": sum(p.numel() for p in model.parameters()),
         "history": history,
