@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 
 from flashipa_train.checkpoint.stored_config import model_from_stored_config
 from flashipa_train.config import CONFIG_DIR, compose_train_config
-from flashipa_train.model import ATTENTION_VARIANTS, FlowModel, variant_backend, variant_fields
+from flashipa_train.model import ATTENTION_VARIANTS, FlowModel, variant_backend, variant_backends, variant_fields
 from flashipa_train.train.run_facts import variant_label
 
 SIZES = dict(c_s=16, c_hidden=4, num_blocks=2, num_heads=2, num_qk_points=2, num_v_points=2, knn=4)
@@ -86,6 +86,9 @@ def test_dense_ipa_accepts_only_the_torch_backend():
     assert variant_backend({"name": "dense_ipa"}) == "torch" and variant_backend({"name": "flash_ipa"}) == "auto"
     # a plot line names the backend only where the variant has a choice
     assert variant_label("dense_ipa", "torch") == "dense_ipa" and variant_label("flash_ipa", "sdpa") == "flash_ipa/sdpa"
+    # each variant's accepted backends are the ones its constructor checks
+    assert variant_backends("spatial_ipa") == ("auto", "triton", "torch") == variant_backends("entmax_ipa")
+    assert "sdpa" in variant_backends("flash_ipa") and variant_backends("dense_ipa") == ("torch",)
 
 
 @pytest.mark.parametrize("name", sorted(ATTENTION_VARIANTS))

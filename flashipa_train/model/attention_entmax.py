@@ -101,7 +101,7 @@ class EntmaxIPAAttention(AttentionVariant[EntmaxState]):
 
     def __init__(self, sizes: IPASizes, *, pair_rank=2, c_pair_value=32, backend="auto", alpha=1.5, learn_alpha=False):
         super().__init__()
-        if backend not in BACKENDS:
+        if backend not in self.backends:
             raise ValueError(
                 f"model.attention.backend={backend!r} is not one of {BACKENDS} for entmax_ipa; set it in "
                 "configs/model/attention/entmax_ipa.yaml"

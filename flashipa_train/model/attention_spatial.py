@@ -97,6 +97,8 @@ class SpatialIPAAttention(AttentionVariant[SpatialState]):
         far_cell_size: far-field cell edge, nm
     """
 
+    backends = ("auto", "triton", "torch")
+
     def __init__(
         self,
         sizes: IPASizes,
@@ -112,7 +114,7 @@ class SpatialIPAAttention(AttentionVariant[SpatialState]):
         far_cell_size=1.0,
     ):
         super().__init__()
-        if backend not in ("auto", "triton", "torch"):
+        if backend not in self.backends:
             check_backend(backend)
             raise ValueError(f"model.attention.backend={backend!r}: spatial_ipa runs 'auto', 'triton' or 'torch'")
         if k < 1 or window < 0 or radius <= 0 or max_per_cell < 1 or far_cell_size <= 0:
