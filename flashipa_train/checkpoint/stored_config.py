@@ -122,7 +122,9 @@ def checked_model_config(stored: Any, source: str) -> dict[str, Any]:
 
 def model_from_stored_config(stored: Any, source: str) -> FlowModel:
     """A FlowModel built by code from a stored model config checked against the schema."""
-    return FlowModel(**_checked_fields(migrated_model_config(stored), MODEL_TARGETS, FlowModel, "model", source))
+    fields = checked_model_config(stored, source)
+    fields.pop("_target_")
+    return FlowModel(**fields)
 
 
 def flow_from_stored_config(stored: Any, source: str) -> FlowMatcher:

@@ -21,7 +21,7 @@ import math
 
 import torch
 
-from flashipa_train.geometry.rigid import Rigid
+from flashipa_train.geometry.rigid import Rigid, rotate
 
 # AlphaFold2 residue constants (alanine values; literature bond lengths/angles), Angstrom.
 _IDEAL_N = (-0.525, 1.363, 0.0)
@@ -80,7 +80,7 @@ def _oxygen_local(psi_sin_cos: torch.Tensor) -> torch.Tensor:
         -1, (3, 3)
     )  # [*, 3, 3] rotation by psi about x
     _, o_in_psi_frame, psi_frame = _ideal_constants(sin.dtype, sin.device)
-    return psi_frame.apply((torsion_rots * o_in_psi_frame).sum(-1))  # [*, 3]: torsion_rots @ O, no matmul
+    return psi_frame.apply(rotate(torsion_rots, o_in_psi_frame))  # [*, 3]
 
 
 def backbone_atoms_from_frames(rigid: Rigid, psi: torch.Tensor | None = None) -> torch.Tensor:

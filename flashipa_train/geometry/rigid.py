@@ -13,7 +13,7 @@ import torch
 from flashipa_train.geometry.quaternion import quat_to_rotmat, rotmat_to_quat
 
 
-def _rotate(rots: torch.Tensor, vecs: torch.Tensor) -> torch.Tensor:
+def rotate(rots: torch.Tensor, vecs: torch.Tensor) -> torch.Tensor:
     """rots [*, 3, 3] @ vecs [*, 3] -> [*, 3], leading dims broadcast.
 
     A product and a sum over 3, not a matmul: with broadcast leading dims a matmul becomes a batched
@@ -25,7 +25,7 @@ def _rotate(rots: torch.Tensor, vecs: torch.Tensor) -> torch.Tensor:
 def rotmat_mul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """a [*, 3, 3] @ b [*, 3, 3] -> [*, 3, 3], leading dims broadcast, as products and a sum over 3: exact
     float32 whatever torch's float32 matmul precision (a TF32 setting would round a matmul to about 1e-3),
-    and elementwise kernels instead of batched 3 x 3 cuBLAS calls (see `_rotate`)."""
+    and elementwise kernels instead of batched 3 x 3 cuBLAS calls (see `rotate`)."""
     return (a[..., :, :, None] * b[..., None, :, :]).sum(-2)
 
 
@@ -80,7 +80,7 @@ class Rigid:
     def compose(self, other: Rigid) -> Rigid:
         """self ∘ other, i.e. x -> self(other(x)). Leading dims broadcast."""
         rots = rotmat_mul(self.rots, other.rots)  # [*, 3, 3]
-        trans = _rotate(self.rots, other.trans) + self.trans  # [*, 3]
+        trans = rotate(self.rots, other.trans) + self.trans  # [*, 3]
         return Rigid(rots, trans)
 
     def compose_update_vec(self, update: torch.Tensor) -> Rigid:
@@ -96,15 +96,15 @@ class Rigid:
     def invert(self) -> Rigid:
         """The inverse transform x -> rots^T (x - trans)."""
         rots_inv = self.rots.transpose(-1, -2)  # [*, 3, 3]
-        return Rigid(rots_inv, -_rotate(rots_inv, self.trans))
+        return Rigid(rots_inv, -rotate(rots_inv, self.trans))
 
     def apply(self, points: torch.Tensor) -> torch.Tensor:
         """rots @ points + trans for points [*, 3]; leading dims broadcast."""
-        return _rotate(self.rots, points) + self.trans
+        return rotate(self.rots, points) + self.trans
 
     def invert_apply(self, points: torch.Tensor) -> torch.Tensor:
         """rots^T @ (points - trans) for points [*, 3] (global -> local); leading dims broadcast."""
-        return _rotate(self.rots.transpose(-1, -2), points - self.trans)
+        return rotate(self.rots.transpose(-1, -2), points - self.trans)
 
     # Tensor-like plumbing
 

@@ -151,8 +151,8 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[pl.Callback] = ()) -> dict[
         run_config=run_config,
     )
     loggers = _instantiate_group(cfg.get("logger"))
+    facts = describe_run(cfg)
     if cfg.model.get("checkpoint_blocks") == "auto":
-        facts = describe_run(cfg)
         extra_callbacks = [*extra_callbacks, AutoCheckpointBlocks(facts["length"] * (facts["batch_size"] or 1))]
     callbacks = [
         *extra_callbacks,
@@ -161,7 +161,7 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[pl.Callback] = ()) -> dict[
     trainer: pl.Trainer = instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()]
     )
-    log_run_config(trainer.loggers, describe_run(cfg), run_config)
+    log_run_config(trainer.loggers, facts, run_config)
     # weights_only: a resumed checkpoint is data (tensors and plain containers), never code
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
 
