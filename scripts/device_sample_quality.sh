@@ -12,13 +12,18 @@
 #   mkdir R && tar xzf <files_at>/results.tgz -C R && python scripts/sample_quality_report.py R
 #   (scores every samples.pt, writes docs/benchmarks/sample_quality.*)
 # Environment: TRAIN_SECONDS (default 450), VARIANTS (names below), MEMORISE (variants of the memorisation check),
-# LENGTHS, TRAINER (gpu), FLASH_BACKEND (triton), OVERRIDES (more Hydra overrides), OUT.
+# LENGTHS, TRAINER (gpu), FLASH_BACKEND (triton), MAX_STEPS (5000), OVERRIDES (more Hydra overrides), OUT.
+# Runs longer than one call (the 10-minute entmax run): PHASE=train starts the runs in their own process
+# session (setsid) and returns; a call made while the machine is still warm runs PHASE=finish, which waits for
+# them, then samples and packs as usual (PHASE=all, the default, does both in one call).
 # Timeline of one 600 s call: ~15 s set-up, ~25 s start-up, TRAIN_SECONDS of training, ~40 s sampling.
 # CPU dry run: TRAINER=cpu TRAIN_SECONDS=20 FLASH_BACKEND=torch VARIANTS="flash_ipa dense_ipa" MEMORISE=flash_ipa \
 #   LENGTHS=[16] OVERRIDES="experiment=quickstart" bash scripts/device_sample_quality.sh
 # Writes $OUT/results.tgz (one file: a device call brings back only a few files) of <variant>/{samples.pt,
 # train_metrics.csv,train.log}, flash_ipa/weights.ckpt (no optimizer state), memorise_<variant>/, [rot_rate_<r>/samples.pt,] stamp.txt.
 set -o pipefail
+DETACH=""
+[ "${PHASE:-all}" = train ] && DETACH=setsid  # runs that outlive this call
 OUT=${OUT:-/tmp/sample_quality_out}
 WORK=${WORK:-/tmp/sample_quality_work}
 TRAIN_SECONDS=${TRAIN_SECONDS:-450}
@@ -41,26 +46,34 @@ declare -A ATTENTION=(
   [flash_no_edges]="$flash model.attention.edge_messages=false"
   [flash_no_sc_points]="$flash model.attention.sc_points=false"
   [flash_sdpa]="model/attention=flash_ipa model.attention.backend=sdpa"
+  [entmax_ipa]="model/attention=entmax_ipa model.attention.backend=$FLASH_BACKEND"
+  [spatial_ipa]="model/attention=spatial_ipa"
 )
 VARIANTS=${VARIANTS:-"dense_ipa flash_ipa inattention flash_sdpa"}
 max_time=$(printf "00:00:%02d:%02d" $((TRAIN_SECONDS / 60)) $((TRAIN_SECONDS % 60)))
 
+PHASE=${PHASE:-all}
+if [ "$PHASE" != finish ]; then
 for v in $VARIANTS; do
   mkdir -p "$OUT/$v"
   # shellcheck disable=SC2086
-  timeout $((TRAIN_SECONDS + 55)) python3 -m flashipa_train.train.cli "trainer=${TRAINER:-gpu}" data.pdb_dir=null data.data_dir=.device_cache/structures \
-    data.num_workers=1 "+trainer.max_time=$max_time" trainer.max_steps=5000 trainer.val_check_interval=250 \
+  $DETACH timeout $((TRAIN_SECONDS + 90)) python3 -m flashipa_train.train.cli "trainer=${TRAINER:-gpu}" data.pdb_dir=null data.data_dir=.device_cache/structures \
+    data.num_workers=1 "+trainer.max_time=$max_time" trainer.max_steps=${MAX_STEPS:-5000} trainer.val_check_interval=250 \
     scheduler.warmup_steps=100 callbacks.ema.decay=0.995 callbacks.progress_bar=null trainer.enable_progress_bar=false \
     callbacks.validation_sampling=null sample.lengths=[] logger=csv "paths.log_dir=$WORK/logs_$v" ${ATTENTION[$v]} $OVERRIDES \
     > "$OUT/$v/train.log" 2>&1 &
 done
 example=$(ls .device_cache/structures/examples/4zey_*_A_0.npz | head -1)
 for v in ${MEMORISE-flash_ipa dense_ipa}; do
-  timeout $((TRAIN_SECONDS + 55)) python3 scripts/memorise_chain.py train --example "$example" --variant $v \
+  $DETACH timeout $((TRAIN_SECONDS + 55)) python3 scripts/memorise_chain.py train --example "$example" --variant $v \
     --backend "$([ $v = dense_ipa ] && echo auto || echo "$FLASH_BACKEND")" --seconds "$((TRAIN_SECONDS - 10))" \
     --out "$OUT/memorise_$v" > "$WORK/memorise_$v.log" 2>&1 &
 done
+fi
+[ "$PHASE" = train ] && { echo "started: $VARIANTS"; exit 0; }
+# the runs (this call's children, or the detached ones of an earlier call on this machine) have ended
 wait
+while pgrep -f "paths.log_dir=$WORK/logs_" > /dev/null; do sleep 2; done
 nvidia-smi --query-gpu=memory.used --format=csv >> "$OUT/stamp.txt" 2>&1
 
 for v in $VARIANTS; do
@@ -71,9 +84,14 @@ for v in $VARIANTS; do
     progress=false > "$WORK/sample_$v.log" 2>&1 &
 done
 flash_ckpt=$(ls -t "$WORK"/logs_flash_ipa/*/runs/*/checkpoints/last.ckpt 2>/dev/null | head -1)
-# the trained flash_ipa weights come back without optimizer state (scripts/spatial_assumption.py --ckpt reads them)
-[ -n "$flash_ckpt" ] && python3 -c "import sys, torch; c = torch.load(sys.argv[1], map_location='cpu', weights_only=False)
-c.pop('optimizer_states', None); c.pop('lr_schedulers', None); torch.save(c, sys.argv[2])" "$flash_ckpt" "$OUT/flash_ipa/weights.ckpt"
+# the trained weights come back as $FINAL_OUT/weights_<variant>.ckpt.gz.partNN (a call brings back files of 16 MiB,
+# 64 MiB in all; `cat parts | gunzip` joins them): the
+# EMA weights in bf16 with the run config (scripts/spatial_assumption.py --ckpt, scripts/entmax_report.py --ckpt)
+for v in $VARIANTS; do
+  ckpt=$(ls -t "$WORK"/logs_$v/*/runs/*/checkpoints/last.ckpt 2>/dev/null | head -1)
+  [ -n "$ckpt" ] && python3 scripts/slim_checkpoint.py "$ckpt" "$WORK/weights_$v.ckpt" \
+    && gzip -1 -c "$WORK/weights_$v.ckpt" | split -b 15m -d - "$FINAL_OUT/weights_$v.ckpt.gz.part"
+done
 [ -n "${ROT_SWEEP:-}" ] && [ -n "$flash_ckpt" ] && timeout 60 python3 scripts/rot_rate_sweep.py "$flash_ckpt" "$OUT" ${SWEEP_ARGS:-} > "$WORK/sweep.log" 2>&1 &
 wait
 for v in $VARIANTS; do grep -E "Epoch|val/loss|Error|error" "$OUT/$v/train.log" | tail -2; tail -2 "$WORK/sample_$v.log"; done

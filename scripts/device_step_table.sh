@@ -4,6 +4,7 @@
 # reports, 4096 x 1 and 32768 x 1), then main's 256 x 8 points as "before" when time is left, all on cores
 # 0-3; meanwhile the CUDA-graph point (compile=auto) compiles on cores 4-15 and is cut at the deadline.
 # Run from this tree on the device (carry it and .whl):  OUT=$OUT BEFORE_TREE=../.. bash scripts/device_step_table.sh
+# (BEFORE_TREE unset: no before points; POINTS: the eager points, default the list below).
 # CPU dry run: SMOKE=--smoke TRITON_INTERPRET=1 BEFORE_TREE=/work/main OUT=/tmp/t bash scripts/device_step_table.sh
 # Results: $OUT/step_table.tgz (before/ after/ graphs/ rows, syncs.txt, profile_256x8.txt, logs); then here
 #   python scripts/step_table_report.py DIR --out docs/benchmarks/train_step
@@ -12,7 +13,7 @@ OUT=${OUT:-/tmp/step_table_out}
 RES=${WORK:-/tmp/step_table_work}/step_table  # outside $OUT: only the archive comes back
 rm -rf "$RES" && mkdir -p "$RES"  # this script's own work folder: rows of an earlier run would mix in
 STEP=$PWD
-BEFORE_TREE=$(cd "${BEFORE_TREE:-../..}" && pwd)
+BEFORE_TREE=${BEFORE_TREE:+$(cd "$BEFORE_TREE" && pwd)}  # unset: no before points
 # shellcheck source=scripts/device_env.sh
 source scripts/device_env.sh
 export FLASHIPA_AUTOTUNE=0
@@ -32,9 +33,9 @@ TORCH_LOGS=graph_breaks,recompiles TORCHINDUCTOR_COMPILE_THREADS=12 $DETACH $GRA
 GRAPHS=$!
 
 timeout --signal=KILL "$(left)" $EAGER_CPUS python3 scripts/step_table.py "$RES/after" --tag after --deadline $(( END - 5 )) $SMOKE \
-  default_256x8 sdpa_256x8 triton_256x8 profile_256x8 sdpa_32768x1 sdpa_4096x1 profile_32768x1 > "$RES/after.log" 2>&1
+  ${POINTS:-default_256x8 sdpa_256x8 triton_256x8 profile_256x8 sdpa_32768x1 sdpa_4096x1 profile_32768x1} > "$RES/after.log" 2>&1
 grep "step_table:" "$RES/after.log"
-(cd "$BEFORE_TREE" && PYTHONPATH=$BEFORE_TREE${SITE:+:$SITE} timeout --signal=KILL "$(left)" $EAGER_CPUS python3 "$STEP/scripts/step_table.py" \
+[ -n "$BEFORE_TREE" ] && (cd "$BEFORE_TREE" && PYTHONPATH=$BEFORE_TREE${SITE:+:$SITE} timeout --signal=KILL "$(left)" $EAGER_CPUS python3 "$STEP/scripts/step_table.py" \
   "$RES/before" --tag before --deadline $(( END - 5 )) $SMOKE sdpa_256x8 triton_256x8) > "$RES/before.log" 2>&1
 grep "step_table:" "$RES/before.log"
 

@@ -5,7 +5,9 @@ OUT/scaling_results.{jsonl,csv}. Points are skipped once the deadline (seconds s
     python scripts/step_table.py OUT --deadline $(( $(date +%s) + 120 )) sdpa_256x8 triton_256x8 ...
     # CPU dry run: python scripts/step_table.py /tmp/t --smoke sdpa_256x8 default_256x8 profile_256x8
 
-Points (flash_ipa; eager unless named graphs): sdpa_256x8, triton_256x8, sdpa_4096x1, sdpa_32768x1,
+Points (flash_ipa; eager unless named graphs): sdpa_256x8, triton_256x8, sdpa_4096x1, triton_4096x1,
+sdpa_32768x1, triton_32768x1, auto_32768x1 (sdpa, model.checkpoint_blocks=auto), sdpa_65536x1,
+sdpa_131072x1 (checkpoint_blocks=auto),
 default_256x8 (sdpa with the default GPU run's callbacks: EMA, progress bar, lr monitor, CSV logging every 10
 steps, the guard's flags read every 100 steps; SyncProbe names the host synchronisations of steps 5-14),
 profile_256x8 (sdpa, StepProfiler over steps 8-10), profile_32768x1 (steps 2-3), graphs_256x8 (triton,
@@ -26,6 +28,7 @@ from flashipa_train.train.cli import train
 SDPA = "model.attention={name:flash_ipa,backend:sdpa}"
 TRITON = "model.attention={name:flash_ipa,backend:triton}"
 SHORT = ["data.length=256", "scaling.warmup_steps=12", "scaling.timed_steps=30"]
+LONG = ["scaling.warmup_steps=2", "scaling.timed_steps=3"]
 DEFAULT_CALLBACKS = [
     "+callbacks.ema={_target_:flashipa_train.train.ema.EMA,decay:0.999}",
     "+callbacks.progress_bar={_target_:flashipa_train.train.progress_bar.StepProgressBar,refresh_rate:10}",
@@ -41,6 +44,11 @@ POINTS = {
     "triton_256x8": [TRITON, *SHORT],
     "sdpa_4096x1": [SDPA, "data.length=4096", "scaling.warmup_steps=5", "scaling.timed_steps=15"],
     "sdpa_32768x1": [SDPA, "data.length=32768", "scaling.warmup_steps=2", "scaling.timed_steps=5"],
+    "triton_4096x1": [TRITON, "data.length=4096", "scaling.warmup_steps=5", "scaling.timed_steps=15"],
+    "triton_32768x1": [TRITON, "data.length=32768", "scaling.warmup_steps=2", "scaling.timed_steps=5"],
+    "auto_32768x1": [SDPA, "data.length=32768", "model.checkpoint_blocks=auto", *LONG],
+    "sdpa_65536x1": [SDPA, "data.length=65536", *LONG],
+    "sdpa_131072x1": [SDPA, "data.length=131072", "model.checkpoint_blocks=auto", *LONG],
     "default_256x8": [
         SDPA,
         *SHORT,
@@ -73,7 +81,16 @@ POINTS = {
     ],
 }
 # seconds a point needs at least (cold start of its kernels included); later points are skipped when less is left
-NEEDS_S = {"sdpa_32768x1": 25, "profile_32768x1": 30, "triton_256x8": 25, "graphs_256x8": 120}
+NEEDS_S = {
+    "sdpa_32768x1": 25,
+    "triton_32768x1": 30,
+    "auto_32768x1": 30,
+    "profile_32768x1": 30,
+    "sdpa_65536x1": 40,
+    "sdpa_131072x1": 80,
+    "triton_256x8": 25,
+    "graphs_256x8": 120,
+}
 
 
 def main() -> None:
@@ -96,6 +113,8 @@ def main() -> None:
                 o.replace("data.length=256", "data.length=16")
                 .replace("data.length=4096", "data.length=32")
                 .replace("data.length=32768", "data.length=64")
+                .replace("data.length=65536", "data.length=64")
+                .replace("data.length=131072", "data.length=64")
                 for o in overrides
             ]
         experiment = "experiment=scaling_smoke" if args.smoke else "experiment=scaling"
