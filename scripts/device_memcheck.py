@@ -1,12 +1,15 @@
 """One small FlashIPA forward + backward on the GPU, stage by stage, for compute-sanitizer runs.
 
-    python3 scripts/device_memcheck.py [--dtype bf16|fp32] [--length L] [--repeat N] [--configs dq=128,32,8,2 ...]
+    python3 scripts/device_memcheck.py [--dtype bf16|fp32] [--dims anchor|trunk|narrow_lo] [--length L] [--batch B]
+        [--repeat N] [--configs dq=128,32,8,2 ...]
 
 --configs replaces a kernel's autotune candidates by one (BLOCK_M, BLOCK_N, num_warps, num_stages)
 config, to check one config alone. Without it, and with FLASHIPA_AUTOTUNE=1, every candidate config of
 launch.py runs (the autotuner times each). --repeat runs the backward N times: the Triton 3.6 fault of
 the earlier kernels came and went between runs (docs/kernel_notes.md); without compute-sanitizer and
 with a long sequence (--length 8192) the script is a stress test (scripts/device_kernel.sh runs both).
+--dims narrow_lo: the tiny dims of test_bias_wider_than_points (bias columns wider than the points' lo parts,
+PBW 32 > PLW 16); the first batch row is padded from 40 residues (the test's mask at --length 45 --batch 2).
 """
 
 import argparse
@@ -15,11 +18,16 @@ import torch
 import triton
 
 from flashipa_kernels.flash_ipa import flash_ipa_attention, launch
-from flashipa_kernels.flash_ipa.benchmark import ANCHOR
-from flashipa_kernels.flash_ipa.testing import random_ipa_inputs
+from flashipa_kernels.flash_ipa.benchmark import ANCHOR, TRUNK
+from flashipa_kernels.flash_ipa.testing import IPADims, random_ipa_inputs
 
 AUTOTUNED = {"fwd": launch._fwd, "dk": launch._dk, "dv": launch._dv, "dq": launch._dq}
-DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+DIMS = {
+    "anchor": ANCHOR,
+    "trunk": TRUNK,
+    "narrow_lo": IPADims(heads=2, c=5, c_v=7, p_q=3, p_v=5, r_bias=20, r_pair=2, c_z=6),
+}
 
 
 def use_configs(specs):
@@ -36,14 +44,16 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--dtype", default="bf16", choices=list(DTYPES))
     parser.add_argument("--length", type=int, default=200)
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--dims", default="anchor", choices=list(DIMS))
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--configs", nargs="*", default=[])
     args = parser.parse_args()
     use_configs(args.configs)
     L = args.length
-    inputs = [x.requires_grad_() for x in random_ipa_inputs(1, L, ANCHOR, DTYPES[args.dtype], "cuda")]
-    mask = torch.ones(1, L, dtype=torch.bool, device="cuda")
-    mask[0, 3 * L // 4 :] = False
+    inputs = [x.requires_grad_() for x in random_ipa_inputs(args.batch, L, DIMS[args.dims], DTYPES[args.dtype], "cuda")]
+    mask = torch.ones(args.batch, L, dtype=torch.bool, device="cuda")
+    mask[0, (40 if args.dims == "narrow_lo" else 3 * L // 4) :] = False
     outs = flash_ipa_attention(*inputs, mask=mask)
     torch.cuda.synchronize()
     print("forward ok", flush=True)
