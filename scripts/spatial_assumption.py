@@ -265,6 +265,11 @@ def summarise(rows):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ckpt", help="a flashipa-train checkpoint (trained weights); omitted: random only")
+    parser.add_argument(
+        "--ckpt-label",
+        default="trained",
+        help="the trained model's name in the tables (what it is, how it was trained)",
+    )
     parser.add_argument("--max-length", type=int, default=2500)
     parser.add_argument("--out-json", default=os.path.join(sc.ROOT, "docs", "benchmarks", "spatial_assumption.json"))
     parser.add_argument("--fig-dir", default=os.path.join(sc.ROOT, "docs", "figures"))
@@ -286,7 +291,7 @@ def main(argv=None):
     if not args.no_anchor:
         models["random (anchor sizes)"] = sc.anchor_model()
     if args.ckpt:
-        models["trained (quickstart, 300 CPU steps)"] = sc.trained_model(args.ckpt)
+        models[args.ckpt_label] = sc.trained_model(args.ckpt)
     chains = sc.all_chains(skip_folders=args.skip_folders)
     if args.limit:
         chains = chains[: args.limit]
@@ -302,7 +307,7 @@ def main(argv=None):
         "window": WINDOW,
         "torch": torch.__version__,
         "device": "cpu",
-        "ckpt": args.ckpt,
+        "ckpt": args.ckpt_label if args.ckpt else None,
     }
     with open(args.out_json, "w") as f:
         json.dump({**meta, **summarise(rows)}, f)

@@ -25,17 +25,29 @@ POINTS = [
     ("default_256x8", "256 x 8, eager, sdpa, default GPU run's callbacks (EMA, bar, lr, logs)"),
     ("graphs_256x8", "256 x 8, triton, compile=auto (CUDA graphs)"),
     ("sdpa_4096x1", "4096 x 1, eager, sdpa"),
+    ("triton_4096x1", "4096 x 1, eager, triton"),
     ("sdpa_32768x1", "32768 x 1, eager, sdpa"),
+    ("triton_32768x1", "32768 x 1, eager, triton"),
+    ("auto_32768x1", "32768 x 1, eager, sdpa, checkpoint_blocks=auto"),
+    ("sdpa_65536x1", "65536 x 1, eager, sdpa"),
+    ("sdpa_131072x1", "131072 x 1, eager, sdpa, checkpoint_blocks=auto"),
 ]
 
 
-def load(results: Path) -> dict[tuple[str, str], dict]:
-    """(code, point) -> row, code being the subfolder (before, after, graphs -> after)."""
+def load(results: Path, before_csv: Path | None) -> dict[tuple[str, str], dict]:
+    """(code, point) -> row, code being the subfolder (before, after, graphs -> after); with before_csv (the
+    train_step.csv of an earlier device session), its *after* rows are the *before* ones."""
     rows = {}
     for code in ("before", "after", "graphs"):
         if (results / code / "scaling_results.jsonl").is_file():
             for row in read_rows(results / code):
                 rows[("before" if code == "before" else "after", Path(row["run_dir"]).name)] = row
+    if before_csv is not None:
+        with open(before_csv, newline="") as f:
+            for row in csv.DictReader(f):
+                if row["code"] == "after" and row["status"] == "ok":
+                    numbers = {k: float(row[k]) for k in ("step_ms_median", "peak_gib", "warmup_s")}
+                    rows[("before", row["point"])] = {**row, **numbers}
     return rows
 
 
@@ -52,7 +64,7 @@ def _number(row: dict | None, key: str, fmt: str) -> str:
     return fmt.format(value) if isinstance(value, (int, float)) and not math.isnan(value) else "-"
 
 
-def markdown(rows: dict, syncs: list[tuple[str, str]], stamp: str) -> str:
+def markdown(rows: dict, syncs: list[tuple[str, str]], stamp: str, before: str) -> str:
     lines = [
         "# Training step on the H200: before / after the sync-free step (issue 21)",
         "",
@@ -61,7 +73,7 @@ def markdown(rows: dict, syncs: list[tuple[str, str]], stamp: str) -> str:
         "`experiment=scaling` points (synthetic chains, flash_ipa trunk as configured, bf16-mixed, fused AdamW, "
         "gradient clipping 1.0 in *after* (off in *before*), no EMA unless named), all from one device call "
         "by `scripts/device_step_table.sh`; median of the timed steps after the warm-up (CUDA events); "
-        "*before* = main's code, *after* = this branch, same session. flash_ipa = its own example model's step "
+        f"*before* = {before}, *after* = this code. flash_ipa = its own example model's step "
         "on the same GPU kind (issue 21's table, 2026-12-02). Ratio = flash_ipa / after.",
         "",
         "| point | flash_ipa ms | before ms | after ms | ratio | after peak GiB | warm-up s |",
@@ -147,8 +159,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks/train_step"))
     parser.add_argument("--profile-out", type=Path, default=Path("docs/benchmarks/step_profile.md"))
     parser.add_argument("--op-counts", type=Path, default=None, help="output of scripts/count_step_ops.py")
+    parser.add_argument("--before-csv", type=Path, default=None, help="an earlier session's train_step.csv")
+    parser.add_argument("--before", default="main's code, same session", help="what the before column is")
+    parser.add_argument("--no-profile", action="store_true", help="leave --profile-out as it is")
     args = parser.parse_args()
-    rows = load(args.results)
+    rows = load(args.results, args.before_csv)
     syncs = []
     for folder, title in (
         ("after", "steps 5-14 of the default-callbacks point (eager)"),
@@ -159,11 +174,15 @@ def main() -> None:
     stamp_file = args.results / "device.log"
     stamp = " ".join(stamp_file.read_text().strip().split("\n")[:3]) if stamp_file.is_file() else ""
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".md").write_text(markdown(rows, syncs, stamp))
+    args.out.with_suffix(".md").write_text(markdown(rows, syncs, stamp, args.before))
     write_csv(rows, args.out.with_suffix(".csv"))
     op_counts = args.op_counts.read_text() if args.op_counts else ""
-    args.profile_out.write_text(profile_markdown(args.results, op_counts, stamp))
-    print(f"wrote {args.out.with_suffix('.md')}, .csv ({len(rows)} rows) and {args.profile_out}")
+    if not args.no_profile:
+        args.profile_out.write_text(profile_markdown(args.results, op_counts, stamp))
+    print(
+        f"wrote {args.out.with_suffix('.md')}, .csv ({len(rows)} rows)"
+        + ("" if args.no_profile else f" and {args.profile_out}")
+    )
 
 
 if __name__ == "__main__":

@@ -288,3 +288,33 @@ def test_shared_memory_estimate_tracks_ptxas_and_keeps_the_trunk_on_8_warps():
     wide = dict(ANCHOR_DIMS, CV=448, CV_PAD=512)
     assert launch.shared_bytes("dk", 32, 64, 1, wide, False, 4) > limit
     assert launch.shared_bytes("dk", 32, 32, 1, wide, False, 4) <= limit
+
+
+def test_narrow_lo_operands_keep_the_forward_at_two_stages():
+    """The 8-warp (128, 64, 3) forward read shared memory out of bounds on the H200 (Triton 3.6) when the
+    bias columns make PBW wider than the points' lo parts (PLW); the pruner keeps such forwards at 2
+    stages and leaves every other kernel and dims alone."""
+    import triton
+
+    from flashipa_kernels.flash_ipa import launch
+    from flashipa_kernels.flash_ipa.resource_report import ANCHOR_DIMS
+
+    configs = [
+        triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=8, num_stages=s)
+        for bm, bn, s in [(128, 64, 3), (128, 32, 2), (128, 32, 3)]
+    ]
+    # the test's dims above (c 5, 3 points, bias rank 20): C_PAD 16, PBW 32, PLW 16
+    narrow = dict(ANCHOR_DIMS, C=5, C_PAD=16, CV=7, CV_PAD=16, P3=9, RB=20, PBW=32, PLW=16, PV3=15, PVW=16)
+    narrow.update(RZ=12, RZ_PAD=16)
+    limit = launch.SM90_SHARED_BYTES
+
+    def kept(kernel, d, split):
+        return [
+            (c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"], c.num_stages)
+            for c in launch.candidate_configs(kernel, configs, dict(d, SPLIT=split), 2, limit)
+        ]
+
+    assert kept("fwd", narrow, True) == [(128, 32, 2)]
+    assert kept("fwd", narrow, False) == [(128, 64, 3), (128, 32, 2), (128, 32, 3)]  # exact fp32: no lo operands
+    assert kept("fwd", ANCHOR_DIMS, True) == [(128, 64, 3), (128, 32, 2), (128, 32, 3)]  # PLW == PBW
+    assert kept("dq", narrow, True)[0] == (128, 64, 3)

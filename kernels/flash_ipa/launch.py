@@ -85,20 +85,27 @@ def _pruner(kernel):
         if INTERPRETED:
             return configs
         limit = _max_shared_bytes(named_args["QS"].device)
-        elt = named_args["QS"].element_size()
-        fits = [
-            c
-            for c in configs
-            if shared_bytes(
-                kernel, c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"], c.num_stages, kwargs, kwargs["SPLIT"], elt
-            )
-            <= limit
-        ]
-        main = [c for c in fits if c.num_warps == 8]
-        chosen = main or fits or configs[-1:]
+        chosen = candidate_configs(kernel, configs, kwargs, named_args["QS"].element_size(), limit)
         return chosen if AUTOTUNE else chosen[:1]
 
     return {"early_config_prune": prune}
+
+
+def candidate_configs(kernel, configs, d, elt, limit):
+    """The configs of `kernel` that _pruner keeps for dims d (kernel constexprs, with SPLIT), in order.
+
+    Narrow lo operands (PLW < PBW) with the hi/lo split keep the forward at 2 stages: Triton 3.6 compiled
+    the 8-warp (128, 64, 3) forward there to an out-of-bounds shared-memory read in the hi point-bias dot
+    (compute-sanitizer on the H200, dims of test_bias_wider_than_points, 2026-12-03); (128, 32, 2) and the
+    4-warp fallback ran clean, and at the trunk's dims shared_bytes already drops the 3-stage configs."""
+    fits = [
+        c
+        for c in configs
+        if shared_bytes(kernel, c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"], c.num_stages, d, d["SPLIT"], elt) <= limit
+        and not (kernel == "fwd" and d["SPLIT"] and d["PLW"] < d["PBW"] and c.num_stages > 2)
+    ]
+    main = [c for c in fits if c.num_warps == 8]
+    return main or fits or configs[-1:]
 
 
 _KEYS = ["C", "CV", "P3", "RB", "PV3", "RZ", "PRECISION", "SPLIT", "UPCAST", "L_BUCKET"]

@@ -1,0 +1,47 @@
+"""Every load and store of the FlashIPA and alpha-entmax kernels stays inside its tensors (interpreter only).
+
+On a GPU an out-of-bounds read of global memory either faults or silently reads a neighbour's data; the
+interpreter does neither, so these tests check each active lane's address (tests/interpreter_bounds.py)
+through a forward and backward with padding, a varlen batch and bias columns wider than the points.
+"""
+
+import pytest
+import torch
+
+from flashipa_kernels.entmax_ipa import entmax_ipa_attention
+from flashipa_kernels.flash_ipa import flash_ipa_attention
+from flashipa_kernels.flash_ipa.testing import IPADims, random_ipa_inputs
+from interpreter_bounds import checked_memory
+
+pytestmark = pytest.mark.skipif(torch.cuda.is_available(), reason="interpreter only (the GPU has compute-sanitizer)")
+# bias rank 20: the point-bias operand (PBW 32) is wider than the points' lo parts (PLW 16)
+DIMS = IPADims(heads=2, c=5, c_v=7, p_q=3, p_v=5, r_bias=20, r_pair=2, c_z=6)
+
+
+def _padded_inputs(dtype):
+    torch.manual_seed(5)
+    inputs = [x.requires_grad_() for x in random_ipa_inputs(2, 45, DIMS, dtype, "cpu")]
+    mask = torch.ones(2, 45, dtype=torch.bool)
+    mask[0, 40:] = False
+    return inputs, mask
+
+
+def _backward(outs, inputs):
+    torch.autograd.grad(outs, inputs, [torch.randn_like(o) for o in outs], allow_unused=True)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_flash_ipa_kernels_stay_in_bounds(dtype):
+    inputs, mask = _padded_inputs(dtype)
+    with checked_memory():
+        _backward(flash_ipa_attention(*inputs, mask=mask, allow_tf32=True), inputs)
+        packed = [x.detach()[:1].requires_grad_() for x in inputs]  # one row of 45 as sequences 17 + 28
+        cu_seqlens = torch.tensor([0, 17, 45], dtype=torch.int32)
+        _backward(flash_ipa_attention(*packed, cu_seqlens=cu_seqlens), packed)
+
+
+def test_entmax_ipa_kernels_stay_in_bounds():
+    inputs, mask = _padded_inputs(torch.bfloat16)
+    alpha = torch.tensor([1.5, 1.25], requires_grad=True)
+    with checked_memory():
+        _backward(entmax_ipa_attention(*inputs, alpha, mask), [*inputs, alpha])
