@@ -7,11 +7,11 @@ through a forward and backward with padding, a varlen batch and bias columns wid
 
 import pytest
 import torch
+from interpreter_bounds import checked_memory
 
 from flashipa_kernels.entmax_ipa import entmax_ipa_attention
 from flashipa_kernels.flash_ipa import flash_ipa_attention
 from flashipa_kernels.flash_ipa.testing import IPADims, random_ipa_inputs
-from interpreter_bounds import checked_memory
 
 pytestmark = pytest.mark.skipif(torch.cuda.is_available(), reason="interpreter only (the GPU has compute-sanitizer)")
 # bias rank 20: the point-bias operand (PBW 32) is wider than the points' lo parts (PLW 16)
