@@ -152,6 +152,7 @@ def main():
     torch.set_num_threads(2)
     loaded = load_sampler_from_checkpoint(args.ckpt)
     model = loaded.model.float()
+    model.attention.backend = "torch"  # the tiled torch core, which caught_attention_inputs intercepts
     if loaded.run_config["model"]["attention"]["name"] != "entmax_ipa":
         raise SystemExit(f"--ckpt {args.ckpt}: not an entmax_ipa run (model.attention.name)")
     g = torch.Generator().manual_seed(0)

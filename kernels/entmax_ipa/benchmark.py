@@ -208,13 +208,15 @@ def render_markdown(out):
         lines += ["## Time on the GPU", "", "Not measured yet: `bash scripts/device_entmax.sh` on the device.", ""]
     if cpu_path.exists():
         lines += ["## Threshold search and block sparsity (CPU)", ""] + _cpu_sections(json.loads(cpu_path.read_text()))
-    quality_path = out / "entmax_quickstart.json"
-    if quality_path.exists():  # hand-collected from the runs' csv/metrics.csv
+    for name, title in (("entmax_quickstart.json", "quickstart runs"), ("entmax_gpu_quality.json", "10-minute H200 runs")):
+        quality_path = out / name
+        if not quality_path.exists():  # collected from the runs' metrics.csv (and sample scores)
+            continue
         quality = json.loads(quality_path.read_text())
         cols = list(quality["rows"][0])
         lines += [
             "",
-            "## Quality: quickstart runs side by side",
+            f"## Quality: {title} side by side",
             "",
             quality["note"],
             "",
