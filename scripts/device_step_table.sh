@@ -16,7 +16,7 @@ STEP=$PWD
 BEFORE_TREE=${BEFORE_TREE:+$(cd "$BEFORE_TREE" && pwd)}  # unset: no before points
 # shellcheck source=scripts/device_env.sh
 source scripts/device_env.sh
-export FLASHIPA_AUTOTUNE=0
+export FLASHIPA_AUTOTUNE=${FLASHIPA_AUTOTUNE:-0}  # 1: the triton points tune their configs in the warm-up (as training does)
 SITE=${PYTHONPATH#"$STEP:"}  # the carried wheels (hydra), without this tree
 END=$(( $(date +%s) + ${DEADLINE_S:-180} ))
 left() { echo $(( END - $(date +%s) > 1 ? END - $(date +%s) : 1 )); }  # seconds to the deadline (>= 1)

@@ -318,6 +318,9 @@ def _entmax_threshold_kernel(
             tl.store(mask_row + kb, tl.where(candidate, -1, 0).to(tl.int8))
             kb_lo = tl.where(candidate, tl.minimum(kb_lo, kb), kb_lo)
             kb_hi = tl.where(candidate, kb + 1, kb_hi)
+    # the Halley passes read pass 0's flags back: a scalar store is made by one thread, and another thread's
+    # load of it is ordered after it only across a barrier
+    tl.debug_barrier()
     n_real = tl.sum(count, axis=0)
     active = q_ok & (tl.zeros([BLOCK_M], tl.float32) + n_real > 0.0)
     z_max = tl.where(active, z_max, 0.0)
