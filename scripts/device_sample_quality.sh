@@ -20,7 +20,8 @@
 # CPU dry run: TRAINER=cpu TRAIN_SECONDS=20 FLASH_BACKEND=torch VARIANTS="flash_ipa dense_ipa" MEMORISE=flash_ipa \
 #   LENGTHS=[16] OVERRIDES="experiment=quickstart" bash scripts/device_sample_quality.sh
 # Writes $OUT/results.tgz (one file: a device call brings back only a few files) of <variant>/{samples.pt,
-# train_metrics.csv,train.log}, flash_ipa/weights.ckpt (no optimizer state), memorise_<variant>/, [rot_rate_<r>/samples.pt,] stamp.txt.
+# train_metrics.csv,train.log}, memorise_<variant>/, [rot_rate_<r>/samples.pt,] stamp.txt, and beside it
+# $OUT/weights_<variant>.ckpt.gz.partNN (below).
 set -o pipefail
 DETACH=""
 [ "${PHASE:-all}" = train ] && DETACH=setsid  # runs that outlive this call

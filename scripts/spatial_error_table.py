@@ -170,7 +170,8 @@ def write_markdown(data, path):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ckpt", help="flashipa-train checkpoint (trained quickstart weights)")
+    parser.add_argument("--ckpt", help="flashipa-train checkpoint (trained weights)")
+    parser.add_argument("--trained-only", action="store_true", help="with --ckpt: leave out the random model")
     parser.add_argument("--synthetic-lengths", type=int, nargs="*", default=[1024, 4096, 16384])
     parser.add_argument("--max-real", type=int, default=2500)
     parser.add_argument("--limit", type=int, default=0)
@@ -182,7 +183,7 @@ def main(argv=None):
             write_markdown(json.load(f), args.out_json.removesuffix(".json") + ".md")
         return
     torch.set_num_threads(2)
-    models = {"random": sc.quickstart_model()}
+    models = {} if args.trained_only and args.ckpt else {"random": sc.quickstart_model()}
     if args.ckpt:
         models["trained"] = sc.trained_model(args.ckpt)
     chains = [c for c in sc.all_chains() if c.length <= args.max_real]
