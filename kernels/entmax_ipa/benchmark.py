@@ -208,7 +208,8 @@ def render_markdown(out):
         lines += ["## Time on the GPU", "", "Not measured yet: `bash scripts/device_entmax.sh` on the device.", ""]
     if cpu_path.exists():
         lines += ["## Threshold search and block sparsity (CPU)", ""] + _cpu_sections(json.loads(cpu_path.read_text()))
-    for name, title in (("entmax_quickstart.json", "quickstart runs"), ("entmax_gpu_quality.json", "10-minute H200 runs")):
+    quality_files = (("entmax_quickstart.json", "quickstart runs"), ("entmax_gpu_quality.json", "10-minute H200 runs"))
+    for name, title in quality_files:
         quality_path = out / name
         if not quality_path.exists():  # collected from the runs' metrics.csv (and sample scores)
             continue
