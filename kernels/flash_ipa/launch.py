@@ -97,7 +97,8 @@ def candidate_configs(kernel, configs, d, elt, limit):
     Narrow lo operands (PLW < PBW) with the hi/lo split keep the forward at 2 stages: Triton 3.6 compiled
     the 8-warp (128, 64, 3) forward there to an out-of-bounds shared-memory read in the hi point-bias dot
     (compute-sanitizer on the H200, dims of test_bias_wider_than_points, 2026-12-03); (128, 32, 2) and the
-    4-warp fallback ran clean, and at the trunk's dims shared_bytes already drops the 3-stage configs."""
+    4-warp fallback ran that case without a fault, and at the trunk's dims shared_bytes already drops the
+    3-stage configs."""
     fits = [
         c
         for c in configs
