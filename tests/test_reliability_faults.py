@@ -124,8 +124,12 @@ def test_a_run_killed_again_and_again_resumes_to_the_uninterrupted_weights_and_l
     seed = int(os.environ.get("FAULT_SEED", time.time_ns() % 10_000))
     rng = random.Random(seed)
     # the first kill comes after the first checkpoint (step 2), so that every resume continues run_0's
-    # checkpoint folder (a kill at step 1 left nothing to resume and broke the chain for some seeds)
-    first, second = sorted(rng.sample(range(2, MAX_STEPS - 1), 2))
+    # checkpoint folder (a kill at step 1 left nothing to resume and broke the chain for some seeds); the
+    # second at least 3 steps later: the run between them can complete one more checkpoint (every 2 steps)
+    # before its kill in a checkpoint write, and the next run must resume before the second kill's step
+    # (seed 2889 drew steps 10 and 11: the resume came at step 12 and nothing killed that run)
+    first = rng.randint(2, MAX_STEPS - 5)
+    second = rng.randint(first + 3, MAX_STEPS - 2)
     faults = [
         ["+callbacks.fault._target_=test_reliability_faults.KillAtStep", f"+callbacks.fault.step={first}"],
         [
