@@ -19,14 +19,14 @@ import triton
 
 from flashipa_kernels.flash_ipa import flash_ipa_attention, launch
 from flashipa_kernels.flash_ipa.benchmark import ANCHOR, TRUNK
-from flashipa_kernels.flash_ipa.testing import IPADims, random_ipa_inputs
+from flashipa_kernels.flash_ipa.testing import NARROW_LO_DIMS, random_ipa_inputs
 
 AUTOTUNED = {"fwd": launch._fwd, "dk": launch._dk, "dv": launch._dv, "dq": launch._dq}
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 DIMS = {
     "anchor": ANCHOR,
     "trunk": TRUNK,
-    "narrow_lo": IPADims(heads=2, c=5, c_v=7, p_q=3, p_v=5, r_bias=20, r_pair=2, c_z=6),
+    "narrow_lo": NARROW_LO_DIMS,
 }
 
 

@@ -11,6 +11,7 @@ from flashipa_kernels.backends import ipa_attention_core
 from flashipa_kernels.flash_ipa import flash_ipa_attention
 from flashipa_kernels.flash_ipa.testing import (
     INPUT_NAMES,
+    NARROW_LO_DIMS,
     IPADims,
     random_ipa_inputs,
     reference_outputs_and_grads,
@@ -72,9 +73,8 @@ def test_bias_wider_than_points_matches_float64_reference(dtype, tol, tf32):
     """A bias rank that makes the point-bias operand wider than the points' lo parts (content_relpos's
     rank 42: PBW 128, PLW 32; here 9 + 20 columns: PBW 32, PLW 16) takes the narrow lo dots."""
     torch.manual_seed(13)
-    dims = IPADims(heads=2, c=5, c_v=7, p_q=3, p_v=5, r_bias=20, r_pair=2, c_z=6)
     B, L = 2, 45
-    inputs = random_ipa_inputs(B, L, dims, dtype, DEVICE)
+    inputs = random_ipa_inputs(B, L, NARROW_LO_DIMS, dtype, DEVICE)
     _assert_matches_reference(inputs, _padded_mask(B, L, [40, L]), tol, allow_tf32=tf32)
 
 
@@ -303,9 +303,10 @@ def test_narrow_lo_operands_keep_the_forward_at_two_stages():
         triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=8, num_stages=s)
         for bm, bn, s in [(128, 64, 3), (128, 32, 2), (128, 32, 3)]
     ]
-    # the test's dims above (c 5, 3 points, bias rank 20): C_PAD 16, PBW 32, PLW 16
-    narrow = dict(ANCHOR_DIMS, C=5, C_PAD=16, CV=7, CV_PAD=16, P3=9, RB=20, PBW=32, PLW=16, PV3=15, PVW=16)
-    narrow.update(RZ=12, RZ_PAD=16)
+    # the dims of test_bias_wider_than_points (c 5, 3 points, bias rank 20): PBW 32, PLW 16
+    q, _, v, q_pts, _, v_pts, bias_q, _, pair_k, _ = random_ipa_inputs(1, 4, NARROW_LO_DIMS)
+    narrow = launch.dims(q, v, q_pts, v_pts, bias_q, pair_k)
+    assert (narrow["PBW"], narrow["PLW"]) == (32, 16)
     limit = launch.SM90_SHARED_BYTES
 
     def kept(kernel, d, split):

@@ -11,16 +11,14 @@ from interpreter_bounds import checked_memory
 
 from flashipa_kernels.entmax_ipa import entmax_ipa_attention
 from flashipa_kernels.flash_ipa import flash_ipa_attention
-from flashipa_kernels.flash_ipa.testing import IPADims, random_ipa_inputs
+from flashipa_kernels.flash_ipa.testing import NARROW_LO_DIMS, random_ipa_inputs
 
 pytestmark = pytest.mark.skipif(torch.cuda.is_available(), reason="interpreter only (the GPU has compute-sanitizer)")
-# bias rank 20: the point-bias operand (PBW 32) is wider than the points' lo parts (PLW 16)
-DIMS = IPADims(heads=2, c=5, c_v=7, p_q=3, p_v=5, r_bias=20, r_pair=2, c_z=6)
 
 
 def _padded_inputs(dtype):
     torch.manual_seed(5)
-    inputs = [x.requires_grad_() for x in random_ipa_inputs(2, 45, DIMS, dtype, "cpu")]
+    inputs = [x.requires_grad_() for x in random_ipa_inputs(2, 45, NARROW_LO_DIMS, dtype, "cpu")]
     mask = torch.ones(2, 45, dtype=torch.bool)
     mask[0, 40:] = False
     return inputs, mask

@@ -23,6 +23,11 @@ class IPADims:
     c_z: int  # pair-value channels
 
 
+# tiny odd dims whose bias rank makes the point-bias operand wider than the points' lo parts (PBW 32 > PLW 16):
+# the narrow-lo path of the kernels (tests, scripts/device_memcheck.py)
+NARROW_LO_DIMS = IPADims(heads=2, c=5, c_v=7, p_q=3, p_v=5, r_bias=20, r_pair=2, c_z=6)
+
+
 def random_ipa_inputs(B, L, dims, dtype=torch.float32, device="cpu", point_scale=3.0, point_offset=0.0, generator=None):
     """Fresh random inputs of `tiled_ipa_attention`, in the order of INPUT_NAMES.
 
