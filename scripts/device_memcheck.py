@@ -30,14 +30,15 @@ DIMS = {
 }
 
 
-def use_configs(specs):
+def use_configs(specs, fallbacks=True):
     """Make each named kernel's only candidate one config, from strings like "dq=128,32,8,2"; the
-    fallbacks for wide value rows (launch._pruner) stay."""
+    fallbacks for wide value rows (launch._pruner) stay unless fallbacks=False. Clears the autotune cache."""
     for spec in specs:
         name, values = spec.split("=")
         bm, bn, warps, stages = (int(x) for x in values.split(","))
         config = triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=warps, num_stages=stages)
-        AUTOTUNED[name].configs = [config, *AUTOTUNED[name].configs[-2:]]
+        AUTOTUNED[name].configs = [config, *AUTOTUNED[name].configs[-2:]] if fallbacks else [config]
+        AUTOTUNED[name].cache.clear()
 
 
 def main():
