@@ -94,16 +94,18 @@ def _pruner(kernel):
 def candidate_configs(kernel, configs, d, elt, limit):
     """The configs of `kernel` that _pruner keeps for dims d (kernel constexprs, with SPLIT), in order.
 
-    Narrow lo operands (PLW < PBW) with the hi/lo split keep the forward at 2 stages: Triton 3.6 compiled
-    the 8-warp (128, 64, 3) forward there to an out-of-bounds shared-memory read in the hi point-bias dot
-    (compute-sanitizer on the H200, dims of test_bias_wider_than_points, 2026-12-03); (128, 32, 2) and the
-    4-warp fallback ran that case without a fault, and at the trunk's dims shared_bytes already drops the
-    3-stage configs."""
+    Narrow lo operands (PLW < PBW) with the hi/lo split drop the 3-stage forwards with 64-key tiles: Triton
+    3.6 compiled the 8-warp (128, 64, 3) forward there to an out-of-bounds shared-memory read in the hi
+    point-bias dot (compute-sanitizer on the H200, dims of test_bias_wider_than_points, 2026-12-03). The
+    32-key tiles at 2 and 3 stages and the 4-warp fallback ran memcheck-clean at those dims and at the
+    trunk's (2026-12-03, session 27), where shared_bytes drops (128, 64, 3) anyway."""
     fits = [
         c
         for c in configs
         if shared_bytes(kernel, c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"], c.num_stages, d, d["SPLIT"], elt) <= limit
-        and not (kernel == "fwd" and d["SPLIT"] and d["PLW"] < d["PBW"] and c.num_stages > 2)
+        and not (
+            kernel == "fwd" and d["SPLIT"] and d["PLW"] < d["PBW"] and c.num_stages > 2 and c.kwargs["BLOCK_N"] > 32
+        )
     ]
     main = [c for c in fits if c.num_warps == 8]
     return main or fits or configs[-1:]
@@ -117,9 +119,13 @@ _KEYS = ["C", "CV", "P3", "RB", "PV3", "RZ", "PRECISION", "SPLIT", "UPCAST", "L_
 # dK (32, 128, 2) keeps 56 B of stack and dQ (128, 32, 2) 152 B, less than the 4-warp fallbacks there.
 # Left out: fwd (128, 64, 2) spills 8 B, dQ (128, 64) 120-144 B, dV (64, 128) 16-24 B (anchor dims);
 # shared_bytes drops what does not fit (dK (64, 128) and fwd (128, 64, 3) at the trunk dims).
-_FWD_CONFIGS = _configs([(128, 64, 3), (128, 32, 2), (128, 32, 3)], rows_first=True)
-_DK_CONFIGS = _configs([(32, 128, 2), (64, 128, 2)], rows_first=False)
-_DV_CONFIGS = _configs([(32, 128, 2), (32, 128, 3)], rows_first=False)
+# Order: the first that fits is the untuned choice at both dims. Kernel times at the trunk's dims, L = 32768,
+# H200 (scripts/kernel_config_sweep.py, 2026-12-03): fwd (128, 32, 3) 23.5 ms vs (128, 32, 2) 33.9 and
+# (128, 64, 2) 25.4; dV (32, 128, 3) 22.0 vs (32, 128, 2) 32.6; dK (16, 128, 3) 47.1 vs (32, 128, 2) 47.7;
+# dQ (128, 32, 2) 49.7 vs (128, 16, 3) 54.1.
+_FWD_CONFIGS = _configs([(128, 64, 3), (128, 32, 3), (128, 32, 2)], rows_first=True)
+_DK_CONFIGS = _configs([(32, 128, 2), (16, 128, 3), (64, 128, 2)], rows_first=False)
+_DV_CONFIGS = _configs([(32, 128, 3), (32, 128, 2)], rows_first=False)
 _DQ_CONFIGS = _configs([(128, 32, 2), (128, 32, 3)], rows_first=True)
 
 _fwd = triton.autotune(_FWD_CONFIGS, key=_KEYS, prune_configs_by=_pruner("fwd"))(tk._ipa_fwd_kernel)
