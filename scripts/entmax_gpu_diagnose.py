@@ -7,14 +7,23 @@ values of the same tiles and against the float64 dense reference.
     # on the GPU, per tile setting (ENTMAX_IPA_BLOCK is read at import: one process each):
     ENTMAX_IPA_BLOCK=64,32,4 python scripts/entmax_gpu_diagnose.py --compare ref.pt
 Prints one line per case and stage: relative errors and the count of differing block-mask entries.
+--logits: the threshold kernel's logit tile (query block 0 against key block 0, head 0) from the packed
+operands, against the same logits in float64 torch.
 """
 
 import argparse
+import math
 import os
 
 import torch
+import triton
+import triton.language as tl
 
 from flashipa_kernels.entmax_ipa import dense_entmax_ipa_attention, entmax_ipa_attention, entmax_ipa_threshold_stats
+from flashipa_kernels.entmax_ipa import triton_kernels as tk
+from flashipa_kernels.entmax_ipa.packing import dims, point_operands, sequence_centres
+from flashipa_kernels.flash_ipa.attention import token_major
+from flashipa_kernels.flash_ipa.launch import W_L
 from flashipa_kernels.flash_ipa.testing import IPADims, random_ipa_inputs, relative_error
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -55,11 +64,114 @@ def run(inputs, mask, alpha, dtype, allow_tf32):
     )
 
 
+@triton.jit
+def _logit_probe_kernel(
+    Q,
+    K,
+    QPB,
+    KPB,
+    PW,
+    ALPHA,
+    Z,
+    n,
+    H,
+    scalar_scale,
+    PRECISION: tl.constexpr,
+    C: tl.constexpr,
+    C_PAD: tl.constexpr,
+    P3: tl.constexpr,
+    PB: tl.constexpr,
+    PB_PAD: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+):
+    offs_m = tl.arange(0, BLOCK_M)
+    m_ok = offs_m < n
+    pw = tl.load(PW).to(tl.float32)
+    am1 = tl.load(ALPHA).to(tl.float32) - 1.0
+    q = tk._load_tile(Q, offs_m, m_ok, H * C, tl.arange(0, C_PAD), C)
+    qpb = tk._load_tile(QPB, offs_m, m_ok, H * PB, tl.arange(0, PB_PAD), PB)
+    z, _ = tk._key_tile_logits(
+        q,
+        qpb,
+        K,
+        KPB,
+        K,
+        0,
+        0,
+        n,
+        0,
+        H,
+        pw,
+        am1,
+        scalar_scale,
+        False,
+        PRECISION,
+        False,
+        C,
+        C_PAD,
+        P3,
+        PB,
+        PB_PAD,
+        BLOCK_N,
+    )
+    offs_n = tl.arange(0, BLOCK_N)
+    tl.store(Z + offs_m[:, None] * BLOCK_N + offs_n[None, :], tl.where(z > -1e30, z, -1e30))
+
+
+def logit_probe(inputs, alpha, block_m=32, block_n=32):
+    """Query block 0 against key block 0, head 0, of batch row 0: kernel logits vs float64 torch."""
+    x = [t[:1].to(DEVICE, torch.float32) for t in inputs]
+    q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, pw = x[:9] + [inputs[9].to(DEVICE, torch.float32)]
+    tokens, key_mask, cu_seqlens, max_seqlen = token_major(q, None, None, None)
+    q, k, q_pts, k_pts, v_pts, bias_q, bias_k = (tokens(t) for t in (q, k, q_pts, k_pts, v_pts, bias_q, bias_k))
+    d = dims(q, tokens(v), q_pts, v_pts, bias_q, tokens(pair_k))
+    centres = sequence_centres(k_pts, key_mask, cu_seqlens)
+    qpb, kpb, _ = point_operands(q_pts, k_pts, v_pts, bias_q, bias_k, pw, centres, cu_seqlens, q.dtype)
+    a = alpha.to(DEVICE, torch.float32)
+    z = torch.full((block_m, block_n), float("nan"), device=DEVICE)
+    n = q.shape[0]
+    scale = W_L / math.sqrt(d["C"])
+    _logit_probe_kernel[(1,)](
+        q,
+        k,
+        qpb,
+        kpb,
+        pw,
+        a,
+        z,
+        n,
+        q.shape[1],
+        scale,
+        "ieee",
+        **{key: d[key] for key in ("C", "C_PAD", "P3", "PB", "PB_PAD")},
+        BLOCK_M=block_m,
+        BLOCK_N=block_n,
+    )
+    m, nk = min(block_m, n), min(block_n, n)
+    q64, k64, qpb64, kpb64 = (t[:, 0].double().cpu() for t in (q, k, qpb, kpb))
+    s = q64[:m] @ k64[:nk].T * scale + qpb64[:m] @ kpb64[:nk].T
+    s = s - 0.5 * pw[0].double().cpu() * (kpb64[:nk, : d["P3"]] ** 2).sum(-1)[None, :]
+    ref = s * (a[0].double().cpu() - 1.0)
+    got = z[:m, :nk].double().cpu()
+    print(
+        f"{DEVICE} logit probe: rel err {relative_error(got, ref):.1e}, max |diff| {(got - ref).abs().max():.2e}, "
+        f"|ref| max {ref.abs().max():.2e}; row 0 got {got[0, :4].tolist()} ref {ref[0, :4].tolist()}",
+        flush=True,
+    )
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--save")
     parser.add_argument("--compare")
+    parser.add_argument("--logits", action="store_true")
     args = parser.parse_args()
+    if args.logits:
+        for name, inputs, _, alpha, _, _ in cases():
+            print(name, end=": ")
+            logit_probe(inputs, alpha)
+        return
     saved = {} if args.save else torch.load(args.compare) if args.compare else {}
     blocks = os.environ.get("ENTMAX_IPA_BLOCK", "default")
     results = {}
