@@ -10,6 +10,7 @@ import torch
 from flashipa_kernels.backends import ipa_attention_core
 from flashipa_kernels.flash_ipa import flash_ipa_attention
 from flashipa_kernels.flash_ipa.testing import (
+    BIAS_TILE_DIMS,
     INPUT_NAMES,
     NARROW_LO_DIMS,
     IPADims,
@@ -75,6 +76,23 @@ def test_bias_wider_than_points_matches_float64_reference(dtype, tol, tf32):
     torch.manual_seed(13)
     B, L = 2, 45
     inputs = random_ipa_inputs(B, L, NARROW_LO_DIMS, dtype, DEVICE)
+    _assert_matches_reference(inputs, _padded_mask(B, L, [40, L]), tol, allow_tf32=tf32)
+
+
+@pytest.mark.parametrize(
+    "dtype, tol, tf32", [(torch.float32, 1e-5, False), (torch.bfloat16, 1e-2, True), (torch.float16, 1e-2, True)]
+)
+def test_bias_in_its_own_tile_matches_float64_reference(dtype, tol, tf32):
+    """A bias rank whose columns fit narrower in a tile of their own (the trunk's layout: 32 point + 64 bias
+    columns instead of 128; here 16 + 32 instead of 64) gives the same outputs and gradients."""
+    from flashipa_kernels.flash_ipa import launch
+
+    assert launch.point_bias_widths(9, 24) == (16, 16, 32)
+    assert launch.point_bias_widths(27, 42) == (32, 32, 64)  # the trunk
+    assert launch.point_bias_widths(24, 2) == (32, 32, 0)  # the anchor: one tile
+    torch.manual_seed(14)
+    B, L = 2, 45
+    inputs = random_ipa_inputs(B, L, BIAS_TILE_DIMS, dtype, DEVICE)
     _assert_matches_reference(inputs, _padded_mask(B, L, [40, L]), tol, allow_tf32=tf32)
 
 
@@ -265,27 +283,32 @@ def test_bf16_point_term_keeps_squared_distances_on_a_256_residue_crop():
 
 
 def test_shared_memory_estimate_tracks_ptxas_and_keeps_the_trunk_on_8_warps():
-    """launch.shared_bytes against ptxas's figures for sm_90 (Triton 3.6, bf16, docs/kernel_notes.md v4):
-    at most 1 KB above, never below; at the trunk's dims (content_relpos: PBW 128) the 8-warp dK, dV and dQ
-    configs fit 227 KB, and C_v = 448 in float32 (266 KB in the 64-row fallback on the H200) leaves only the
-    32-row one."""
+    """launch.shared_bytes against ptxas's figures for sm_90 (Triton 3.6, bf16, docs/kernel_notes.md v4 and
+    v6): at most 1 KB above, never below; at the trunk's dims (content_relpos, the bias in its own tile) the
+    8-warp dK, dV and dQ configs fit 227 KB, and C_v = 448 in float32 (266 KB in the 64-row fallback on the
+    H200) leaves only the 32-row one."""
     from flashipa_kernels.flash_ipa import launch
-    from flashipa_kernels.flash_ipa.resource_report import ANCHOR_DIMS, TRUNK_DIMS
+    from flashipa_kernels.flash_ipa.resource_report import DIMS, TRUNK_DIMS
 
     ptxas = {
-        ("trunk", "dk", 32, 128, 2): 221440,
-        ("trunk", "dv", 32, 128, 3): 192768,
-        ("trunk", "dq", 128, 32, 2): 221312,
-        ("trunk", "dq", 64, 64, 2): 221440,
+        ("trunk", "dk", 32, 128, 2): 196864,
+        ("trunk", "dk", 32, 128, 3): 229888,
+        ("trunk", "dv", 32, 128, 3): 164096,
+        ("trunk", "dq", 128, 32, 2): 196736,
+        ("trunk", "dq", 128, 32, 3): 229632,
+        ("trunk", "fwd", 128, 32, 3): 164096,
+        ("trunk_one_tile", "dk", 32, 128, 2): 221440,
+        ("trunk_one_tile", "dv", 32, 128, 3): 192768,
+        ("trunk_one_tile", "dq", 128, 32, 2): 221312,
+        ("trunk_one_tile", "dq", 64, 64, 2): 221440,
         ("anchor", "dv", 32, 128, 2): 106624,
     }
     for (dims, kernel, bm, bn, stages), shared in ptxas.items():
-        d = ANCHOR_DIMS if dims == "anchor" else TRUNK_DIMS
-        assert 0 <= launch.shared_bytes(kernel, bm, bn, stages, d, True, 2) - shared <= 1024
+        assert 0 <= launch.shared_bytes(kernel, bm, bn, stages, DIMS[dims], True, 2) - shared <= 1024
     limit = launch.SM90_SHARED_BYTES
     assert launch.shared_bytes("dk", 32, 128, 2, TRUNK_DIMS, True, 2) <= limit
     assert launch.shared_bytes("dk", 64, 128, 2, TRUNK_DIMS, True, 2) > limit
-    wide = dict(ANCHOR_DIMS, CV=448, CV_PAD=512)
+    wide = dict(DIMS["anchor"], CV=448, CV_PAD=512)
     assert launch.shared_bytes("dk", 32, 64, 1, wide, False, 4) > limit
     assert launch.shared_bytes("dk", 32, 32, 1, wide, False, 4) <= limit
 

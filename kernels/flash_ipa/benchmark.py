@@ -38,7 +38,7 @@ from flashipa_kernels.sdpa_ipa import sdpa_ipa_attention
 ANCHOR = IPADims(heads=8, c=128, c_v=128, p_q=8, p_v=12, r_bias=2, r_pair=2, c_z=32)
 SMALL_HEAD = IPADims(heads=8, c=16, c_v=16, p_q=8, p_v=12, r_bias=2, r_pair=2, c_z=32)
 # the trained trunk's default (model/attention=flash_ipa): 8 + 1 self-conditioned points, bias rank 26 static
-# + 16 content_relpos (PBW 128)
+# + 16 content_relpos (point tile 32 + bias tile 64)
 TRUNK = IPADims(heads=8, c=128, c_v=128, p_q=9, p_v=12, r_bias=42, r_pair=2, c_z=32)
 DIMS = {"anchor": ANCHOR, "small_head": SMALL_HEAD, "trunk": TRUNK}
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}

@@ -98,11 +98,11 @@ def operands_fp8(
     if mode not in MODES:
         raise ValueError(f"kernels/flash_ipa/fp8.py: mode {mode!r} is not one of {MODES}")
     T, H, C = q.shape
-    d = launch.dims(q, v, q_pts, v_pts, bias_q, pair_k)
+    d = launch.dims(q, v, q_pts, v_pts, bias_q, pair_k, bias_tile=False)  # the FP8 kernel reads one point-bias tile
     centres = launch.sequence_centres(k_pts, key_mask, cu_seqlens, max_seqlen)  # [S, 3]
     dot16 = q if q.dtype in (torch.bfloat16, torch.float16) else q.to(torch.bfloat16)  # points' dot dtype
     base = launch.operands(
-        dot16, q_pts, k_pts, v_pts, bias_q, bias_k, point_weights, key_mask, centres, cu_seqlens, max_seqlen, True
+        dot16, q_pts, k_pts, v_pts, bias_q, bias_k, point_weights, key_mask, centres, cu_seqlens, max_seqlen, True, d
     )
     # padded tokens zeroed: their contents must not set any scale
     real = torch.ones(T, 1, 1, device=q.device) if key_mask is None else key_mask.view(T, 1, 1).float()

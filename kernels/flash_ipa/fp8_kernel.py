@@ -93,7 +93,7 @@ def _fp8_step(
     )  # [BN, C_PAD]
     sk = _load_row(SK + h * T, tok_n, row_n, 0.0, MASKED)  # [BN]
     # [BN, PBW], [BN, PLW], [BN, PLW]
-    kh, kl, khp = _point_tiles(KH + h * PBW, KL + h * PLW, tok_n, row_n, H, PBW, PLW, MASKED, SPLIT, UPCAST)
+    kh, kl, khp, _ = _point_tiles(KH + h * PBW, KL + h * PLW, tok_n, row_n, H, PBW, PLW, 0, MASKED, SPLIT, UPCAST)
     kn = _load_row(KN + h * T, tok_n, row_n, float("-inf"), MASKED)  # [BN]
     s = tl.dot(q8, tl.trans(k8)) * (sq[:, None] * sk[None, :])  # [BM, BN]
     s = tl.dot(qh, tl.trans(kh), s)
@@ -171,7 +171,7 @@ def _ipa_fwd_fp8_kernel(
     )  # [BM, C_PAD]
     sq = tl.load(SQ + h * T + tok_m, mask=m_ok, other=0.0)  # [BM]
     # [BM, PBW], [BM, PLW], [BM, PLW]
-    qh, ql, qhp = _point_tiles(QH + h * PBW, QL + h * PLW, tok_m, m_ok, H, PBW, PLW, True, SPLIT, UPCAST)
+    qh, ql, qhp, _ = _point_tiles(QH + h * PBW, QL + h * PLW, tok_m, m_ok, H, PBW, PLW, 0, True, SPLIT, UPCAST)
 
     m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
     l_i = tl.zeros([BLOCK_M], tl.float32)

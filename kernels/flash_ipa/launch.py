@@ -56,6 +56,7 @@ def shared_bytes(kernel, block_m, block_n, num_stages, d, split, elt):
     take up to 2.5 KB more than estimated."""
     narrow = d["PLW"] < d["PBW"]
     point = d["PBW"] + (d["PLW"] * (1 + narrow) if split else d["PLW"] * narrow)  # hi, lo, hi's point cols
+    point += d.get("BW", 0)  # the bias tile
     logit = d["C_PAD"] + point  # scalar q.k and point-bias tiles of one side
     value = d["CV_PAD"] + d["PVW"] + d["RZ_PAD"]  # value (or output gradient) tiles of one side
     own, step, vectors = {
@@ -111,20 +112,21 @@ def candidate_configs(kernel, configs, d, elt, limit):
     return main or fits or configs[-1:]
 
 
-_KEYS = ["C", "CV", "P3", "RB", "PV3", "RZ", "PRECISION", "SPLIT", "UPCAST", "L_BUCKET"]
+_KEYS = ["C", "CV", "P3", "RB", "BW", "PV3", "RZ", "PRECISION", "SPLIT", "UPCAST", "L_BUCKET"]
 # (BLOCK_M, BLOCK_N, num_stages), 8 warps; the first of each list is the untuned default. Row tiles of
 # 128 (rule above): 128 queries x 64 or 32 keys in the forward and dQ, 128 keys x 64 or 32 queries in
 # dK and dV. ptxas for sm_90 (`python -m flashipa_kernels.flash_ipa.resource_report`, Triton 3.6; table in
-# docs/kernel_notes.md v4): no spills at the anchor dims in bf16; at the trunk's (content_relpos, PBW 128)
-# dK (32, 128, 2) keeps 56 B of stack and dQ (128, 32, 2) 152 B, less than the 4-warp fallbacks there.
+# docs/kernel_notes.md v4, v6): no spills at the anchor dims in bf16; at the trunk's (content_relpos, the bias
+# in its own tile) dK (32, 128, 2 or 3) and the forward keep no stack, dQ (128, 32, 2) 40 B and (128, 32, 3) 72 B.
 # Left out: fwd (128, 64, 2) spills 8 B, dQ (128, 64) 120-144 B, dV (64, 128) 16-24 B (anchor dims);
 # shared_bytes drops what does not fit (dK (64, 128) and fwd (128, 64, 3) at the trunk dims).
-# Order: the first that fits is the untuned choice at both dims. Kernel times at the trunk's dims, L = 32768,
-# H200 (scripts/kernel_config_sweep.py, 2026-12-03): fwd (128, 32, 3) 23.5 ms vs (128, 32, 2) 33.9 and
-# (128, 64, 2) 25.4; dV (32, 128, 3) 22.0 vs (32, 128, 2) 32.6; dK (16, 128, 3) 47.1 vs (32, 128, 2) 47.7;
-# dQ (128, 32, 2) 49.7 vs (128, 16, 3) 54.1.
+# Order: the first that fits is the untuned choice at both dims. Kernel times at the trunk's dims with points
+# and bias in one tile (v5), L = 32768, H200 (scripts/kernel_config_sweep.py, 2026-12-03): fwd (128, 32, 3)
+# 23.5 ms vs (128, 32, 2) 33.9 and (128, 64, 2) 25.4; dV (32, 128, 3) 22.0 vs (32, 128, 2) 32.6; dK
+# (16, 128, 3) 47.1 vs (32, 128, 2) 47.7; dQ (128, 32, 2) 49.7 vs (128, 16, 3) 54.1 (dK (32, 128, 3) did
+# not fit then).
 _FWD_CONFIGS = _configs([(128, 64, 3), (128, 32, 3), (128, 32, 2)], rows_first=True)
-_DK_CONFIGS = _configs([(32, 128, 2), (16, 128, 3), (64, 128, 2)], rows_first=False)
+_DK_CONFIGS = _configs([(32, 128, 2), (32, 128, 3), (16, 128, 3), (64, 128, 2)], rows_first=False)
 _DV_CONFIGS = _configs([(32, 128, 3), (32, 128, 2)], rows_first=False)
 _DQ_CONFIGS = _configs([(128, 32, 2), (128, 32, 3)], rows_first=True)
 
@@ -134,14 +136,27 @@ _dv = triton.autotune(_DV_CONFIGS, key=_KEYS, prune_configs_by=_pruner("dv"))(tk
 _dq = triton.autotune(_DQ_CONFIGS, key=_KEYS, prune_configs_by=_pruner("dq"))(tk._ipa_bwd_dq_kernel)
 
 
-def dims(q, v, q_pts, v_pts, bias_q, pair_k):
-    """Feature dims and their tile widths, as kernel constexprs: PBW, PLW and PVW are the in-memory widths
-    of the point-bias operands, their lo parts (points only) and the value points (powers of two: 16-byte
-    aligned rows)."""
+def point_bias_widths(P3, RB, bias_tile=True):
+    """(PBW, PLW, BW): widths of the hi point-bias tile, of the points' lo parts and of the bias tile.
+
+    The bias columns follow the points in one power-of-two tile (BW 0) unless a tile of their own is
+    narrower in all (bias_tile): the trunk's 27 point and 42 bias columns take 32 + 64 columns instead of
+    128, the anchor's 24 + 2 stay in one tile of 32."""
+    joint, points, bias = _pad(P3 + RB), _pad(P3), _pad(RB)
+    if bias_tile and points + bias < joint:
+        return points, points, bias
+    return joint, points, 0
+
+
+def dims(q, v, q_pts, v_pts, bias_q, pair_k, bias_tile=True):
+    """Feature dims and their tile widths, as kernel constexprs: PBW, PLW, BW and PVW are the in-memory
+    widths of the point-bias operands (rows of QH, KH are PBW + BW wide), their lo parts (points only),
+    the bias tile (point_bias_widths) and the value points (powers of two: 16-byte aligned rows)."""
     C, CV = q.shape[-1], v.shape[-1]
     P3, PV3 = 3 * q_pts.shape[-2], 3 * v_pts.shape[-2]
     RB = bias_q.shape[-1]
     RZ = pair_k.shape[-2] * pair_k.shape[-1]
+    pbw, plw, bw = point_bias_widths(P3, RB, bias_tile)
     return dict(
         C=C,
         C_PAD=_pad(C),
@@ -149,8 +164,9 @@ def dims(q, v, q_pts, v_pts, bias_q, pair_k):
         CV_PAD=_pad(CV),
         P3=P3,
         RB=RB,
-        PBW=_pad(P3 + RB),
-        PLW=_pad(P3),
+        PBW=pbw,
+        PLW=plw,
+        BW=bw,
         PV3=PV3,
         PVW=_pad(PV3),
         RZ=RZ,
@@ -199,25 +215,25 @@ def token_centres(centres, cu_seqlens, T, max_seqlen):
 
 
 def operands(
-    q, q_pts, k_pts, v_pts, bias_q, bias_k, point_weights, key_mask, centres, cu_seqlens, max_seqlen, allow_tf32
+    q, q_pts, k_pts, v_pts, bias_q, bias_k, point_weights, key_mask, centres, cu_seqlens, max_seqlen, allow_tf32, d
 ):
     """The kernels' operands that are not inputs as they are (layout in triton_kernels.py), written
     once per call (O(L)) by one kernel (prep_kernel.py). Dots run in q's dtype; the point-bias operands
     are split hi + lo except for exact float32 dots.
 
     Args: token-major q [T, H, C], q_pts, k_pts [T, H, P_q, 3], v_pts [T, H, P_v, 3], bias_q, bias_k
-    [T, H, R_b], point_weights [H], key_mask [T] or None, centres [S, 3] float32.
-    Returns dict QS, QH, QL, KH, KL, KN, KNORM, VPC and SPLIT (QL, KL are QH, KH without a split;
-    with it [T, H, PLW], the point columns' lo parts).
+    [T, H, R_b], point_weights [H], key_mask [T] or None, centres [S, 3] float32, d: `dims` (the layout).
+    Returns dict QS, QH, QL, KH, KL, KN, KNORM, VPC and SPLIT (QH, KH [T, H, PBW + BW]; QL, KL are QH,
+    KH without a split, with it [T, H, PLW], the point columns' lo parts).
     """
     T, H, C = q.shape
     dt, dev = q.dtype, q.device
     split = dt != torch.float32 or allow_tf32
-    P3, RB, PV3 = 3 * q_pts.shape[-2], bias_q.shape[-1], 3 * v_pts.shape[-2]
-    pbw, plw, pvw = _pad(P3 + RB), _pad(P3), _pad(PV3)
+    P3, RB, PV3 = d["P3"], d["RB"], d["PV3"]
+    pbw, plw, bw, pvw = d["PBW"], d["PLW"], d["BW"], d["PVW"]
     n_seq = cu_seqlens.shape[0] - 1
     qs = torch.empty(T, H, C, dtype=dt, device=dev)
-    qh, kh = torch.empty(T, H, pbw, dtype=dt, device=dev), torch.empty(T, H, pbw, dtype=dt, device=dev)
+    qh, kh = torch.empty(T, H, pbw + bw, dtype=dt, device=dev), torch.empty(T, H, pbw + bw, dtype=dt, device=dev)
     ql, kl = qh, kh
     if split:  # the point columns' lo parts
         ql, kl = torch.empty(T, H, plw, dtype=dt, device=dev), torch.empty(T, H, plw, dtype=dt, device=dev)
@@ -261,6 +277,7 @@ def operands(
         RB=RB,
         PBW=pbw,
         PLW=plw,
+        BW=bw,
         PV3=PV3,
         PVW=pvw,
         BLOCK_T=block,
@@ -317,7 +334,7 @@ def forward(
     lse = torch.empty(H, T, dtype=torch.float32, device=q.device)
     k, v, pair_k = _as_dot_dtype(q.dtype, k, v, pair_k)
     ops = operands(
-        q, q_pts, k_pts, v_pts, bias_q, bias_k, point_weights, key_mask, centres, cu_seqlens, max_seqlen, allow_tf32
+        q, q_pts, k_pts, v_pts, bias_q, bias_k, point_weights, key_mask, centres, cu_seqlens, max_seqlen, allow_tf32, d
     )
     _fwd[_grid("BLOCK_M", max_seqlen, n_seq, H)](
         ops["QS"],
@@ -404,7 +421,7 @@ def backward(
     dpw_q = torch.empty(H, T, dtype=torch.float32, device=dev)
     # the forward's operands again (cheaper than keeping them)
     ops = operands(
-        q, q_pts, k_pts, v_pts, bias_q, bias_k, point_weights, key_mask, centres, cu_seqlens, max_seqlen, allow_tf32
+        q, q_pts, k_pts, v_pts, bias_q, bias_k, point_weights, key_mask, centres, cu_seqlens, max_seqlen, allow_tf32, d
     )
     flags = dict(SPLIT=ops["SPLIT"], **_flags(q.dtype, allow_tf32, max_seqlen), **d)
     qs, qh, ql, kh, kl, kn = (ops[n] for n in ("QS", "QH", "QL", "KH", "KL", "KN"))

@@ -7,7 +7,8 @@ when all sequences are max_seqlen long (UNIFORM) and otherwise a binary search i
 Hi + lo split of a float32 value x into the dot dtype: hi = x rounded to it (to tf32 for float32 dots,
 round half away from zero on the bits), lo = x - hi rounded to it; without SPLIT (exact float32 dots)
 hi = x and QL, KL are not written. Only the point columns are split: QL, KL are PLW wide, and the
-bias columns keep their hi part alone (triton_kernels.py).
+bias columns keep their hi part alone (triton_kernels.py), after the points in QH, KH or, when BW > 0,
+in a tile of their own at columns PBW ... PBW + BW of the same rows.
 """
 
 import triton
@@ -123,6 +124,7 @@ def _ipa_prep_kernel(
     RB: tl.constexpr,
     PBW: tl.constexpr,
     PLW: tl.constexpr,
+    BW: tl.constexpr,
     PV3: tl.constexpr,
     PVW: tl.constexpr,
     BLOCK_T: tl.constexpr,
@@ -140,11 +142,23 @@ def _ipa_prep_kernel(
     tl.store(QS + tok[:, None] * (H * C) + h * C + c_qk, _to(q * qs_scale, DT, RNE_BITS), mask=rows & (c_qk < C))
 
     c_pb = tl.arange(0, PBW)[None, :]
-    pb_off = tok[:, None] * (H * PBW) + h * PBW + c_pb
-    qp = _point_bias_row(QPTS, BQ, tok, ok, CENTRE, seq, h, H, pw * LOG2E, bias_scale, P3, RB, PBW)
+    row_off = tok[:, None] * (H * (PBW + BW)) + h * (PBW + BW)  # [BT, 1]
+    pb_off = row_off + c_pb
+    if BW > 0:  # points alone in the hi tile, the bias in its own tile after them
+        qp = _point_row(QPTS, tok, ok, CENTRE, seq, h, H, pw * LOG2E, P3, PBW)
+        kp = _point_row(KPTS, tok, ok, CENTRE, seq, h, H, 1.0, P3, PBW)
+        c_b = tl.arange(0, BW)[None, :]
+        b_in = tok[:, None] * (H * RB) + h * RB + tl.minimum(c_b, RB - 1)
+        b_ok = rows & (c_b < RB)
+        qb = tl.load(BQ + b_in, mask=b_ok, other=0.0).to(tl.float32) * bias_scale
+        kb = tl.load(BK + b_in, mask=b_ok, other=0.0).to(tl.float32)
+        tl.store(QH + row_off + PBW + c_b, _hi_lo(qb, DT, SPLIT, RNE_BITS)[0], mask=rows)
+        tl.store(KH + row_off + PBW + c_b, _hi_lo(kb, DT, SPLIT, RNE_BITS)[0], mask=rows)
+    else:
+        qp = _point_bias_row(QPTS, BQ, tok, ok, CENTRE, seq, h, H, pw * LOG2E, bias_scale, P3, RB, PBW)
+        kp = _point_bias_row(KPTS, BK, tok, ok, CENTRE, seq, h, H, 1.0, 1.0, P3, RB, PBW)
     qh, _ = _hi_lo(qp, DT, SPLIT, RNE_BITS)
     tl.store(QH + pb_off, qh, mask=rows)
-    kp = _point_bias_row(KPTS, BK, tok, ok, CENTRE, seq, h, H, 1.0, 1.0, P3, RB, PBW)
     kh, _ = _hi_lo(kp, DT, SPLIT, RNE_BITS)
     tl.store(KH + pb_off, kh, mask=rows)
     # the point columns again, PLW wide, for the lo parts and the key norms

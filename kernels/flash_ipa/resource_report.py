@@ -7,7 +7,7 @@ matrix instructions and the warp layouts of its matrix products.
 
 DIMS picks the dims: `anchor` (the benchmark's: 8 points, bias rank 2, PBW 32) or `trunk` (the trained
 trunk's default, model/attention=flash_ipa: 9 points with the self-conditioned one, bias rank 26 + 16 of
-content_relpos = 42, PBW 128).
+content_relpos = 42: PBW 32 and a bias tile of 64; `trunk_one_tile`: the same in one tile, PBW 128).
 
 Reads ptxas's verdict through the cuobjdump bundled with Triton. Dims as DIMS says, bf16 (points
 split hi + lo), pointers 16-byte aligned (as Triton specializes torch allocations). `rows ok` checks the
@@ -29,9 +29,12 @@ from triton.compiler import ASTSource
 from flashipa_kernels.flash_ipa import launch
 from flashipa_kernels.flash_ipa import triton_kernels as tk
 
-ANCHOR_DIMS = dict(C=128, C_PAD=128, CV=128, CV_PAD=128, P3=24, RB=2, PBW=32, PV3=36, PVW=64, RZ=64, RZ_PAD=64, PLW=32)
-TRUNK_DIMS = dict(ANCHOR_DIMS, P3=27, RB=42, PBW=128)
-DIMS = {"anchor": ANCHOR_DIMS, "trunk": TRUNK_DIMS}
+ANCHOR_DIMS = dict(
+    C=128, C_PAD=128, CV=128, CV_PAD=128, P3=24, RB=2, PBW=32, BW=0, PV3=36, PVW=64, RZ=64, RZ_PAD=64, PLW=32
+)
+TRUNK_DIMS = dict(ANCHOR_DIMS, P3=27, RB=42, PBW=32, BW=64)  # the bias in a tile of its own (launch.point_bias_widths)
+TRUNK_ONE_TILE_DIMS = dict(ANCHOR_DIMS, P3=27, RB=42, PBW=128)  # the same with points and bias in one tile (v4)
+DIMS = {"anchor": ANCHOR_DIMS, "trunk": TRUNK_DIMS, "trunk_one_tile": TRUNK_ONE_TILE_DIMS}
 FP32_ARGS = {"LSE", "DELTA", "OPC", "CENTRE", "DPK_H", "DPW_Q", "PW", "KN", "KNORM", "QP", "OP", "DKP", "DQP", "DVP"}
 KERNELS = {
     "fwd": tk._ipa_fwd_kernel,

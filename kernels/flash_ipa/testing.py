@@ -26,6 +26,9 @@ class IPADims:
 # tiny odd dims whose bias rank makes the point-bias operand wider than the points' lo parts (PBW 32 > PLW 16):
 # the narrow-lo path of the kernels (tests, scripts/device_memcheck.py)
 NARROW_LO_DIMS = IPADims(heads=2, c=5, c_v=7, p_q=3, p_v=5, r_bias=20, r_pair=2, c_z=6)
+# tiny odd dims whose bias takes a tile of its own (9 point + 24 bias columns: 16 + 32 instead of 64), as the
+# trunk's (27 + 42: 32 + 64 instead of 128); launch.point_bias_widths
+BIAS_TILE_DIMS = IPADims(heads=2, c=5, c_v=7, p_q=3, p_v=5, r_bias=24, r_pair=2, c_z=6)
 
 
 def random_ipa_inputs(B, L, dims, dtype=torch.float32, device="cpu", point_scale=3.0, point_offset=0.0, generator=None):

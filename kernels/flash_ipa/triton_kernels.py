@@ -12,6 +12,8 @@ token and head the kernels read
     V      [T, H, CV]     PK [T, RZ] (RZ = R C_z, no head axis)
     QH     [T, H, PBW]    [pw log2(e) (q_pts - c), W_L log2(e) bias_q, 0 ...] rounded to the dot dtype (hi)
     KH     [T, H, PBW]    [k_pts - c, bias_k, 0 ...], hi
+                          (with BW > 0 the bias has a tile of its own: rows [points, 0 ... | bias, 0 ...],
+                          PBW + BW wide, when that is narrower than one tile; launch.point_bias_widths)
     QL, KL [T, H, PLW]    lo parts of the point columns only (bias columns and padding are 0)
     KN     [H, T] fp32    -pw log2(e) |k_pts - c|^2 / 2 of the rounded points (kh + kl); -inf for
                           a masked key, so the key mask costs nothing inside the kernels
@@ -21,7 +23,7 @@ with c one centre per sequence and PBW, PLW = pad(3 P_q) <= PBW, PVW power-of-tw
 in memory: rows 16-byte aligned, loads without column masks). `launch.py` writes these once per call.
 With QHP, KHP the first PLW columns of QH, KH (a narrower load of the same rows), the logit, base 2, is
 
-    s_ij = QS_i.K_j + QH_i.KH_j + QL_i.KHP_j + QHP_i.KL_j + KN_j
+    s_ij = QS_i.K_j + QH_i.KH_j + QL_i.KHP_j + QHP_i.KL_j (+ QB_i.KB_j, the bias tiles) + KN_j
 
 The three point dots are a hi/lo split (about 16 mantissa bits from 16-bit operands): the point
 term cancels |k - c|^2 / 2 against (q - c).(k - c), and one bf16 rounding of the centred points
@@ -92,25 +94,33 @@ def _load_row(ptr, tok, row_ok, other, ROWS: tl.constexpr):
 
 
 @triton.jit
-def _logits(q_s, qh, ql, qhp, k, kh, kl, khp, kn, SPLIT: tl.constexpr, PRECISION: tl.constexpr):
+def _logits(
+    q_s, qh, ql, qhp, qb, k, kh, kl, khp, kb, kn, SPLIT: tl.constexpr, BW: tl.constexpr, PRECISION: tl.constexpr
+):
     """[BM, BN] base-2 logits of a query tile against a key tile (k, kh: [BN, *], kl, khp: [BN, PLW],
-    kn: [BN])."""
+    kb: [BN, BW] when BW > 0, kn: [BN])."""
     s = tl.dot(q_s, tl.trans(k), input_precision=PRECISION)
     s = tl.dot(qh, tl.trans(kh), s, input_precision=PRECISION)
     if SPLIT:
         s = tl.dot(ql, tl.trans(khp), s, input_precision=PRECISION)
         s = tl.dot(qhp, tl.trans(kl), s, input_precision=PRECISION)
+    if BW > 0:
+        s = tl.dot(qb, tl.trans(kb), s, input_precision=PRECISION)
     return s + kn[None, :]
 
 
 @triton.jit
-def _logits_t(k, kh, kl, khp, q_s, qh, ql, qhp, kn, SPLIT: tl.constexpr, PRECISION: tl.constexpr):
+def _logits_t(
+    k, kh, kl, khp, kb, q_s, qh, ql, qhp, qb, kn, SPLIT: tl.constexpr, BW: tl.constexpr, PRECISION: tl.constexpr
+):
     """[BN, BM] transposed logits for the key-side kernels (kn: [BN], the rows)."""
     s = tl.dot(k, tl.trans(q_s), input_precision=PRECISION)
     s = tl.dot(kh, tl.trans(qh), s, input_precision=PRECISION)
     if SPLIT:
         s = tl.dot(khp, tl.trans(ql), s, input_precision=PRECISION)
         s = tl.dot(kl, tl.trans(qhp), s, input_precision=PRECISION)
+    if BW > 0:
+        s = tl.dot(kb, tl.trans(qb), s, input_precision=PRECISION)
     return s + kn[:, None]
 
 
@@ -123,20 +133,25 @@ def _point_tiles(
     H,
     PBW: tl.constexpr,
     PLW: tl.constexpr,
+    BW: tl.constexpr,
     ROWS: tl.constexpr,
     SPLIT: tl.constexpr,
     UPCAST: tl.constexpr,
 ):
-    """hi [R, PBW], lo [R, PLW] and hi's point columns [R, PLW] of a point-bias operand (XH, XL already
-    offset to the head); without SPLIT lo is not loaded (the hi tile stands in)."""
-    xh = _load_tile(XH, tok, row_ok, H * PBW, tl.arange(0, PBW), PBW, PBW, ROWS, UPCAST)
+    """hi [R, PBW], lo [R, PLW], hi's point columns [R, PLW] and the bias tile [R, BW] of a point-bias
+    operand (XH, XL already offset to the head; rows of XH PBW + BW wide); without SPLIT lo is not
+    loaded (the hi tile stands in), without a bias tile (BW 0) hi's point columns stand in for it."""
+    xh = _load_tile(XH, tok, row_ok, H * (PBW + BW), tl.arange(0, PBW), PBW, PBW, ROWS, UPCAST)
     xhp = xh
     if PLW < PBW:
-        xhp = _load_tile(XH, tok, row_ok, H * PBW, tl.arange(0, PLW), PLW, PLW, ROWS, UPCAST)
+        xhp = _load_tile(XH, tok, row_ok, H * (PBW + BW), tl.arange(0, PLW), PLW, PLW, ROWS, UPCAST)
     xl = xhp
     if SPLIT:
         xl = _load_tile(XL, tok, row_ok, H * PLW, tl.arange(0, PLW), PLW, PLW, ROWS, UPCAST)
-    return xh, xl, xhp
+    xb = xhp
+    if BW > 0:
+        xb = _load_tile(XH + PBW, tok, row_ok, H * (PBW + BW), tl.arange(0, BW), BW, BW, ROWS, UPCAST)
+    return xh, xl, xhp, xb
 
 
 @triton.jit
@@ -204,6 +219,7 @@ def _fwd_step(
     qh,
     ql,
     qhp,
+    qb,
     K,
     KH,
     KL,
@@ -227,6 +243,7 @@ def _fwd_step(
     CV_PAD: tl.constexpr,
     PBW: tl.constexpr,
     PLW: tl.constexpr,
+    BW: tl.constexpr,
     PVW: tl.constexpr,
     RZ: tl.constexpr,
     RZ_PAD: tl.constexpr,
@@ -239,10 +256,12 @@ def _fwd_step(
     row_n = offs_n < n
     c_qk = tl.arange(0, C_PAD)
     k = _load_tile(K + h * C, tok_n, row_n, H * C, c_qk, C, C_PAD, MASKED, UPCAST)  # [BN, C_PAD]
-    # [BN, PBW], [BN, PLW], [BN, PLW]
-    kh, kl, khp = _point_tiles(KH + h * PBW, KL + h * PLW, tok_n, row_n, H, PBW, PLW, MASKED, SPLIT, UPCAST)
+    # [BN, PBW], [BN, PLW], [BN, PLW], [BN, BW]
+    kh, kl, khp, kb = _point_tiles(
+        KH + h * (PBW + BW), KL + h * PLW, tok_n, row_n, H, PBW, PLW, BW, MASKED, SPLIT, UPCAST
+    )
     kn = _load_row(KN + h * T, tok_n, row_n, float("-inf"), MASKED)  # [BN]
-    s = _logits(q_s, qh, ql, qhp, k, kh, kl, khp, kn, SPLIT, PRECISION)  # [BM, BN]
+    s = _logits(q_s, qh, ql, qhp, qb, k, kh, kl, khp, kb, kn, SPLIT, BW, PRECISION)  # [BM, BN]
     m_new = tl.maximum(m_i, tl.max(s, axis=1))
     m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
     p = tl.exp2(s - m_safe[:, None])
@@ -291,6 +310,7 @@ def _ipa_fwd_kernel(
     RB: tl.constexpr,
     PBW: tl.constexpr,
     PLW: tl.constexpr,
+    BW: tl.constexpr,
     PV3: tl.constexpr,
     PVW: tl.constexpr,
     RZ: tl.constexpr,
@@ -316,8 +336,8 @@ def _ipa_fwd_kernel(
     c_z = tl.arange(0, RZ_PAD)
 
     q_s = _load_tile(QS + h * C, tok_m, m_ok, H * C, c_qk, C, C_PAD, True, UPCAST)  # [BM, C_PAD]
-    # [BM, PBW], [BM, PLW], [BM, PLW]
-    qh, ql, qhp = _point_tiles(QH + h * PBW, QL + h * PLW, tok_m, m_ok, H, PBW, PLW, True, SPLIT, UPCAST)
+    # [BM, PBW], [BM, PLW], [BM, PLW], [BM, BW]
+    qh, ql, qhp, qb = _point_tiles(QH + h * (PBW + BW), QL + h * PLW, tok_m, m_ok, H, PBW, PLW, BW, True, SPLIT, UPCAST)
 
     m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
     l_i = tl.zeros([BLOCK_M], tl.float32)
@@ -336,6 +356,7 @@ def _ipa_fwd_kernel(
             qh,
             ql,
             qhp,
+            qb,
             K,
             KH,
             KL,
@@ -359,6 +380,7 @@ def _ipa_fwd_kernel(
             CV_PAD,
             PBW,
             PLW,
+            BW,
             PVW,
             RZ,
             RZ_PAD,
@@ -375,6 +397,7 @@ def _ipa_fwd_kernel(
             qh,
             ql,
             qhp,
+            qb,
             K,
             KH,
             KL,
@@ -398,6 +421,7 @@ def _ipa_fwd_kernel(
             CV_PAD,
             PBW,
             PLW,
+            BW,
             PVW,
             RZ,
             RZ_PAD,
@@ -493,6 +517,7 @@ def _query_tiles(
     CV_PAD: tl.constexpr,
     PBW: tl.constexpr,
     PLW: tl.constexpr,
+    BW: tl.constexpr,
     PV3: tl.constexpr,
     PVW: tl.constexpr,
     RZ: tl.constexpr,
@@ -504,13 +529,15 @@ def _query_tiles(
     m_ok = offs_m < n
     tok_m = start + offs_m
     q_s = _load_tile(QS + h * C, tok_m, m_ok, H * C, tl.arange(0, C_PAD), C, C_PAD, MASKED, UPCAST)
-    # [BM, PBW], [BM, PLW], [BM, PLW]
-    qh, ql, qhp = _point_tiles(QH + h * PBW, QL + h * PLW, tok_m, m_ok, H, PBW, PLW, MASKED, SPLIT, UPCAST)
+    # [BM, PBW], [BM, PLW], [BM, PLW], [BM, BW]
+    qh, ql, qhp, qb = _point_tiles(
+        QH + h * (PBW + BW), QL + h * PLW, tok_m, m_ok, H, PBW, PLW, BW, MASKED, SPLIT, UPCAST
+    )
     lse = _load_row(LSE + h * T, tok_m, m_ok, float("inf"), MASKED)  # [BM]; inf: p = 0
     do = _load_tile(DO + h * CV, tok_m, m_ok, H * CV, tl.arange(0, CV_PAD), CV, CV_PAD, MASKED, UPCAST)
     dop = _load_tile(DOP + h * PV3, tok_m, m_ok, H * PV3, tl.arange(0, PVW), PV3, PVW, MASKED, UPCAST)
     doz = _load_tile(DOZ + h * RZ, tok_m, m_ok, H * RZ, tl.arange(0, RZ_PAD), RZ, RZ_PAD, MASKED, UPCAST)
-    return tok_m, m_ok, q_s, qh, ql, qhp, lse, do, dop, doz
+    return tok_m, m_ok, q_s, qh, ql, qhp, qb, lse, do, dop, doz
 
 
 @triton.jit
@@ -518,11 +545,13 @@ def _dk_step(
     dk,
     dkpb,
     dkpl,
+    dkb,
     ds_sum,
     k,
     kh,
     kl,
     khp,
+    kb,
     kn,
     v,
     vp,
@@ -551,6 +580,7 @@ def _dk_step(
     CV_PAD: tl.constexpr,
     PBW: tl.constexpr,
     PLW: tl.constexpr,
+    BW: tl.constexpr,
     PV3: tl.constexpr,
     PVW: tl.constexpr,
     RZ: tl.constexpr,
@@ -558,7 +588,7 @@ def _dk_step(
     BLOCK_M: tl.constexpr,
 ):
     DT = QS.dtype.element_ty
-    tok_m, m_ok, q_s, qh, ql, qhp, lse, do, dop, doz = _query_tiles(
+    tok_m, m_ok, q_s, qh, ql, qhp, qb, lse, do, dop, doz = _query_tiles(
         QS,
         QH,
         QL,
@@ -581,6 +611,7 @@ def _dk_step(
         CV_PAD,
         PBW,
         PLW,
+        BW,
         PV3,
         PVW,
         RZ,
@@ -588,7 +619,8 @@ def _dk_step(
         BLOCK_M,
     )
     delta = _load_row(DELTA + h * T, tok_m, m_ok, 0.0, MASKED)
-    p_t = tl.exp2(_logits_t(k, kh, kl, khp, q_s, qh, ql, qhp, kn, SPLIT, PRECISION) - lse[None, :])  # [BN, BM]
+    # [BN, BM]
+    p_t = tl.exp2(_logits_t(k, kh, kl, khp, kb, q_s, qh, ql, qhp, qb, kn, SPLIT, BW, PRECISION) - lse[None, :])
     dp_t = tl.dot(v, tl.trans(do), input_precision=PRECISION)
     dp_t = tl.dot(vp, tl.trans(dop), dp_t, input_precision=PRECISION)
     dp_t = tl.dot(pk, tl.trans(doz), dp_t, input_precision=PRECISION)
@@ -596,7 +628,9 @@ def _dk_step(
     ds_sum += tl.sum(ds_t, axis=1)
     dk = tl.dot(_round(ds_t, DT, UPCAST), q_s, dk, input_precision=PRECISION)
     dkpb, dkpl = _point_grad_dots(ds_t, qh, ql, qhp, dkpb, dkpl, DT, SPLIT, PBW, PLW, UPCAST, PRECISION)
-    return dk, dkpb, dkpl, ds_sum
+    if BW > 0:  # the bias tile: hi alone, like q.k
+        dkb = tl.dot(_round(ds_t, DT, UPCAST), qb, dkb, input_precision=PRECISION)
+    return dk, dkpb, dkpl, dkb, ds_sum
 
 
 @triton.jit
@@ -617,6 +651,7 @@ def _key_tiles(
     C_PAD: tl.constexpr,
     PBW: tl.constexpr,
     PLW: tl.constexpr,
+    BW: tl.constexpr,
     BLOCK_N: tl.constexpr,
 ):
     """The key-side logit tiles of a key-side backward program (loop invariant)."""
@@ -624,10 +659,12 @@ def _key_tiles(
     row_n = offs_n < n
     tok_n = start + offs_n
     k = _load_tile(K + h * C, tok_n, row_n, H * C, tl.arange(0, C_PAD), C, C_PAD, True, UPCAST)
-    # [BN, PBW], [BN, PLW], [BN, PLW]
-    kh, kl, khp = _point_tiles(KH + h * PBW, KL + h * PLW, tok_n, row_n, H, PBW, PLW, True, SPLIT, UPCAST)
+    # [BN, PBW], [BN, PLW], [BN, PLW], [BN, BW]
+    kh, kl, khp, kb = _point_tiles(
+        KH + h * (PBW + BW), KL + h * PLW, tok_n, row_n, H, PBW, PLW, BW, True, SPLIT, UPCAST
+    )
     kn = tl.load(KN + h * T + tok_n, mask=row_n, other=float("-inf"))  # [BN]
-    return tok_n, row_n, k, kh, kl, khp, kn
+    return tok_n, row_n, k, kh, kl, khp, kb, kn
 
 
 @triton.jit
@@ -666,6 +703,7 @@ def _ipa_bwd_dk_kernel(
     RB: tl.constexpr,
     PBW: tl.constexpr,
     PLW: tl.constexpr,
+    BW: tl.constexpr,
     PV3: tl.constexpr,
     PVW: tl.constexpr,
     RZ: tl.constexpr,
@@ -682,8 +720,8 @@ def _ipa_bwd_dk_kernel(
     start, n = _sequence_bounds(CU_SEQLENS, seq)
     if pid_n * BLOCK_N >= n:
         return
-    tok_n, row_n, k, kh, kl, khp, kn = _key_tiles(
-        K, KH, KL, KN, h, H, T, start, n, pid_n, SPLIT, UPCAST, C, C_PAD, PBW, PLW, BLOCK_N
+    tok_n, row_n, k, kh, kl, khp, kb, kn = _key_tiles(
+        K, KH, KL, KN, h, H, T, start, n, pid_n, SPLIT, UPCAST, C, C_PAD, PBW, PLW, BW, BLOCK_N
     )
     v = _load_tile(V + h * CV, tok_n, row_n, H * CV, tl.arange(0, CV_PAD), CV, CV_PAD, True, UPCAST)
     vp = _load_tile(VPC + h * PVW, tok_n, row_n, H * PVW, tl.arange(0, PVW), PVW, PVW, True, UPCAST)
@@ -691,18 +729,23 @@ def _ipa_bwd_dk_kernel(
     dk = tl.zeros([BLOCK_N, C_PAD], tl.float32)
     dkpb = tl.zeros([BLOCK_N, PBW], tl.float32)
     dkpl = tl.zeros([BLOCK_N, PLW], tl.float32)  # the lo dots of the point columns (used when PLW < PBW)
+    dkb = dkpl  # d bias_k when the bias has its own tile (BW > 0)
+    if BW > 0:
+        dkb = tl.zeros([BLOCK_N, BW], tl.float32)
     ds_sum = tl.zeros([BLOCK_N], tl.float32)
     n_full = (n // BLOCK_M) * BLOCK_M
     for start_m in range(0, n_full, BLOCK_M):
-        dk, dkpb, dkpl, ds_sum = _dk_step(
+        dk, dkpb, dkpl, dkb, ds_sum = _dk_step(
             dk,
             dkpb,
             dkpl,
+            dkb,
             ds_sum,
             k,
             kh,
             kl,
             khp,
+            kb,
             kn,
             v,
             vp,
@@ -731,6 +774,7 @@ def _ipa_bwd_dk_kernel(
             CV_PAD,
             PBW,
             PLW,
+            BW,
             PV3,
             PVW,
             RZ,
@@ -738,15 +782,17 @@ def _ipa_bwd_dk_kernel(
             BLOCK_M,
         )
     if n_full < n:
-        dk, dkpb, dkpl, ds_sum = _dk_step(
+        dk, dkpb, dkpl, dkb, ds_sum = _dk_step(
             dk,
             dkpb,
             dkpl,
+            dkb,
             ds_sum,
             k,
             kh,
             kl,
             khp,
+            kb,
             kn,
             v,
             vp,
@@ -775,6 +821,7 @@ def _ipa_bwd_dk_kernel(
             CV_PAD,
             PBW,
             PLW,
+            BW,
             PV3,
             PVW,
             RZ,
@@ -804,12 +851,20 @@ def _ipa_bwd_dk_kernel(
         dkp.to(DKP.dtype.element_ty),
         mask=rows & (c_pl[None, :] < P3),
     )
-    bias_col = tl.maximum(c_pb - P3, 0)
-    tl.store(
-        DBK + h * RB + tok_n[:, None] * (H * RB) + bias_col[None, :],
-        dkpb.to(DBK.dtype.element_ty),
-        mask=rows & (c_pb[None, :] >= P3) & (c_pb[None, :] < P3 + RB),
-    )
+    if BW > 0:
+        c_b = tl.arange(0, BW)
+        tl.store(
+            DBK + h * RB + tok_n[:, None] * (H * RB) + c_b[None, :],
+            (dkb * (1.0 / LOG2E)).to(DBK.dtype.element_ty),
+            mask=rows & (c_b[None, :] < RB),
+        )
+    else:
+        bias_col = tl.maximum(c_pb - P3, 0)
+        tl.store(
+            DBK + h * RB + tok_n[:, None] * (H * RB) + bias_col[None, :],
+            dkpb.to(DBK.dtype.element_ty),
+            mask=rows & (c_pb[None, :] >= P3) & (c_pb[None, :] < P3 + RB),
+        )
 
 
 @triton.jit
@@ -821,6 +876,7 @@ def _dv_step(
     kh,
     kl,
     khp,
+    kb,
     kn,
     QS,
     QH,
@@ -845,6 +901,7 @@ def _dv_step(
     CV_PAD: tl.constexpr,
     PBW: tl.constexpr,
     PLW: tl.constexpr,
+    BW: tl.constexpr,
     PV3: tl.constexpr,
     PVW: tl.constexpr,
     RZ: tl.constexpr,
@@ -852,7 +909,7 @@ def _dv_step(
     BLOCK_M: tl.constexpr,
 ):
     DT = QS.dtype.element_ty
-    tok_m, m_ok, q_s, qh, ql, qhp, lse, do, dop, doz = _query_tiles(
+    tok_m, m_ok, q_s, qh, ql, qhp, qb, lse, do, dop, doz = _query_tiles(
         QS,
         QH,
         QL,
@@ -875,13 +932,15 @@ def _dv_step(
         CV_PAD,
         PBW,
         PLW,
+        BW,
         PV3,
         PVW,
         RZ,
         RZ_PAD,
         BLOCK_M,
     )
-    p_t = tl.exp2(_logits_t(k, kh, kl, khp, q_s, qh, ql, qhp, kn, SPLIT, PRECISION) - lse[None, :])  # [BN, BM]
+    # [BN, BM]
+    p_t = tl.exp2(_logits_t(k, kh, kl, khp, kb, q_s, qh, ql, qhp, qb, kn, SPLIT, BW, PRECISION) - lse[None, :])
     pd_t = _round(p_t, DT, UPCAST)
     dv = tl.dot(pd_t, do, dv, input_precision=PRECISION)
     dvp = tl.dot(pd_t, dop, dvp, input_precision=PRECISION)
@@ -920,6 +979,7 @@ def _ipa_bwd_dv_kernel(
     RB: tl.constexpr,
     PBW: tl.constexpr,
     PLW: tl.constexpr,
+    BW: tl.constexpr,
     PV3: tl.constexpr,
     PVW: tl.constexpr,
     RZ: tl.constexpr,
@@ -936,8 +996,8 @@ def _ipa_bwd_dv_kernel(
     start, n = _sequence_bounds(CU_SEQLENS, seq)
     if pid_n * BLOCK_N >= n:
         return
-    tok_n, row_n, k, kh, kl, khp, kn = _key_tiles(
-        K, KH, KL, KN, h, H, T, start, n, pid_n, SPLIT, UPCAST, C, C_PAD, PBW, PLW, BLOCK_N
+    tok_n, row_n, k, kh, kl, khp, kb, kn = _key_tiles(
+        K, KH, KL, KN, h, H, T, start, n, pid_n, SPLIT, UPCAST, C, C_PAD, PBW, PLW, BW, BLOCK_N
     )
     c_v = tl.arange(0, CV_PAD)
     c_pv = tl.arange(0, PVW)
@@ -955,6 +1015,7 @@ def _ipa_bwd_dv_kernel(
             kh,
             kl,
             khp,
+            kb,
             kn,
             QS,
             QH,
@@ -979,6 +1040,7 @@ def _ipa_bwd_dv_kernel(
             CV_PAD,
             PBW,
             PLW,
+            BW,
             PV3,
             PVW,
             RZ,
@@ -994,6 +1056,7 @@ def _ipa_bwd_dv_kernel(
             kh,
             kl,
             khp,
+            kb,
             kn,
             QS,
             QH,
@@ -1018,6 +1081,7 @@ def _ipa_bwd_dv_kernel(
             CV_PAD,
             PBW,
             PLW,
+            BW,
             PV3,
             PVW,
             RZ,
@@ -1044,6 +1108,7 @@ def _dq_step(
     dq,
     dqpb,
     dqpl,
+    dqb,
     ds_knorm,
     ds_sum,
     p_kpb,
@@ -1052,6 +1117,7 @@ def _dq_step(
     qh,
     ql,
     qhp,
+    qb,
     lse,
     delta,
     do,
@@ -1081,6 +1147,7 @@ def _dq_step(
     CV_PAD: tl.constexpr,
     PBW: tl.constexpr,
     PLW: tl.constexpr,
+    BW: tl.constexpr,
     PVW: tl.constexpr,
     RZ: tl.constexpr,
     RZ_PAD: tl.constexpr,
@@ -1091,11 +1158,14 @@ def _dq_step(
     tok_n = start + offs_n
     row_n = offs_n < n
     k = _load_tile(K + h * C, tok_n, row_n, H * C, tl.arange(0, C_PAD), C, C_PAD, MASKED, UPCAST)
-    # [BN, PBW], [BN, PLW], [BN, PLW]
-    kh, kl, khp = _point_tiles(KH + h * PBW, KL + h * PLW, tok_n, row_n, H, PBW, PLW, MASKED, SPLIT, UPCAST)
+    # [BN, PBW], [BN, PLW], [BN, PLW], [BN, BW]
+    kh, kl, khp, kb = _point_tiles(
+        KH + h * (PBW + BW), KL + h * PLW, tok_n, row_n, H, PBW, PLW, BW, MASKED, SPLIT, UPCAST
+    )
     kn = _load_row(KN + h * T, tok_n, row_n, float("-inf"), MASKED)  # [BN]
     knorm = _load_row(KNORM + h * T, tok_n, row_n, 0.0, MASKED)  # [BN] |k - c|^2
-    p = tl.exp2(_logits(q_s, qh, ql, qhp, k, kh, kl, khp, kn, SPLIT, PRECISION) - lse[:, None])  # [BM, BN]
+    # [BM, BN]
+    p = tl.exp2(_logits(q_s, qh, ql, qhp, qb, k, kh, kl, khp, kb, kn, SPLIT, BW, PRECISION) - lse[:, None])
     v = _load_tile(V + h * CV, tok_n, row_n, H * CV, tl.arange(0, CV_PAD), CV, CV_PAD, MASKED, UPCAST)
     vp = _load_tile(VPC + h * PVW, tok_n, row_n, H * PVW, tl.arange(0, PVW), PVW, PVW, MASKED, UPCAST)
     pk = _load_tile(PK, tok_n, row_n, RZ, tl.arange(0, RZ_PAD), RZ, RZ_PAD, MASKED, UPCAST)
@@ -1110,7 +1180,9 @@ def _dq_step(
     dq = tl.dot(_round(ds, DT, UPCAST), k, dq, input_precision=PRECISION)
     # the key points' low part too: d q_pts and d point_weights keep their precision
     dqpb, dqpl = _point_grad_dots(ds, kh, kl, khp, dqpb, dqpl, DT, SPLIT, PBW, PLW, UPCAST, PRECISION)
-    return dq, dqpb, dqpl, ds_knorm, ds_sum, p_kpb, p_knorm
+    if BW > 0:  # the bias tile: hi alone, like q.k
+        dqb = tl.dot(_round(ds, DT, UPCAST), kb, dqb, input_precision=PRECISION)
+    return dq, dqpb, dqpl, dqb, ds_knorm, ds_sum, p_kpb, p_knorm
 
 
 @triton.jit
@@ -1155,6 +1227,7 @@ def _ipa_bwd_dq_kernel(
     RB: tl.constexpr,
     PBW: tl.constexpr,
     PLW: tl.constexpr,
+    BW: tl.constexpr,
     PV3: tl.constexpr,
     PVW: tl.constexpr,
     RZ: tl.constexpr,
@@ -1172,7 +1245,7 @@ def _ipa_bwd_dq_kernel(
     if pid_m * BLOCK_M >= n:
         return
     pw = tl.load(PW + h).to(tl.float32)
-    tok_m, m_ok, q_s, qh, ql, qhp, lse, do, dop, doz = _query_tiles(
+    tok_m, m_ok, q_s, qh, ql, qhp, qb, lse, do, dop, doz = _query_tiles(
         QS,
         QH,
         QL,
@@ -1195,6 +1268,7 @@ def _ipa_bwd_dq_kernel(
         CV_PAD,
         PBW,
         PLW,
+        BW,
         PV3,
         PVW,
         RZ,
@@ -1206,6 +1280,9 @@ def _ipa_bwd_dq_kernel(
     dq = tl.zeros([BLOCK_M, C_PAD], tl.float32)
     dqpb = tl.zeros([BLOCK_M, PBW], tl.float32)
     dqpl = tl.zeros([BLOCK_M, PLW], tl.float32)  # the lo dots of the point columns (used when PLW < PBW)
+    dqb = dqpl  # d bias_q when the bias has its own tile (BW > 0)
+    if BW > 0:
+        dqb = tl.zeros([BLOCK_M, BW], tl.float32)
     ds_knorm = tl.zeros([BLOCK_M], tl.float32)  # sum_j ds_ij |k_j - c|^2
     # for re-centring ds per row (see the end): sum_j ds_ij, sum_j p_ij kp_j, sum_j p_ij |k_j - c|^2
     ds_sum = tl.zeros([BLOCK_M], tl.float32)
@@ -1213,10 +1290,11 @@ def _ipa_bwd_dq_kernel(
     p_knorm = tl.zeros([BLOCK_M], tl.float32)
     n_full = (n // BLOCK_N) * BLOCK_N
     for start_n in range(0, n_full, BLOCK_N):
-        dq, dqpb, dqpl, ds_knorm, ds_sum, p_kpb, p_knorm = _dq_step(
+        dq, dqpb, dqpl, dqb, ds_knorm, ds_sum, p_kpb, p_knorm = _dq_step(
             dq,
             dqpb,
             dqpl,
+            dqb,
             ds_knorm,
             ds_sum,
             p_kpb,
@@ -1225,6 +1303,7 @@ def _ipa_bwd_dq_kernel(
             qh,
             ql,
             qhp,
+            qb,
             lse,
             delta,
             do,
@@ -1254,16 +1333,18 @@ def _ipa_bwd_dq_kernel(
             CV_PAD,
             PBW,
             PLW,
+            BW,
             PVW,
             RZ,
             RZ_PAD,
             BLOCK_N,
         )
     if n_full < n:
-        dq, dqpb, dqpl, ds_knorm, ds_sum, p_kpb, p_knorm = _dq_step(
+        dq, dqpb, dqpl, dqb, ds_knorm, ds_sum, p_kpb, p_knorm = _dq_step(
             dq,
             dqpb,
             dqpl,
+            dqb,
             ds_knorm,
             ds_sum,
             p_kpb,
@@ -1272,6 +1353,7 @@ def _ipa_bwd_dq_kernel(
             qh,
             ql,
             qhp,
+            qb,
             lse,
             delta,
             do,
@@ -1301,6 +1383,7 @@ def _ipa_bwd_dq_kernel(
             CV_PAD,
             PBW,
             PLW,
+            BW,
             PVW,
             RZ,
             RZ_PAD,
@@ -1329,12 +1412,20 @@ def _ipa_bwd_dq_kernel(
         (dqp * pw).to(DQP.dtype.element_ty),
         mask=rows & (c_pl[None, :] < P3),
     )
-    bias_col = tl.maximum(c_pb - P3, 0)
-    tl.store(
-        DBQ + h * RB + tok_m[:, None] * (H * RB) + bias_col[None, :],
-        (dqpb * bias_scale).to(DBQ.dtype.element_ty),
-        mask=rows & (c_pb[None, :] >= P3) & (c_pb[None, :] < P3 + RB),
-    )
+    if BW > 0:
+        c_b = tl.arange(0, BW)
+        tl.store(
+            DBQ + h * RB + tok_m[:, None] * (H * RB) + c_b[None, :],
+            (dqb * bias_scale).to(DBQ.dtype.element_ty),
+            mask=rows & (c_b[None, :] < RB),
+        )
+    else:
+        bias_col = tl.maximum(c_pb - P3, 0)
+        tl.store(
+            DBQ + h * RB + tok_m[:, None] * (H * RB) + bias_col[None, :],
+            (dqpb * bias_scale).to(DBQ.dtype.element_ty),
+            mask=rows & (c_pb[None, :] >= P3) & (c_pb[None, :] < P3 + RB),
+        )
     # d point_weights per query: sum_j ds_ij ((q_i - c).(k_j - c) - |k_j - c|^2 / 2), both parts of a
     # row combined here (they cancel: a key split between rows and columns lost a digit in float32)
     pt_ok = rows & (c_pl[None, :] < P3)
