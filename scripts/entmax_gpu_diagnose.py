@@ -40,6 +40,15 @@ def cases():
     yield "padding_mask_fp32", inputs, mask, torch.tensor([1.5, 2.0]), torch.float32, False
     yield "no_mask_fp32", inputs, None, torch.tensor([1.5, 2.0]), torch.float32, False
     yield "alpha_1.5_fp32", inputs, None, torch.tensor([1.5, 1.5]), torch.float32, False
+    even = IPADims(heads=2, c=16, c_v=16, p_q=4, p_v=4, r_bias=4, r_pair=2, c_z=8)  # no padded columns
+    yield (
+        "even_dims_fp32",
+        random_ipa_inputs(B, L, even, torch.float64),
+        None,
+        torch.tensor([1.5, 2.0]),
+        torch.float32,
+        False,
+    )
     gen = torch.Generator().manual_seed(1)
     chain = random_ipa_inputs(1, 64, ODD_DIMS, torch.float64, point_scale=1.0, generator=gen)
     along = torch.zeros(1, 64, 1, 1, 3, dtype=torch.float64)
