@@ -32,7 +32,10 @@ def _backward(outs, inputs):
 @pytest.mark.parametrize(
     "dtype, dims", [(torch.float32, NARROW_LO_DIMS), (torch.bfloat16, NARROW_LO_DIMS), (torch.bfloat16, BIAS_TILE_DIMS)]
 )
-def test_flash_ipa_kernels_stay_in_bounds(dtype, dims):
+def test_flash_ipa_kernels_stay_in_bounds(dtype, dims, monkeypatch):
+    from flashipa_kernels.flash_ipa import launch
+
+    monkeypatch.setattr(launch, "BIAS_TILE", dims == BIAS_TILE_DIMS)
     inputs, mask = _padded_inputs(dtype, dims)
     with checked_memory():
         _backward(flash_ipa_attention(*inputs, mask=mask, allow_tf32=True), inputs)
