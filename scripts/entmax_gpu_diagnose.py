@@ -9,6 +9,8 @@ values of the same tiles and against the float64 dense reference.
 Prints one line per case and stage: relative errors and the count of differing block-mask entries.
 --logits: the threshold kernel's logit tile (query block 0 against key block 0, head 0) from the packed
 operands, against the same logits in float64 torch.
+--trace: the threshold search of the first rows of query block 0, head 0, pass by pass (launch.threshold's
+trace); --save keeps the interpreter's, --compare prints both side by side.
 """
 
 import argparse
@@ -170,12 +172,52 @@ def logit_probe(inputs, alpha, block_m=32, block_n=32):
     )
 
 
+def threshold_trace(inputs, mask, alpha, rows=4):
+    """[MAX_ITER + 1, rows, 8] float32 trace of the threshold search (launch.threshold)."""
+    from flashipa_kernels.entmax_ipa import launch
+
+    x = [t.to(DEVICE, torch.float32) for t in inputs]
+    q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, pw = x
+    tokens, key_mask, cu_seqlens, max_seqlen = token_major(q, None if mask is None else mask.to(DEVICE), None, None)
+    q, k, q_pts, k_pts, v_pts, bias_q, bias_k = (tokens(t) for t in (q, k, q_pts, k_pts, v_pts, bias_q, bias_k))
+    d = dims(q, tokens(v), q_pts, v_pts, bias_q, tokens(pair_k))
+    centres = sequence_centres(k_pts, key_mask, cu_seqlens)
+    qpb, kpb, _ = point_operands(q_pts, k_pts, v_pts, bias_q, bias_k, pw, centres, cu_seqlens, q.dtype)
+    trace = torch.full((launch.MAX_ITER + 1, rows, 8), float("nan"), device=DEVICE)
+    a = alpha.to(DEVICE, torch.float32).expand(q.shape[1]).contiguous()
+    launch.threshold(q, k, qpb, kpb, pw, a, key_mask, cu_seqlens, max_seqlen, False, d, trace=trace)
+    return trace.cpu()
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--save")
     parser.add_argument("--compare")
     parser.add_argument("--logits", action="store_true")
+    parser.add_argument("--trace", action="store_true")
     args = parser.parse_args()
+    if args.trace:
+        saved = torch.load(args.compare) if args.compare else {}
+        traces = {}
+        for name, inputs, mask, alpha, _, _ in cases():
+            traces[name] = t = threshold_trace(inputs, mask, alpha)
+            ref = saved.get("trace_" + name)
+            print(
+                f"{name}: z_max, n_real, kb_lo, kb_hi {t[0, 0, :4].tolist()}"
+                + (f" (interpreter {ref[0, 0, :4].tolist()})" if ref is not None else "")
+            )
+            for it in range(1, t.shape[0]):
+                if torch.isnan(t[it, 0, 0]):
+                    break
+                line = " ".join(f"{v:.6g}" for v in t[it, 0].tolist())
+                if ref is not None:
+                    line += " | interp " + " ".join(f"{v:.6g}" for v in ref[it, 0].tolist())
+                print(f"  pass {it} tau S0 S1 S2 f lo hi done: {line}")
+        if args.save:
+            results = torch.load(args.save) if os.path.exists(args.save) else {}
+            results.update({"trace_" + n: t for n, t in traces.items()})
+            torch.save(results, args.save)
+        return
     if args.logits:
         for name, inputs, _, alpha, _, _ in cases():
             print(name, end=": ")

@@ -64,11 +64,12 @@ def key_block_bounds(k, kpb, cu_seqlens, nkb):
     return k_norm_max, box
 
 
-def threshold(q, k, qpb, kpb, point_weights, alpha, key_mask, cu_seqlens, max_seqlen, allow_tf32, d):
+def threshold(q, k, qpb, kpb, point_weights, alpha, key_mask, cu_seqlens, max_seqlen, allow_tf32, d, trace=None):
     """The threshold pass over packed operands (`point_operands`; d: `dims`). Returns tau [H, T] (+inf
     for queries without weights), S0 [H, T], passes [H, T] int32 (evaluations of f per row) and the
     block mask int8 [S * H, NQB, NKB] (1: the key block has a nonzero weight for some query of the
-    query block; 0 or -1: it has none)."""
+    query block; 0 or -1: it has none). trace: None, or a float32 [MAX_ITER + 1, rows, 8] tensor that the
+    kernel fills with the search of query block 0, head 0 (diagnosis, `scripts/entmax_gpu_diagnose.py`)."""
     T, H = q.shape[:2]
     n_seq = cu_seqlens.shape[0] - 1
     bm, bn, warps = BLOCKS
@@ -93,6 +94,7 @@ def threshold(q, k, qpb, kpb, point_weights, alpha, key_mask, cu_seqlens, max_se
         s0,
         passes,
         block_mask,
+        tau if trace is None else trace,
         H,
         T,
         nqb,
@@ -100,6 +102,7 @@ def threshold(q, k, qpb, kpb, point_weights, alpha, key_mask, cu_seqlens, max_se
         W_L / math.sqrt(d["C"]),
         TOL,
         MAX_ITER=MAX_ITER,
+        TRACE_ROWS=0 if trace is None else trace.shape[1],
         **_flags(q.dtype, allow_tf32, key_mask),
         C=d["C"],
         C_PAD=d["C_PAD"],

@@ -202,6 +202,7 @@ def _entmax_threshold_kernel(
     S0,
     PASSES,
     BLOCK_MASK,
+    TRACE,
     H,
     T,
     NQB,
@@ -209,6 +210,7 @@ def _entmax_threshold_kernel(
     scalar_scale,
     tol,
     MAX_ITER: tl.constexpr,
+    TRACE_ROWS: tl.constexpr,
     HAS_MASK: tl.constexpr,
     PRECISION: tl.constexpr,
     UPCAST: tl.constexpr,
@@ -220,7 +222,10 @@ def _entmax_threshold_kernel(
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
 ):
-    """One program: BLOCK_M queries of one sequence and one head; tau by Halley-bisection."""
+    """One program: BLOCK_M queries of one sequence and one head; tau by Halley-bisection. TRACE_ROWS > 0
+    (diagnosis only): program (0, 0) writes its first TRACE_ROWS rows' search to TRACE [MAX_ITER + 1,
+    TRACE_ROWS, 8] float32, record 0 (z_max, n_real, kb_lo, kb_hi) then per pass (tau, S0, S1, S2, f, lo, hi,
+    done)."""
     pid_m = tl.program_id(0)
     pid_sh = tl.program_id(1)
     seq = pid_sh // H
@@ -331,7 +336,15 @@ def _entmax_threshold_kernel(
     s0 = tl.full([BLOCK_M], 1.0, tl.float32)
     done = tl.where(active, 0, 1)
     passes = tl.zeros([BLOCK_M], tl.int32)
-    for _ in range(MAX_ITER):  # a fixed loop with a guard: rows converge at different passes
+    trace_rows = tl.arange(0, BLOCK_M)
+    tracing = trace_rows + (pid_m + pid_sh) * BLOCK_M < TRACE_ROWS  # program (0, 0) only
+    if TRACE_ROWS > 0:
+        rec = TRACE + trace_rows * 8
+        tl.store(rec, z_max, mask=tracing)
+        tl.store(rec + 1, z_max * 0.0 + n_real, mask=tracing)
+        tl.store(rec + 2, z_max * 0.0 + kb_lo.to(tl.float32), mask=tracing)
+        tl.store(rec + 3, z_max * 0.0 + kb_hi.to(tl.float32), mask=tracing)
+    for it in range(MAX_ITER):  # a fixed loop with a guard: rows converge at different passes
         if tl.min(done, axis=0) == 0:
             tau_eval = tau
             s0_new = tl.zeros([BLOCK_M], tl.float32)
@@ -389,6 +402,16 @@ def _entmax_threshold_kernel(
             converged = (tl.abs(f) <= tol) | (hi - lo <= ulps) | (tl.abs(step - tau) <= ulps)
             done = tl.where(converged, 1, done)
             tau = tl.where(done == 1, tau, nxt)
+            if TRACE_ROWS > 0:
+                rec = TRACE + ((it + 1) * TRACE_ROWS + trace_rows) * 8
+                tl.store(rec, tau_eval, mask=tracing)
+                tl.store(rec + 1, s0_new, mask=tracing)
+                tl.store(rec + 2, s1, mask=tracing)
+                tl.store(rec + 3, s2, mask=tracing)
+                tl.store(rec + 4, f, mask=tracing)
+                tl.store(rec + 5, lo, mask=tracing)
+                tl.store(rec + 6, hi, mask=tracing)
+                tl.store(rec + 7, done.to(tl.float32), mask=tracing)
     tl.store(TAU + h * T + tok_m, tl.where(active, tau_eval, float("inf")), mask=m_ok)
     tl.store(S0 + h * T + tok_m, tl.where(active, s0, 1.0), mask=m_ok)
     tl.store(PASSES + h * T + tok_m, passes, mask=m_ok)
