@@ -350,3 +350,5 @@ def test_narrow_lo_operands_drop_the_three_stage_forward_with_64_key_tiles():
     assert kept("fwd", narrow, False) == [(128, 64, 3), (128, 32, 2), (128, 32, 3)]  # exact fp32: no lo operands
     assert kept("fwd", ANCHOR_DIMS, True) == [(128, 64, 3), (128, 32, 2), (128, 32, 3)]  # PLW == PBW
     assert kept("dq", narrow, True)[0] == (128, 64, 3)
+    bias_tile = dict(ANCHOR_DIMS, P3=9, RB=24, PBW=16, PLW=16, BW=32)
+    assert kept("fwd", bias_tile, True) == [(128, 32, 2), (128, 32, 3)]
