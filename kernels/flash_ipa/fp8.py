@@ -205,7 +205,7 @@ def forward(ops, d, cu_seqlens, max_seqlen, T, H, out_dtypes, device):
         H,
         T,
         ops["VT"].shape[2],
-        max(1024, triton.next_power_of_2(max_seqlen)),
+        max(1024, launch.next_power_of_2(max_seqlen)),
         SPLIT=ops["SPLIT"],
         UPCAST=launch.INTERPRETED,
         C_PAD=d["C_PAD"],

@@ -23,9 +23,15 @@ AUTOTUNE = os.environ.get("FLASHIPA_AUTOTUNE", "1") != "0"
 BIAS_TILE = os.environ.get("FLASHIPA_BIAS_TILE", "0") == "1"
 
 
+def next_power_of_2(n):
+    """The smallest power of two >= n (n >= 1), in plain Python: triton.next_power_of_2 is a
+    ConstexprFunction on Triton 3.9, about 10 us a call on the host path of every attention call."""
+    return 1 << (n - 1).bit_length()
+
+
 def _pad(dim):
     """Register-tile width for a feature dim: a power of two, at least 16 (tl.dot's minimum)."""
-    return max(16, triton.next_power_of_2(max(dim, 1)))
+    return max(16, next_power_of_2(max(dim, 1)))
 
 
 def _configs(triples, rows_first):
@@ -201,12 +207,12 @@ def sequence_centres(k_pts, key_mask, cu_seqlens, max_seqlen):
     """
     T = k_pts.shape[0]
     S = cu_seqlens.shape[0] - 1
+    if key_mask is None and T == S * max_seqlen:  # one mean per sequence over its tokens, heads and points
+        return k_pts.reshape(S, -1, 3).mean(dim=1, dtype=torch.float64).to(torch.float32)
     # float64 sums in both paths: a padded batch and the same sequences packed get the same centres
     tok_mean = k_pts.mean(dim=(1, 2), dtype=torch.float64)  # [T, 3]
     if T == S * max_seqlen:  # every sequence max_seqlen long
         tok_mean = tok_mean.view(S, max_seqlen, 3)
-        if key_mask is None:
-            return tok_mean.mean(dim=1).to(torch.float32)
         w = key_mask.view(S, max_seqlen, 1).to(torch.float64)
         return ((tok_mean * w).sum(dim=1) / w.sum(dim=1).clamp(min=1.0)).to(torch.float32)
     weight = torch.ones_like(tok_mean[:, :1]) if key_mask is None else key_mask[:, None].to(torch.float64)
@@ -320,7 +326,7 @@ def _flags(dtype, allow_tf32, max_seqlen):
     return dict(
         PRECISION="tf32" if (allow_tf32 or dtype != torch.float32) else "ieee",
         UPCAST=INTERPRETED and dtype == torch.bfloat16,
-        L_BUCKET=max(1024, triton.next_power_of_2(max_seqlen)),
+        L_BUCKET=max(1024, next_power_of_2(max_seqlen)),
     )
 
 

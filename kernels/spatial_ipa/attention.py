@@ -7,8 +7,8 @@ log-sum-exp as well (so that a far field can be merged with the near field by lo
 """
 
 import torch
-import triton
 
+from flashipa_kernels.flash_ipa.launch import next_power_of_2
 from flashipa_kernels.spatial_ipa.triton_kernels import _bwd_kernel, _fwd_kernel
 
 BLOCK_K = 16  # key-list entries gathered per step
@@ -16,7 +16,7 @@ SUPPORTED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
 def _pad(n):
-    return max(16, triton.next_power_of_2(n))
+    return max(16, next_power_of_2(n))
 
 
 def _launch_forward(qs, ks, qp, kp, pw, v, nbr):
