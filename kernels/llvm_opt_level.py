@@ -17,13 +17,16 @@ Triton's cache key. O1 has no jump threading; ptxas still optimises the PTX.
 import os
 
 LEVELS = ("O0", "O1", "O2", "O3")
+_applied = None  # the level patched in, once per process
 
 
 def apply_from_env():
-    """Patch the optimisation level of Triton's LLVM pipeline if FLASHIPA_LLVM_OPT names one; returns it."""
+    """Patch the optimisation level of Triton's LLVM pipeline if FLASHIPA_LLVM_OPT names one (once; the kernel
+    launch modules call this on import); returns the level in force."""
+    global _applied
     level = os.environ.get("FLASHIPA_LLVM_OPT", "")
-    if not level:
-        return None
+    if not level or _applied is not None:
+        return _applied
     if level not in LEVELS:
         raise ValueError(f"kernels/llvm_opt_level.py: FLASHIPA_LLVM_OPT={level!r}; give one of {LEVELS}")
     from triton._C.libtriton import llvm
@@ -35,4 +38,5 @@ def apply_from_env():
         return optimize_module(module, chosen, *args, **kwargs)
 
     llvm.optimize_module = at_level
+    _applied = level
     return level
