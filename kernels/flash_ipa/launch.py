@@ -307,7 +307,7 @@ def operands(
 
 
 def _check_int32_offsets(T, H, d):
-    widest = max(d["C"], d["CV"], d["PBW"], d["PVW"], d["RZ"])
+    widest = max(d["C"], d["CV"], d["PBW"] + d["BW"], d["PVW"], d["RZ"])  # QH, KH rows: PBW + BW
     if T * H * widest >= 2**31:
         raise ValueError(
             f"kernels/flash_ipa/launch.py: {T} tokens x {H} heads x {widest} features overflows the "
