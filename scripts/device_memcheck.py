@@ -40,14 +40,14 @@ DIMS = {
 }
 
 
-def use_configs(specs, fallbacks=True):
-    """Make each named kernel's only candidate one config, from strings like "dq=128,32,8,2"; the
-    fallbacks for wide value rows (launch._pruner) stay unless fallbacks=False. Clears the autotune cache."""
+def use_configs(specs):
+    """Make each named kernel's only candidate one config, from strings like "dq=128,32,8,2" (also one that
+    launch.candidate_configs would drop: a lone config is kept). Clears the autotune cache."""
     for spec in specs:
         name, values = spec.split("=")
         bm, bn, warps, stages = (int(x) for x in values.split(","))
         config = triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=warps, num_stages=stages)
-        AUTOTUNED[name].configs = [config, *AUTOTUNED[name].configs[-2:]] if fallbacks else [config]
+        AUTOTUNED[name].configs = [config]
         AUTOTUNED[name].cache.clear()
 
 
@@ -61,7 +61,7 @@ def main():
     parser.add_argument("--configs", nargs="*", default=[])
     parser.add_argument("--check", action="store_true", help="errors against the float64 reference")
     args = parser.parse_args()
-    use_configs(args.configs, fallbacks=False)  # exactly the named configs, even those the pruner would drop
+    use_configs(args.configs)
     launch.BIAS_TILE = args.dims == "bias_tile"
     tiny = args.dims in ("narrow_lo", "bias_tile")
     L = args.length

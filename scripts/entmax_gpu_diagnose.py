@@ -174,18 +174,12 @@ def logit_probe(inputs, alpha, block_m=32, block_n=32):
 
 def threshold_trace(inputs, mask, alpha, rows=4):
     """[MAX_ITER + 1, rows, 8] float32 trace of the threshold search (launch.threshold)."""
-    from flashipa_kernels.entmax_ipa import launch
+    from flashipa_kernels.entmax_ipa.launch import MAX_ITER
 
     x = [t.to(DEVICE, torch.float32) for t in inputs]
-    q, k, v, q_pts, k_pts, v_pts, bias_q, bias_k, pair_k, pw = x
-    tokens, key_mask, cu_seqlens, max_seqlen = token_major(q, None if mask is None else mask.to(DEVICE), None, None)
-    q, k, q_pts, k_pts, v_pts, bias_q, bias_k = (tokens(t) for t in (q, k, q_pts, k_pts, v_pts, bias_q, bias_k))
-    d = dims(q, tokens(v), q_pts, v_pts, bias_q, tokens(pair_k))
-    centres = sequence_centres(k_pts, key_mask, cu_seqlens)
-    qpb, kpb, _ = point_operands(q_pts, k_pts, v_pts, bias_q, bias_k, pw, centres, cu_seqlens, q.dtype)
-    trace = torch.full((launch.MAX_ITER + 1, rows, 8), float("nan"), device=DEVICE)
-    a = alpha.to(DEVICE, torch.float32).expand(q.shape[1]).contiguous()
-    launch.threshold(q, k, qpb, kpb, pw, a, key_mask, cu_seqlens, max_seqlen, False, d, trace=trace)
+    m = None if mask is None else mask.to(DEVICE)
+    trace = torch.full((MAX_ITER + 1, rows, 8), float("nan"), device=DEVICE)
+    entmax_ipa_threshold_stats(*x, alpha.to(DEVICE), m, allow_tf32=False, trace=trace)
     return trace.cpu()
 
 

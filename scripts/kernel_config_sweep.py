@@ -38,7 +38,7 @@ def run_set(spec, dims, lengths, repeat):
     sys.path.insert(0, str(Path(__file__).parent))
     from device_memcheck import use_configs
 
-    use_configs(spec.split(), fallbacks=False)
+    use_configs(spec.split())
     rows = []
     for L in lengths:
         inputs = [x.requires_grad_() for x in random_ipa_inputs(1, L, DIMS[dims], torch.bfloat16, "cuda")]

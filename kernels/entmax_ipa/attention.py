@@ -244,8 +244,10 @@ def entmax_ipa_threshold_stats(
     cu_seqlens=None,
     max_seqlen=None,
     allow_tf32=True,
+    trace=None,
 ):
-    """The threshold pass alone (inputs as `entmax_ipa_attention`), for benchmarks and reports.
+    """The threshold pass alone (inputs as `entmax_ipa_attention`), for benchmarks and reports; trace: as
+    `launch.threshold`'s (diagnosis).
 
     Returns a dict: passes [H, T] int32 (evaluations of f per query row; 0 for padding), tau [H, T],
     block_mask int8 [S * H, NQB, NKB] (1: kept, 0: skipped) and blocks (BLOCK_M, BLOCK_N)."""
@@ -267,5 +269,6 @@ def entmax_ipa_threshold_stats(
         max_seqlen,
         allow_tf32,
         d,
+        trace=trace,
     )
     return dict(passes=passes, tau=tau, block_mask=(block_mask > 0).to(torch.int8), blocks=launch.BLOCKS[:2])

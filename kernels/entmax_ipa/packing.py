@@ -7,12 +7,8 @@ power-of-two widths (kernels/flash_ipa/launch.py), which the entmax kernels do n
 
 import torch
 
-from flashipa_kernels.flash_ipa.launch import W_L
+from flashipa_kernels.flash_ipa.launch import W_L, tile_width
 from flashipa_kernels.flash_ipa.launch import sequence_centres as _sequence_centres
-
-
-def _pad(dim):
-    return max(16, 1 << (dim - 1).bit_length())
 
 
 def dims(q, v, q_pts, v_pts, bias_q, pair_k):
@@ -23,17 +19,17 @@ def dims(q, v, q_pts, v_pts, bias_q, pair_k):
     RZ = pair_k.shape[-2] * pair_k.shape[-1]
     return dict(
         C=C,
-        C_PAD=_pad(C),
+        C_PAD=tile_width(C),
         CV=CV,
-        CV_PAD=_pad(CV),
+        CV_PAD=tile_width(CV),
         P3=P3,
         RB=RB,
         PB=P3 + RB,
-        PB_PAD=_pad(P3 + RB),
+        PB_PAD=tile_width(P3 + RB),
         PV3=PV3,
-        PV3_PAD=_pad(PV3),
+        PV3_PAD=tile_width(PV3),
         RZ=RZ,
-        RZ_PAD=_pad(RZ),
+        RZ_PAD=tile_width(RZ),
     )
 
 

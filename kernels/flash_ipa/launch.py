@@ -31,7 +31,7 @@ def next_power_of_2(n):
     return 1 << (n - 1).bit_length()
 
 
-def _pad(dim):
+def tile_width(dim):
     """Register-tile width for a feature dim: a power of two, at least 16 (tl.dot's minimum)."""
     return max(16, next_power_of_2(max(dim, 1)))
 
@@ -68,7 +68,7 @@ def shared_bytes(kernel, block_m, block_n, num_stages, d, split, elt):
     take up to 2.5 KB more than estimated."""
     narrow = d["PLW"] < d["PBW"]
     point = d["PBW"] + (d["PLW"] * (1 + narrow) if split else d["PLW"] * narrow)  # hi, lo, hi's point cols
-    point += d.get("BW", 0)  # the bias tile
+    point += d["BW"]  # the bias tile
     logit = d["C_PAD"] + point  # scalar q.k and point-bias tiles of one side
     value = d["CV_PAD"] + d["PVW"] + d["RZ_PAD"]  # value (or output gradient) tiles of one side
     own, step, vectors = {
@@ -107,7 +107,7 @@ def _pruner(kernel):
 def _second_row_load(d):
     """The kernels load a second tile from the rows of QH, KH: the narrow lo's point columns (split, PLW < PBW)
     or the bias tile (BW > 0)."""
-    return (d["SPLIT"] and d["PLW"] < d["PBW"]) or d.get("BW", 0) > 0
+    return (d["SPLIT"] and d["PLW"] < d["PBW"]) or d["BW"] > 0
 
 
 def candidate_configs(kernel, configs, d, elt, limit):
@@ -162,7 +162,7 @@ def point_bias_widths(P3, RB, bias_tile=True):
     The bias columns follow the points in one power-of-two tile (BW 0) unless a tile of their own is
     narrower in all (bias_tile): the trunk's 27 point and 42 bias columns take 32 + 64 columns instead of
     128, the anchor's 24 + 2 stay in one tile of 32."""
-    joint, points, bias = _pad(P3 + RB), _pad(P3), _pad(RB)
+    joint, points, bias = tile_width(P3 + RB), tile_width(P3), tile_width(RB)
     if bias_tile and points + bias < joint:
         return points, points, bias
     return joint, points, 0
@@ -180,18 +180,18 @@ def dims(q, v, q_pts, v_pts, bias_q, pair_k, bias_tile=None):
     pbw, plw, bw = point_bias_widths(P3, RB, BIAS_TILE if bias_tile is None else bias_tile)
     return dict(
         C=C,
-        C_PAD=_pad(C),
+        C_PAD=tile_width(C),
         CV=CV,
-        CV_PAD=_pad(CV),
+        CV_PAD=tile_width(CV),
         P3=P3,
         RB=RB,
         PBW=pbw,
         PLW=plw,
         BW=bw,
         PV3=PV3,
-        PVW=_pad(PV3),
+        PVW=tile_width(PV3),
         RZ=RZ,
-        RZ_PAD=_pad(RZ),
+        RZ_PAD=tile_width(RZ),
     )
 
 
@@ -293,7 +293,7 @@ def operands(
         SEARCH_STEPS=max(1, (n_seq - 1).bit_length()),
         RNE_BITS=INTERPRETED and dt == torch.bfloat16,
         C=C,
-        C_PAD=_pad(C),
+        C_PAD=tile_width(C),
         P3=P3,
         RB=RB,
         PBW=pbw,

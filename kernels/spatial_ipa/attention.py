@@ -8,15 +8,11 @@ log-sum-exp as well (so that a far field can be merged with the near field by lo
 
 import torch
 
-from flashipa_kernels.flash_ipa.launch import next_power_of_2
+from flashipa_kernels.flash_ipa.launch import tile_width
 from flashipa_kernels.spatial_ipa.triton_kernels import _bwd_kernel, _fwd_kernel
 
 BLOCK_K = 16  # key-list entries gathered per step
 SUPPORTED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
-
-
-def _pad(n):
-    return max(16, next_power_of_2(n))
 
 
 def _launch_forward(qs, ks, qp, kp, pw, v, nbr):
@@ -40,9 +36,9 @@ def _launch_forward(qs, ks, qp, kp, pw, v, nbr):
         P3,
         DV,
         BLOCK_K=BLOCK_K,
-        DS_PAD=_pad(DS),
-        P3_PAD=_pad(P3),
-        DV_PAD=_pad(DV),
+        DS_PAD=tile_width(DS),
+        P3_PAD=tile_width(P3),
+        DV_PAD=tile_width(DV),
     )
     return o, lse
 
@@ -77,9 +73,9 @@ def _launch_backward(qs, ks, qp, kp, pw, v, nbr, lse, delta, do):
         P3,
         DV,
         BLOCK_K=BLOCK_K,
-        DS_PAD=_pad(DS),
-        P3_PAD=_pad(P3),
-        DV_PAD=_pad(DV),
+        DS_PAD=tile_width(DS),
+        P3_PAD=tile_width(P3),
+        DV_PAD=tile_width(DV),
     )
     return dqs, dks, dqp, dkp, dpw.sum(0), dv
 
