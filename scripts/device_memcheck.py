@@ -11,8 +11,9 @@ backward N times: the Triton 3.6 fault of the earlier kernels came and went betw
 stress test (scripts/device_kernel.sh runs both).
 --dims narrow_lo: the tiny dims of test_bias_wider_than_points (bias columns wider than the points' lo parts,
 PBW 32 > PLW 16); the first batch row is padded from 40 residues (the test's mask at --length 45 --batch 2).
---dims bias_tile: the tiny dims of test_bias_in_its_own_tile with the bias tile on (launch.BIAS_TILE), padded
-the same way. --check: relative errors of outputs and input gradients against the float64 reference.
+--dims bias_tile: the tiny dims of test_bias_in_its_own_tile (the bias in a tile of its own), padded the same
+way. The other dims keep launch.BIAS_TILE as set (default on; FLASHIPA_BIAS_TILE=0: one tile).
+--check: relative errors of outputs and input gradients against the float64 reference.
 """
 
 import argparse
@@ -62,7 +63,7 @@ def main():
     parser.add_argument("--check", action="store_true", help="errors against the float64 reference")
     args = parser.parse_args()
     use_configs(args.configs)
-    launch.BIAS_TILE = args.dims == "bias_tile"
+    launch.BIAS_TILE = launch.BIAS_TILE or args.dims == "bias_tile"
     tiny = args.dims in ("narrow_lo", "bias_tile")
     L = args.length
     inputs = [x.requires_grad_() for x in random_ipa_inputs(args.batch, L, DIMS[args.dims], DTYPES[args.dtype], "cuda")]

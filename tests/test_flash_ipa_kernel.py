@@ -79,11 +79,6 @@ def test_bias_wider_than_points_matches_float64_reference(dtype, tol, tf32):
     _assert_matches_reference(inputs, _padded_mask(B, L, [40, L]), tol, allow_tf32=tf32)
 
 
-@pytest.mark.xfail(
-    torch.cuda.is_available(),
-    reason="bf16/fp16 failed on the H200 (Triton 3.6, 2026-12-03), fp32 passed; FLASHIPA_BIAS_TILE is off by default",
-    strict=False,
-)
 @pytest.mark.parametrize(
     "dtype, tol, tf32", [(torch.float32, 1e-5, False), (torch.bfloat16, 1e-2, True), (torch.float16, 1e-2, True)]
 )

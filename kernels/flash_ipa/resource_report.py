@@ -7,8 +7,8 @@ matrix instructions and the warp layouts of its matrix products.
 
 DIMS picks the dims: `anchor` (the benchmark's: 8 points, bias rank 2, PBW 32) or `trunk` (the trained
 trunk's default, model/attention=flash_ipa: 9 points with the self-conditioned one, bias rank 26 + 16 of
-content_relpos = 42: PBW 32 and a bias tile of 64 as FLASHIPA_BIAS_TILE=1 lays it out; `trunk_one_tile`: the
-default layout, points and bias in one tile, PBW 128).
+content_relpos = 42: PBW 32 and a bias tile of 64, the default layout; `trunk_one_tile`: points and bias in one
+tile, PBW 128, as FLASHIPA_BIAS_TILE=0 lays it out).
 
 Reads ptxas's verdict through the cuobjdump bundled with Triton. Dims as DIMS says, bf16 (points
 split hi + lo), pointers 16-byte aligned (as Triton specializes torch allocations). `rows ok` checks the
