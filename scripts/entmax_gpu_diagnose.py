@@ -9,8 +9,8 @@ values of the same tiles and against the float64 dense reference.
 Prints one line per case and stage: relative errors and the count of differing block-mask entries.
 --logits: the threshold kernel's logit tile (query block 0 against key block 0, head 0) from the packed
 operands, against the same logits in float64 torch.
---trace: the threshold search of the first rows of query block 0, head 0, pass by pass (launch.threshold's
-trace); --save keeps the interpreter's, --compare prints both side by side.
+--trace: the threshold search of every row, pass by pass (launch.threshold's trace); --save keeps it (also on
+the GPU, to compare here), --compare prints row 0 of both side by side and the rows whose search differs.
 """
 
 import argparse
@@ -172,15 +172,46 @@ def logit_probe(inputs, alpha, block_m=32, block_n=32):
     )
 
 
-def threshold_trace(inputs, mask, alpha, rows=4):
-    """[MAX_ITER + 1, rows, 8] float32 trace of the threshold search (launch.threshold)."""
-    from flashipa_kernels.entmax_ipa.launch import MAX_ITER
+def threshold_trace(inputs, mask, alpha):
+    """[MAX_ITER + 1, rows, 8] float32 trace of the threshold search of every row (launch.threshold): row
+    (sequence * H + head) * NQB * BLOCK_M + query position."""
+    from flashipa_kernels.entmax_ipa.launch import BLOCKS, MAX_ITER
 
     x = [t.to(DEVICE, torch.float32) for t in inputs]
     m = None if mask is None else mask.to(DEVICE)
+    B, L, H = inputs[0].shape[:3]
+    rows = B * H * triton.cdiv(L, BLOCKS[0]) * BLOCKS[0]
     trace = torch.full((MAX_ITER + 1, rows, 8), float("nan"), device=DEVICE)
     entmax_ipa_threshold_stats(*x, alpha.to(DEVICE), m, allow_tf32=False, trace=trace)
     return trace.cpu()
+
+
+def last_pass(trace):
+    """[rows, 8] each row's last traced pass (tau, S0, S1, S2, f, lo, hi, done); NaN for untraced rows."""
+    passes = trace[1:]
+    seen = ~torch.isnan(passes[..., 0])  # [MAX_ITER, rows]
+    last = (seen.cumsum(0) == seen.sum(0, keepdim=True)) & seen
+    idx = last.float().argmax(0)  # [rows]
+    return passes[idx, torch.arange(passes.shape[1])]
+
+
+def trace_differences(got, ref, heads):
+    """Which rows' searches differ between two traces: count, and the first few (program, row, record 0)."""
+    from flashipa_kernels.entmax_ipa.launch import BLOCKS
+
+    a, b = last_pass(got), last_pass(ref)
+    both = ~torch.isnan(a[:, 0]) & ~torch.isnan(b[:, 0])
+    r0 = (got[0] - ref[0]).abs().amax(-1)
+    differ = both & (((a[:, 0] - b[:, 0]).abs() > 1e-4 * b[:, 0].abs().clamp(min=1.0)) | (r0 > 1e-4))
+    rows = differ.nonzero().flatten().tolist()
+    out = f"rows whose search differs: {len(rows)} of {int(both.sum())}"
+    for r in rows[:6]:
+        prog, i = divmod(r, BLOCKS[0])  # prog = (sequence * H + head) * NQB + query block
+        out += (
+            f"\n    row {r} (program {prog}, query {i}): rec0 {got[0, r, :4].tolist()} vs {ref[0, r, :4].tolist()};"
+            f" last {[round(v, 5) for v in a[r].tolist()]} vs {[round(v, 5) for v in b[r].tolist()]}"
+        )
+    return out + f" (heads {heads})"
 
 
 def main():
@@ -207,6 +238,8 @@ def main():
                 if ref is not None:
                     line += " | interp " + " ".join(f"{v:.6g}" for v in ref[it, 0].tolist())
                 print(f"  pass {it} tau S0 S1 S2 f lo hi done: {line}")
+            if ref is not None:
+                print("  " + trace_differences(t, ref, inputs[0].shape[2]))
         if args.save:
             results = torch.load(args.save) if os.path.exists(args.save) else {}
             results.update({"trace_" + n: t for n, t in traces.items()})

@@ -71,7 +71,8 @@ def threshold(q, k, qpb, kpb, point_weights, alpha, key_mask, cu_seqlens, max_se
     for queries without weights), S0 [H, T], passes [H, T] int32 (evaluations of f per row) and the
     block mask int8 [S * H, NQB, NKB] (1: the key block has a nonzero weight for some query of the
     query block; 0 or -1: it has none). trace: None, or a float32 [MAX_ITER + 1, rows, 8] tensor that the
-    kernel fills with the search of query block 0, head 0 (diagnosis, `scripts/entmax_gpu_diagnose.py`)."""
+    kernel fills with the search of its first rows, row (sequence * H + head) * NQB * BLOCK_M + query position
+    (diagnosis, `scripts/entmax_gpu_diagnose.py`)."""
     T, H = q.shape[:2]
     n_seq = cu_seqlens.shape[0] - 1
     bm, bn, warps = BLOCKS

@@ -223,9 +223,9 @@ def _entmax_threshold_kernel(
     BLOCK_N: tl.constexpr,
 ):
     """One program: BLOCK_M queries of one sequence and one head; tau by Halley-bisection. TRACE_ROWS > 0
-    (diagnosis only): program (0, 0) writes its first TRACE_ROWS rows' search to TRACE [MAX_ITER + 1,
-    TRACE_ROWS, 8] float32, record 0 (z_max, n_real, kb_lo, kb_hi) then per pass (tau, S0, S1, S2, f, lo, hi,
-    done)."""
+    (diagnosis only): rows (pid_sh * NQB + pid_m) * BLOCK_M + i below TRACE_ROWS write their search to
+    TRACE [MAX_ITER + 1, TRACE_ROWS, 8] float32, record 0 (z_max, n_real, kb_lo, kb_hi) then per pass of their
+    program (tau, S0, S1, S2, f, lo, hi, done)."""
     pid_m = tl.program_id(0)
     pid_sh = tl.program_id(1)
     seq = pid_sh // H
@@ -336,8 +336,8 @@ def _entmax_threshold_kernel(
     s0 = tl.full([BLOCK_M], 1.0, tl.float32)
     done = tl.where(active, 0, 1)
     passes = tl.zeros([BLOCK_M], tl.int32)
-    trace_rows = tl.arange(0, BLOCK_M)
-    tracing = trace_rows + (pid_m + pid_sh) * BLOCK_M < TRACE_ROWS  # program (0, 0) only
+    trace_rows = (pid_sh * NQB + pid_m) * BLOCK_M + tl.arange(0, BLOCK_M)
+    tracing = trace_rows < TRACE_ROWS
     if TRACE_ROWS > 0:
         rec = TRACE + trace_rows * 8
         tl.store(rec, z_max, mask=tracing)
