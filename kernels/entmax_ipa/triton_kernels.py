@@ -332,7 +332,6 @@ def _entmax_threshold_kernel(
     lo = z_max - 1.0
     hi = z_max - tl.exp2(-am1 * tl.log2(tl.maximum(n_real, 1.0)))
     tau = lo
-    tau_eval = lo
     s0 = tl.full([BLOCK_M], 1.0, tl.float32)
     done = tl.where(active, 0, 1)
     passes = tl.zeros([BLOCK_M], tl.int32)
@@ -346,7 +345,6 @@ def _entmax_threshold_kernel(
         tl.store(rec + 3, z_max * 0.0 + kb_hi.to(tl.float32), mask=tracing)
     for it in range(MAX_ITER):  # a fixed loop with a guard: rows converge at different passes
         if tl.min(done, axis=0) == 0:
-            tau_eval = tau
             s0_new = tl.zeros([BLOCK_M], tl.float32)
             s1 = tl.zeros([BLOCK_M], tl.float32)
             s2 = tl.zeros([BLOCK_M], tl.float32)
@@ -400,11 +398,11 @@ def _entmax_threshold_kernel(
             # rounding of z then dominates f: a step that small, or 0, would only bisect the bracket)
             ulps = 4.8e-7 * scale
             converged = (tl.abs(f) <= tol) | (hi - lo <= ulps) | (tl.abs(step - tau) <= ulps)
-            done = tl.where(converged, 1, done)
-            tau = tl.where(done == 1, tau, nxt)
+            # after MAX_ITER passes a row stops too: tau stays the last evaluated one, which S0 belongs to
+            done = tl.where(converged | (passes >= MAX_ITER), 1, done)
             if TRACE_ROWS > 0:
                 rec = TRACE + ((it + 1) * TRACE_ROWS + trace_rows) * 8
-                tl.store(rec, tau_eval, mask=tracing)
+                tl.store(rec, tau, mask=tracing)
                 tl.store(rec + 1, s0_new, mask=tracing)
                 tl.store(rec + 2, s1, mask=tracing)
                 tl.store(rec + 3, s2, mask=tracing)
@@ -412,7 +410,8 @@ def _entmax_threshold_kernel(
                 tl.store(rec + 5, lo, mask=tracing)
                 tl.store(rec + 6, hi, mask=tracing)
                 tl.store(rec + 7, done.to(tl.float32), mask=tracing)
-    tl.store(TAU + h * T + tok_m, tl.where(active, tau_eval, float("inf")), mask=m_ok)
+            tau = tl.where(done == 1, tau, nxt)
+    tl.store(TAU + h * T + tok_m, tl.where(active, tau, float("inf")), mask=m_ok)
     tl.store(S0 + h * T + tok_m, tl.where(active, s0, 1.0), mask=m_ok)
     tl.store(PASSES + h * T + tok_m, passes, mask=m_ok)
 
