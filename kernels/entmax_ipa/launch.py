@@ -13,9 +13,7 @@ import triton
 from flashipa_kernels.entmax_ipa import triton_kernels as tk
 from flashipa_kernels.entmax_ipa.packing import dims, point_operands, sequence_centres
 from flashipa_kernels.flash_ipa.launch import W_L
-from flashipa_kernels.llvm_opt_level import apply_from_env as apply_llvm_opt_level
 
-apply_llvm_opt_level()  # FLASHIPA_LLVM_OPT, a diagnosis switch (unset: nothing)
 INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"
 # One (BLOCK_M, BLOCK_N, num_warps) for all kernels of a call: the block mask of the threshold pass is
 # indexed by these blocks. ptxas for sm_90 (Triton 3.9, anchor dims, bf16) spills least at 64 x 32 on 8

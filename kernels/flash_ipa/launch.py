@@ -12,10 +12,8 @@ import triton
 
 from flashipa_kernels.flash_ipa import prep_kernel
 from flashipa_kernels.flash_ipa import triton_kernels as tk
-from flashipa_kernels.llvm_opt_level import apply_from_env as apply_llvm_opt_level
 from flashipa_kernels.reference.factorized_attention import W_L  # AlphaFold2's weight for the three logit terms
 
-apply_llvm_opt_level()  # FLASHIPA_LLVM_OPT, a diagnosis switch (unset: nothing)
 INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"
 # FLASHIPA_AUTOTUNE=0 takes each kernel's first config without timing (tests: no tuning cost per dims)
 AUTOTUNE = os.environ.get("FLASHIPA_AUTOTUNE", "1") != "0"
