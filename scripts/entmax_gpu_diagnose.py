@@ -64,7 +64,7 @@ def run(inputs, mask, alpha, dtype, allow_tf32):
     x = [t.to(DEVICE, dtype) for t in inputs]
     m = None if mask is None else mask.to(DEVICE)
     a = alpha.to(DEVICE)
-    stats = entmax_ipa_threshold_stats(*x, a, m, allow_tf32=allow_tf32)
+    stats = entmax_ipa_threshold_stats(*x, a, m, allow_tf32=allow_tf32, dense_mask=True)
     with torch.no_grad():
         outs = entmax_ipa_attention(*x, a, m, allow_tf32=allow_tf32)
     return dict(

@@ -69,7 +69,7 @@ def test_bf16_matches_float64_reference_on_a_chain_with_skipped_blocks():
     alpha = torch.tensor([1.5, 1.25], device=DEVICE)
     # three blocks long (48 on the interpreter, 192 on the GPU): some key blocks are all zero and skipped
     stats = entmax_ipa_threshold_stats(*_chain_inputs(3 * max(BLOCKS[:2]), ODD_DIMS, torch.bfloat16), alpha)
-    assert stats["block_mask"].float().mean() < 0.8
+    assert stats["kept_fraction"] < 0.8
     # the reference comparison at 96 on every device, a straight chain 36 nm long: d point_weights was off by
     # 2.8e-2 here while ds entered its point dot rounded to bf16 (now hi + lo: 3.3e-3 on the interpreter)
     inputs = _chain_inputs(96, ODD_DIMS, torch.bfloat16)
@@ -84,7 +84,7 @@ def test_skipped_blocks_leave_fp32_results_exact():
     # four blocks long (64 on the interpreter, 256 on the GPU)
     chain = _chain_inputs(4 * max(BLOCKS[:2]), ODD_DIMS, torch.float32, seed=1)
     stats = entmax_ipa_threshold_stats(*chain, alpha, allow_tf32=False)
-    assert stats["block_mask"].float().mean() < 0.7
+    assert stats["kept_fraction"] < 0.7
     assert stats["passes"].max() <= 5  # Halley-bisection: a few passes per row
     # the reference comparison at 64 on every device (longer straight chains: larger |z|, see below)
     inputs = _chain_inputs(64, ODD_DIMS, torch.float32, seed=1)
@@ -138,3 +138,24 @@ def test_bad_alpha_and_dtype_errors_name_the_fix():
         entmax_ipa_attention(*inputs, 1.0)
     with pytest.raises(TypeError, match="q has dtype torch.float64"):
         entmax_ipa_attention(*[x.double() for x in inputs], 1.5)
+
+
+def test_kept_block_lists_that_overflow_fall_back_to_the_range_and_stay_exact(monkeypatch):
+    """The kept key blocks are listed per query block up to launch.KEEP_CAP (O(L) memory); a query block
+    with more scans its range instead. Forced to overflow (a cap of 2, below the chain's kept blocks), the
+    kernels give the same support count and still match float64."""
+    from flashipa_kernels.entmax_ipa import launch
+
+    torch.manual_seed(3)  # the gradient weights _errors draws: as test_skipped_blocks_leave_fp32_results_exact
+    alpha = torch.tensor([1.5, 1.75], device=DEVICE)
+    chain = _chain_inputs(4 * max(BLOCKS[:2]), ODD_DIMS, torch.float32, seed=1)
+    listed = entmax_ipa_threshold_stats(*chain, alpha, allow_tf32=False, dense_mask=True)
+    monkeypatch.setattr(launch, "KEEP_CAP", 2)
+    capped = entmax_ipa_threshold_stats(*chain, alpha, allow_tf32=False, dense_mask=True)
+    kept_per_row = listed["block_mask"].sum(-1)
+    assert kept_per_row.max() > 2  # some query block overflows the cap
+    assert capped["kept_fraction"] == listed["kept_fraction"]
+    # the overflowed rows read as their whole range: a superset of the listed blocks
+    assert bool((capped["block_mask"] >= listed["block_mask"]).all())
+    errors = _errors(_chain_inputs(64, ODD_DIMS, torch.float32, seed=1), alpha, allow_tf32=False)
+    assert max(errors.values()) <= 3e-5, errors

@@ -32,7 +32,7 @@ class _EntmaxIPAFunction(torch.autograd.Function):
         max_seqlen,
         allow_tf32,
     ):
-        o, o_pts, o_pair, tau, s0, block_mask, centres = launch.forward(
+        o, o_pts, o_pair, tau, s0, (kept, qb_range), centres = launch.forward(
             q,
             k,
             v,
@@ -65,7 +65,8 @@ class _EntmaxIPAFunction(torch.autograd.Function):
             cu_seqlens,
             tau,
             s0,
-            block_mask,
+            kept,
+            qb_range,
             centres,
         )
         ctx.max_seqlen, ctx.allow_tf32 = max_seqlen, allow_tf32
@@ -89,7 +90,8 @@ class _EntmaxIPAFunction(torch.autograd.Function):
             cu_seqlens,
             tau,
             s0,
-            block_mask,
+            kept,
+            qb_range,
             centres,
         ) = ctx.saved_tensors
         T, H = q.shape[:2]
@@ -127,7 +129,7 @@ class _EntmaxIPAFunction(torch.autograd.Function):
             ctx.needs_input_grad[10],
             tau,
             s0,
-            block_mask,
+            (kept, qb_range),
             centres,
         )
         return (*grads, None, None, None, None)
@@ -245,19 +247,21 @@ def entmax_ipa_threshold_stats(
     max_seqlen=None,
     allow_tf32=True,
     trace=None,
+    dense_mask=False,
 ):
     """The threshold pass alone (inputs as `entmax_ipa_attention`), for benchmarks and reports; trace: as
     `launch.threshold`'s (diagnosis).
 
     Returns a dict: passes [H, T] int32 (evaluations of f per query row; 0 for padding), tau [H, T],
-    block_mask int8 [S * H, NQB, NKB] (1: kept, 0: skipped) and blocks (BLOCK_M, BLOCK_N)."""
+    kept_fraction (of all S * H * NQB * NKB blocks, float), blocks (BLOCK_M, BLOCK_N) and, with dense_mask
+    (small L: O(L^2)), block_mask int8 [S * H, NQB, NKB] (1: kept, 0: skipped)."""
     H = q.shape[2]
     tokens, key_mask, cu_seqlens, max_seqlen = token_major(q, mask, cu_seqlens, max_seqlen)
     q, k, q_pts, k_pts, v_pts, bias_q, bias_k = (tokens(x) for x in (q, k, q_pts, k_pts, v_pts, bias_q, bias_k))
     d = dims(q, tokens(v), q_pts, v_pts, bias_q, tokens(pair_k))
     centres = sequence_centres(k_pts, key_mask, cu_seqlens)
     qpb, kpb, _ = point_operands(q_pts, k_pts, v_pts, bias_q, bias_k, point_weights, centres, cu_seqlens, q.dtype)
-    tau, _, passes, block_mask = launch.threshold(
+    tau, _, passes, (kept, qb_range) = launch.threshold(
         q,
         k.to(q.dtype),
         qpb,
@@ -271,4 +275,11 @@ def entmax_ipa_threshold_stats(
         d,
         trace=trace,
     )
-    return dict(passes=passes, tau=tau, block_mask=(block_mask > 0).to(torch.int8), blocks=launch.BLOCKS[:2])
+    cap, nkb = kept.shape[2] - 4, qb_range.shape[1]
+    count = kept[..., cap]  # [S * H, NQB]
+    stats = dict(
+        passes=passes, tau=tau, kept_fraction=count.sum().item() / (count.numel() * nkb), blocks=launch.BLOCKS[:2]
+    )
+    if dense_mask:
+        stats["block_mask"] = launch.block_mask(kept, nkb)
+    return stats

@@ -12,7 +12,7 @@ import triton
 
 from flashipa_kernels.entmax_ipa import triton_kernels as tk
 from flashipa_kernels.entmax_ipa.packing import dims, point_operands, sequence_centres
-from flashipa_kernels.flash_ipa.launch import W_L
+from flashipa_kernels.flash_ipa.launch import W_L, next_power_of_2
 
 INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"
 # One (BLOCK_M, BLOCK_N, num_warps) for all kernels of a call: the block mask of the threshold pass is
@@ -23,6 +23,9 @@ INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"
 BLOCKS = tuple(int(x) for x in os.environ.get("ENTMAX_IPA_BLOCK", "16,16,1" if INTERPRETED else "64,32,8").split(","))
 MAX_ITER = 30  # passes of the threshold solver; Halley needs 2-5 (docs/benchmarks/entmax.md)
 TOL = 1e-6  # |sum_j p_ij - 1| at which a row has converged (then normalised exactly)
+# Kept key blocks listed per query block (a power of two, at most the blocks there are): O(L) memory. A query
+# block with more scans its whole range of kept blocks instead (triton_kernels.py's docstring).
+KEEP_CAP = 64
 
 
 def _flags(dtype, allow_tf32, key_mask):
@@ -66,10 +69,11 @@ def key_block_bounds(k, kpb, cu_seqlens, nkb):
 
 def threshold(q, k, qpb, kpb, point_weights, alpha, key_mask, cu_seqlens, max_seqlen, allow_tf32, d, trace=None):
     """The threshold pass over packed operands (`point_operands`; d: `dims`). Returns tau [H, T] (+inf
-    for queries without weights), S0 [H, T], passes [H, T] int32 (evaluations of f per row) and the
-    block mask int8 [S * H, NQB, NKB] (1: the key block has a nonzero weight for some query of the
-    query block; 0 or -1: it has none). trace: None, or a float32 [MAX_ITER + 1, rows, 8] tensor that the
-    kernel fills with the search of its first rows, row (sequence * H + head) * NQB * BLOCK_M + query position
+    for queries without weights), S0 [H, T], passes [H, T] int32 (evaluations of f per row) and the kept
+    blocks (kept int32 [S * H, NQB, cap + 4], qb_range int32 [S * H, NKB, 2]; triton_kernels.py's
+    docstring): the key blocks with a nonzero weight for some query of the query block. trace: None, or a
+    float32 [MAX_ITER + 1, rows, 8] tensor that the kernel fills with the search of its first rows, row
+    (sequence * H + head) * NQB * BLOCK_M + query position
     (diagnosis, `scripts/entmax_gpu_diagnose.py`)."""
     T, H = q.shape[:2]
     n_seq = cu_seqlens.shape[0] - 1
@@ -78,7 +82,11 @@ def threshold(q, k, qpb, kpb, point_weights, alpha, key_mask, cu_seqlens, max_se
     tau = torch.empty(H, T, dtype=torch.float32, device=q.device)
     s0 = torch.empty_like(tau)
     passes = torch.empty(H, T, dtype=torch.int32, device=q.device)
-    block_mask = torch.zeros(n_seq * H, nqb, nkb, dtype=torch.int8, device=q.device)
+    cap = max(2, min(KEEP_CAP, next_power_of_2(nkb)))
+    candidates = torch.empty(n_seq * H, nqb, cap, dtype=torch.int32, device=q.device)
+    kept = torch.zeros(n_seq * H, nqb, cap + 4, dtype=torch.int32, device=q.device)
+    qb_range = torch.zeros(n_seq * H, nkb, 2, dtype=torch.int32, device=q.device)
+    qb_range[..., 0] = nqb  # (nqb, 0): no query block keeps it, until the kernel's atomics say otherwise
     k_norm_max, box = key_block_bounds(k, kpb, cu_seqlens, nkb)
     tk._entmax_threshold_kernel[(nqb, n_seq * H)](
         q,
@@ -94,7 +102,9 @@ def threshold(q, k, qpb, kpb, point_weights, alpha, key_mask, cu_seqlens, max_se
         tau,
         s0,
         passes,
-        block_mask,
+        candidates,
+        kept,
+        qb_range,
         tau if trace is None else trace,
         H,
         T,
@@ -103,6 +113,7 @@ def threshold(q, k, qpb, kpb, point_weights, alpha, key_mask, cu_seqlens, max_se
         W_L / math.sqrt(d["C"]),
         TOL,
         MAX_ITER=MAX_ITER,
+        KEEP_CAP=cap,
         TRACE_ROWS=0 if trace is None else trace.shape[1],
         **_flags(q.dtype, allow_tf32, key_mask),
         C=d["C"],
@@ -114,7 +125,18 @@ def threshold(q, k, qpb, kpb, point_weights, alpha, key_mask, cu_seqlens, max_se
         BLOCK_N=bn,
         num_warps=warps,
     )
-    return tau, s0, passes, block_mask
+    return tau, s0, passes, (kept, qb_range)
+
+
+def block_mask(kept, nkb):
+    """The kept blocks as a dense int8 mask [S * H, NQB, NKB] (1: kept), for diagnosis and tests at small L:
+    O(L^2), never on the attention path."""
+    cap = kept.shape[-1] - 4
+    count, first, last = (kept[..., cap + i, None] for i in range(3))  # [S * H, NQB, 1] each
+    kb = torch.arange(nkb, device=kept.device)
+    slot = torch.arange(cap, device=kept.device)
+    listed = ((kept[..., :cap, None] == kb) & (slot[:, None] < count[..., None])).any(-2)
+    return torch.where(count > cap, (first <= kb) & (kb < last), listed).to(torch.int8)
 
 
 def forward(
@@ -137,14 +159,14 @@ def forward(
     """Threshold pass and forward kernel on token-major tensors.
 
     Returns o [T, H, CV], o_pts [T, H, PV3], o_pair [T, H, RZ] and, for the backward, tau, S0, the
-    block mask and the sequence centres."""
+    kept blocks and the sequence centres."""
     T, H = q.shape[:2]
     d = dims(q, v, q_pts, v_pts, bias_q, pair_k)
     _check_int32_offsets(T, H, d)
     k, v, pair_k = (x.to(q.dtype) for x in (k, v, pair_k))
     centres = sequence_centres(k_pts, key_mask, cu_seqlens)
     qpb, kpb, vpc = point_operands(q_pts, k_pts, v_pts, bias_q, bias_k, point_weights, centres, cu_seqlens, q.dtype)
-    tau, s0, _, block_mask = threshold(
+    tau, s0, _, kept_blocks = threshold(
         q, k, qpb, kpb, point_weights, alpha, key_mask, cu_seqlens, max_seqlen, allow_tf32, d
     )
     dev = q.device
@@ -167,30 +189,12 @@ def forward(
         cu_seqlens,
         tau,
         s0,
-        block_mask,
+        kept_blocks,
         (o, o_pts, o_pair),
         allow_tf32,
         d,
     )
-    return o, o_pts, o_pair, tau, s0, block_mask, centres
-
-
-def kept_ranges(block_mask):
-    """block mask [S * H, NQB, NKB] -> int32 (first, last + 1) of the kept blocks along each row,
-    [S * H, NQB, 2] (key blocks), and along each column, [S * H, NKB, 2] (query blocks); (n, 0) where
-    none is kept."""
-    kept = block_mask > 0
-
-    def ranges(dim):
-        n = kept.shape[dim]
-        shape = [1, 1, 1]
-        shape[dim] = n
-        idx = torch.arange(1, n + 1, device=kept.device, dtype=torch.int16 if n < 2**15 else torch.int32)
-        last = (kept * idx.view(shape)).amax(dim)  # last kept + 1, 0 if none
-        first = n - (kept * idx.flip(0).view(shape)).amax(dim)  # weights n - j: n if none
-        return torch.stack((first, last), -1).to(torch.int32)
-
-    return ranges(2), ranges(1)
+    return o, o_pts, o_pair, tau, s0, kept_blocks, centres
 
 
 def _weighted_values(
@@ -209,7 +213,7 @@ def _weighted_values(
     cu_seqlens,
     tau,
     s0,
-    block_mask,
+    kept_blocks,
     outs,
     allow_tf32,
     d,
@@ -217,9 +221,9 @@ def _weighted_values(
     """The forward kernel: p-weighted values into outs (g_means False) or g-weighted means (True)."""
     H = q.shape[1]
     bm, bn, warps = BLOCKS
-    nqb, nkb = block_mask.shape[1:]
-    kb_range, _ = kept_ranges(block_mask)
-    tk._entmax_fwd_kernel[(nqb, block_mask.shape[0])](
+    kept, qb_range = kept_blocks
+    (n_sh, nqb, width), nkb = kept.shape, qb_range.shape[1]
+    tk._entmax_fwd_kernel[(nqb, n_sh)](
         q,
         k,
         v,
@@ -234,8 +238,7 @@ def _weighted_values(
         cu_seqlens,
         tau,
         s0,
-        block_mask,
-        kb_range,
+        kept,
         *outs,
         H,
         q.shape[0],
@@ -245,6 +248,7 @@ def _weighted_values(
         G_MEANS=g_means,
         **_flags(q.dtype, allow_tf32, key_mask),
         **_kernel_dims(d),
+        KEEP_CAP=width - 4,
         BLOCK_M=bm,
         BLOCK_N=bn,
         num_warps=warps,
@@ -279,7 +283,7 @@ def backward(
     alpha_grad,
     tau,
     s0,
-    block_mask,
+    kept_blocks,
     centres,
 ):
     """The g-weighted value means, then dK/dV (twice) and dQ kernels; returns the gradients of the ten
@@ -314,7 +318,7 @@ def backward(
         cu_seqlens,
         tau,
         s0,
-        block_mask,
+        kept_blocks,
         g_means,
         allow_tf32,
         d,
@@ -324,9 +328,9 @@ def backward(
     # dP's value-point part in the point dtype, from the same rounded vpc as the forward's Dg
     do_pts_p = do_pts.to(vpc.dtype)
     mask_arg = key_mask if key_mask is not None else cu_seqlens
-    nqb, nkb = block_mask.shape[1:]
-    kb_range, qb_range = kept_ranges(block_mask)
-    common = dict(**_flags(q.dtype, allow_tf32, key_mask), **_kernel_dims(d), RB=d["RB"])
+    kept, qb_range = kept_blocks
+    nqb, nkb = kept.shape[1], qb_range.shape[1]
+    common = dict(**_flags(q.dtype, allow_tf32, key_mask), **_kernel_dims(d), RB=d["RB"], KEEP_CAP=kept.shape[2] - 4)
     bm, bn, warps = BLOCKS
     scalar_scale = W_L / math.sqrt(d["C"])
     for compute_dk in (True, False):
@@ -344,7 +348,7 @@ def backward(
             cu_seqlens,
             tau,
             s0,
-            block_mask,
+            kept,
             qb_range,
             do,
             do_pts,
@@ -384,8 +388,7 @@ def backward(
         cu_seqlens,
         tau,
         s0,
-        block_mask,
-        kb_range,
+        kept,
         do,
         do_pts_p,
         do_pair,

@@ -19,13 +19,11 @@ combination of values). Reading order:
                              upper bound of z (_logit_upper_bound) can reach max - 1, which also flags
                              the candidate key blocks (some z > max - 1, the bracket's low end); then
                              Halley-bisection passes (threshold.py) over the candidates only, until
-                             every row converged. The last pass writes, per (query block,
-                             key block), whether any u > 0 there (BLOCK_MASK, int8 [S * H, NQB, NKB]:
-                             1 kept; 0 or -1, a candidate without support, skipped), and tau, S0 and
-                             passes per row.
-  _entmax_fwd_kernel         p @ V over the key blocks the mask keeps; launched again by the
-                             backward for the g-weighted mean of the values (for Dg).
-  _entmax_bwd_dkdv_kernel    per BLOCK_N keys, over the query blocks the mask keeps (twice: dk side,
+                             every row converged. The last pass lists, per query block, the key
+                             blocks with some u > 0 (KEPT, below), and tau, S0 and passes per row.
+  _entmax_fwd_kernel         p @ V over the kept key blocks; launched again by the backward for the
+                             g-weighted mean of the values (for Dg).
+  _entmax_bwd_dkdv_kernel    per BLOCK_N keys, over the query blocks that keep them (twice: dk side,
                              dv side, as the softmax kernel).
   _entmax_bwd_dq_kernel      per BLOCK_M queries, over the kept key blocks; d point_weights and, with
                              ALPHA_GRAD, d alpha per row. Its point-bias dots take ds and g as 16-bit
@@ -33,10 +31,13 @@ combination of values). Reading order:
                              nearly cancel, and one bf16 rounding of ds left it at 2.8e-2 on a 96-residue
                              straight chain (now 3.3e-3; two more 16-bit dots per tile).
 
-The mask ties the block sizes: every kernel of one call runs with the same BLOCK_M and BLOCK_N. The
-forward, dK/dV and dQ kernels read the mask only inside the range of kept blocks of their row or
-column (KB_RANGE [S * H, NQB, 2], QB_RANGE [S * H, NKB, 2]: first, last + 1; launch.kept_ranges), so
-a banded support costs the band, not a scan of all L / BLOCK blocks.
+Kept blocks, in O(L) memory: KEPT int32 [S * H, NQB, KEEP_CAP + 4] holds per query block the kept key
+blocks in ascending order (the first KEEP_CAP of them), then their count, first and last + 1; a count
+above KEEP_CAP (the list overflowed) means every block from first to last is visited (exact too: a block
+without support adds zeros). QB_RANGE int32 [S * H, NKB, 2] holds per key block the first and last + 1
+of the query blocks that keep it. The forward and dQ kernels scan their row's range, the dK/dV kernels
+their column's, and test each block against the query block's list (_keeps), so a banded support costs
+the band. The blocks tie the kernels of one call to the same BLOCK_M and BLOCK_N.
 Queries that are padding or have no real key get tau = +inf: all their weights are zero.
 """
 
@@ -187,6 +188,17 @@ def _log2_weights(u, ok, r, log2_s0):
 
 
 @triton.jit
+def _keeps(KEPT, row, kb, KEEP_CAP: tl.constexpr):
+    """Whether query block `row` (of KEPT's S * H * NQB rows) keeps key block kb (module docstring)."""
+    base = KEPT + row * (KEEP_CAP + 4)
+    count = tl.load(base + KEEP_CAP)
+    slot = tl.arange(0, KEEP_CAP)
+    listed = tl.max((tl.load(base + slot, mask=slot < count, other=-1) == kb).to(tl.int32), axis=0) != 0
+    in_range = (tl.load(base + KEEP_CAP + 1) <= kb) & (kb < tl.load(base + KEEP_CAP + 2))
+    return tl.where(count > KEEP_CAP, in_range, listed)
+
+
+@triton.jit
 def _entmax_threshold_kernel(
     Q,
     K,
@@ -201,7 +213,9 @@ def _entmax_threshold_kernel(
     TAU,
     S0,
     PASSES,
-    BLOCK_MASK,
+    CANDIDATES,
+    KEPT,
+    QB_RANGE,
     TRACE,
     H,
     T,
@@ -210,6 +224,7 @@ def _entmax_threshold_kernel(
     scalar_scale,
     tol,
     MAX_ITER: tl.constexpr,
+    KEEP_CAP: tl.constexpr,
     TRACE_ROWS: tl.constexpr,
     HAS_MASK: tl.constexpr,
     PRECISION: tl.constexpr,
@@ -244,10 +259,12 @@ def _entmax_threshold_kernel(
     c_pb = tl.arange(0, PB_PAD)
     q = _operand(_load_tile(Q + h * C, tok_m, m_ok, H * C, c_qk, C), UPCAST)  # [BM, C_PAD]
     qpb = _operand(_load_tile(QPB + h * PB, tok_m, m_ok, H * PB, c_pb, PB), UPCAST)  # [BM, PB_PAD]
-    mask_row = BLOCK_MASK + (pid_sh * NQB + pid_m) * NKB
+    row = pid_sh * NQB + pid_m
+    candidates = CANDIDATES + row * KEEP_CAP  # pass 0's candidate key blocks (the first KEEP_CAP)
+    kept_row = KEPT + row * (KEEP_CAP + 4)
     q_ok = _key_ok(KEY_MASK, tok_m, m_ok, HAS_MASK)
 
-    # pass 0: row maxima of z, the number of real keys, and the candidate key blocks, flagged -1: those
+    # pass 0: row maxima of z, the number of real keys, and the candidate key blocks, listed: those
     # with some z > (running maximum) - 1 >= lo. Every tau of the search is >= lo, so the candidates hold
     # the support at every pass, and the Halley passes visit only them. The keys at the queries' own
     # positions go first: the running maximum is then near its final value from the start (on a chain
@@ -285,6 +302,7 @@ def _entmax_threshold_kernel(
     q_norm = tl.sqrt(tl.sum(q.to(tl.float32) * q.to(tl.float32), axis=1))  # [BM]
     kb_lo = tl.full([], 0, tl.int32) + NKB  # the range of candidate key blocks [kb_lo, kb_hi)
     kb_hi = tl.full([], 0, tl.int32)
+    n_cand = tl.full([], 0, tl.int32)
     for start_n in range(0, n, BLOCK_N):
         kb = start_n // BLOCK_N
         offs_n = start_n + tl.arange(0, BLOCK_N)
@@ -320,11 +338,12 @@ def _entmax_threshold_kernel(
             z_max = tl.maximum(z_max, tl.max(z, axis=1))
             near = q_ok[:, None] & (z > z_max[:, None] - 1.0)
             candidate = tl.max(tl.max(near.to(tl.int32), axis=1), axis=0) != 0
-            tl.store(mask_row + kb, tl.where(candidate, -1, 0).to(tl.int8))
+            tl.store(candidates + n_cand, kb, mask=candidate & (n_cand < KEEP_CAP))
+            n_cand += candidate.to(tl.int32)
             kb_lo = tl.where(candidate, tl.minimum(kb_lo, kb), kb_lo)
             kb_hi = tl.where(candidate, kb + 1, kb_hi)
-    # the Halley passes read pass 0's flags back: a scalar store is made by one thread, and another thread's
-    # load of it is ordered after it only across a barrier
+    # the Halley passes read pass 0's list back (every block of kb_lo ... kb_hi when it overflowed): a scalar
+    # store is made by one thread, and another thread's load of it is ordered after it only across a barrier
     tl.debug_barrier()
     n_real = tl.sum(count, axis=0)
     active = q_ok & (tl.zeros([BLOCK_M], tl.float32) + n_real > 0.0)
@@ -335,6 +354,11 @@ def _entmax_threshold_kernel(
     s0 = tl.full([BLOCK_M], 1.0, tl.float32)
     done = tl.where(active, 0, 1)
     passes = tl.zeros([BLOCK_M], tl.int32)
+    overflow = n_cand > KEEP_CAP
+    n_visit = tl.where(overflow, kb_hi - kb_lo, n_cand)
+    n_kept = tl.full([], 0, tl.int32)  # the last pass's kept key blocks: count, first, last + 1
+    kept_lo = tl.full([], 0, tl.int32) + NKB
+    kept_hi = tl.full([], 0, tl.int32)
     trace_rows = (pid_sh * NQB + pid_m) * BLOCK_M + tl.arange(0, BLOCK_M)
     tracing = trace_rows < TRACE_ROWS
     if TRACE_ROWS > 0:
@@ -348,41 +372,50 @@ def _entmax_threshold_kernel(
             s0_new = tl.zeros([BLOCK_M], tl.float32)
             s1 = tl.zeros([BLOCK_M], tl.float32)
             s2 = tl.zeros([BLOCK_M], tl.float32)
-            for kb in range(kb_lo, kb_hi):
-                if tl.load(mask_row + kb) != 0:
-                    z, n_ok = _key_tile_logits(
-                        q,
-                        qpb,
-                        K,
-                        KPB,
-                        KEY_MASK,
-                        start,
-                        kb * BLOCK_N,
-                        n,
-                        h,
-                        H,
-                        pw,
-                        am1,
-                        scalar_scale,
-                        HAS_MASK,
-                        PRECISION,
-                        UPCAST,
-                        C,
-                        C_PAD,
-                        P3,
-                        PB,
-                        PB_PAD,
-                        BLOCK_N,
-                    )
-                    u = z - tau[:, None]
-                    pos = active[:, None] & (u > 0.0)
-                    log2_u = tl.log2(tl.maximum(tl.where(pos, u, 1.0), 1e-18))
-                    s0_new += tl.sum(tl.where(pos, tl.exp2(r * log2_u), 0.0), axis=1)
-                    s1 += tl.sum(tl.where(pos, tl.exp2((r - 1.0) * log2_u), 0.0), axis=1)
-                    s2 += tl.sum(tl.where(pos, tl.exp2((r - 2.0) * log2_u), 0.0), axis=1)
-                    # the last pass leaves 1 where the support is, -1 (skipped as 0 by the kernels) elsewhere
-                    kept = tl.max(tl.max(pos.to(tl.int32), axis=1), axis=0) != 0
-                    tl.store(mask_row + kb, tl.where(kept, 1, -1).to(tl.int8))
+            pass_kept = tl.full([], 0, tl.int32)
+            pass_lo = tl.full([], 0, tl.int32) + NKB
+            pass_hi = tl.full([], 0, tl.int32)
+            for i in range(0, n_visit):
+                kb = tl.where(overflow, kb_lo + i, tl.load(candidates + i, mask=i < KEEP_CAP, other=0))
+                z, n_ok = _key_tile_logits(
+                    q,
+                    qpb,
+                    K,
+                    KPB,
+                    KEY_MASK,
+                    start,
+                    kb * BLOCK_N,
+                    n,
+                    h,
+                    H,
+                    pw,
+                    am1,
+                    scalar_scale,
+                    HAS_MASK,
+                    PRECISION,
+                    UPCAST,
+                    C,
+                    C_PAD,
+                    P3,
+                    PB,
+                    PB_PAD,
+                    BLOCK_N,
+                )
+                u = z - tau[:, None]
+                pos = active[:, None] & (u > 0.0)
+                log2_u = tl.log2(tl.maximum(tl.where(pos, u, 1.0), 1e-18))
+                s0_new += tl.sum(tl.where(pos, tl.exp2(r * log2_u), 0.0), axis=1)
+                s1 += tl.sum(tl.where(pos, tl.exp2((r - 1.0) * log2_u), 0.0), axis=1)
+                s2 += tl.sum(tl.where(pos, tl.exp2((r - 2.0) * log2_u), 0.0), axis=1)
+                # every pass lists the blocks with support anew: the last pass's list stands
+                kept = tl.max(tl.max(pos.to(tl.int32), axis=1), axis=0) != 0
+                tl.store(kept_row + pass_kept, kb, mask=kept & (pass_kept < KEEP_CAP))
+                pass_kept += kept.to(tl.int32)
+                pass_lo = tl.where(kept, tl.minimum(pass_lo, kb), pass_lo)
+                pass_hi = tl.where(kept, kb + 1, pass_hi)
+            n_kept = pass_kept
+            kept_lo = pass_lo
+            kept_hi = pass_hi
             s0 = tl.where(done == 1, s0, s0_new)
             passes += 1 - done
             f = s0_new - 1.0
@@ -414,6 +447,17 @@ def _entmax_threshold_kernel(
     tl.store(TAU + h * T + tok_m, tl.where(active, tau, float("inf")), mask=m_ok)
     tl.store(S0 + h * T + tok_m, tl.where(active, s0, 1.0), mask=m_ok)
     tl.store(PASSES + h * T + tok_m, passes, mask=m_ok)
+    tl.store(kept_row + KEEP_CAP, n_kept)
+    tl.store(kept_row + KEEP_CAP + 1, kept_lo)
+    tl.store(kept_row + KEEP_CAP + 2, kept_hi)
+    # the query-block range of each kept key block (of every block in the range when the list overflowed);
+    # the list is read back by other threads than wrote it
+    tl.debug_barrier()
+    listed = n_kept <= KEEP_CAP
+    for i in range(0, tl.where(listed, n_kept, kept_hi - kept_lo)):
+        kb = tl.where(listed, tl.load(kept_row + i, mask=i < KEEP_CAP, other=0), kept_lo + i)
+        tl.atomic_min(QB_RANGE + (pid_sh * NKB + kb) * 2, pid_m)
+        tl.atomic_max(QB_RANGE + (pid_sh * NKB + kb) * 2 + 1, pid_m + 1)
 
 
 @triton.jit
@@ -432,8 +476,7 @@ def _entmax_fwd_kernel(
     CU_SEQLENS,
     TAU,
     S0,
-    BLOCK_MASK,
-    KB_RANGE,
+    KEPT,
     O,
     OP,
     OZ,
@@ -457,6 +500,7 @@ def _entmax_fwd_kernel(
     PV3_PAD: tl.constexpr,
     RZ: tl.constexpr,
     RZ_PAD: tl.constexpr,
+    KEEP_CAP: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
 ):
@@ -491,15 +535,15 @@ def _entmax_fwd_kernel(
     qpb = _operand(_load_tile(QPB + h * PB, tok_m, m_ok, H * PB, c_pb, PB), UPCAST)  # [BM, PB_PAD]
     tau = tl.load(TAU + h * T + tok_m, mask=m_ok, other=float("inf"))
     log2_s0 = tl.log2(tl.load(S0 + h * T + tok_m, mask=m_ok, other=1.0))
-    mask_row = BLOCK_MASK + (pid_sh * NQB + pid_m) * NKB
 
     acc_v = tl.zeros([BLOCK_M, CV_PAD], tl.float32)
     acc_p = tl.zeros([BLOCK_M, PV3_PAD], tl.float32)
     acc_z = tl.zeros([BLOCK_M, RZ_PAD], tl.float32)
     w_sum = tl.zeros([BLOCK_M], tl.float32)
-    range_row = KB_RANGE + (pid_sh * NQB + pid_m) * 2
+    row = pid_sh * NQB + pid_m
+    range_row = KEPT + row * (KEEP_CAP + 4) + KEEP_CAP + 1
     for kb in range(tl.load(range_row), tl.load(range_row + 1)):  # the kept key blocks lie in this range
-        if tl.load(mask_row + kb) > 0:
+        if _keeps(KEPT, row, kb, KEEP_CAP):
             offs_n = kb * BLOCK_N + tl.arange(0, BLOCK_N)
             row_n = offs_n < n
             tok_n = start + offs_n
@@ -559,7 +603,7 @@ def _entmax_bwd_dkdv_kernel(
     CU_SEQLENS,
     TAU,
     S0,
-    BLOCK_MASK,
+    KEPT,
     QB_RANGE,
     DO,
     DOP,
@@ -593,10 +637,11 @@ def _entmax_bwd_dkdv_kernel(
     PV3_PAD: tl.constexpr,
     RZ: tl.constexpr,
     RZ_PAD: tl.constexpr,
+    KEEP_CAP: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
 ):
-    """One program: BLOCK_N keys of one sequence and one head, over the query blocks the mask keeps.
+    """One program: BLOCK_N keys of one sequence and one head, over the query blocks that keep them.
 
     COMPUTE_DK=True: dk, d k_pts, d bias_k; False: dv, d v_pts and this head's d pair_k ([T, H, RZ])."""
     pid_n = tl.program_id(0)
@@ -639,7 +684,7 @@ def _entmax_bwd_dkdv_kernel(
         dz = tl.zeros([BLOCK_N, RZ_PAD], tl.float32)
     range_col = QB_RANGE + (pid_sh * NKB + pid_n) * 2
     for qb in range(tl.load(range_col), tl.load(range_col + 1)):  # the kept query blocks lie in this range
-        if tl.load(BLOCK_MASK + (pid_sh * NQB + qb) * NKB + pid_n) > 0:
+        if _keeps(KEPT, pid_sh * NQB + qb, pid_n, KEEP_CAP):
             offs_m = qb * BLOCK_M + tl.arange(0, BLOCK_M)
             m_ok = offs_m < n
             tok_m = start + offs_m
@@ -720,8 +765,7 @@ def _entmax_bwd_dq_kernel(
     CU_SEQLENS,
     TAU,
     S0,
-    BLOCK_MASK,
-    KB_RANGE,
+    KEPT,
     DO,
     DOP_P,
     DOZ,
@@ -753,6 +797,7 @@ def _entmax_bwd_dq_kernel(
     PV3_PAD: tl.constexpr,
     RZ: tl.constexpr,
     RZ_PAD: tl.constexpr,
+    KEEP_CAP: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
 ):
@@ -789,7 +834,6 @@ def _entmax_bwd_dq_kernel(
     do = _operand(_load_tile(DO + h * CV, tok_m, m_ok, H * CV, c_v, CV), UPCAST)  # [BM, CV_PAD]
     dop = _operand(_load_tile(DOP_P + h * PV3, tok_m, m_ok, H * PV3, c_pv, PV3), UPCAST)  # [BM, PV3_PAD]
     doz = _operand(_load_tile(DOZ + h * RZ, tok_m, m_ok, H * RZ, c_z, RZ), UPCAST)  # [BM, RZ_PAD]
-    mask_row = BLOCK_MASK + (pid_sh * NQB + pid_m) * NKB
 
     dq = tl.zeros([BLOCK_M, C_PAD], tl.float32)
     dqpb = tl.zeros([BLOCK_M, PB_PAD], tl.float32)
@@ -802,9 +846,10 @@ def _entmax_bwd_dq_kernel(
     g_sum = tl.zeros([BLOCK_M], tl.float32)
     g_kpb = tl.zeros([BLOCK_M, PB_PAD], tl.float32)
     g_knorm = tl.zeros([BLOCK_M], tl.float32)
-    range_row = KB_RANGE + (pid_sh * NQB + pid_m) * 2
+    row = pid_sh * NQB + pid_m
+    range_row = KEPT + row * (KEEP_CAP + 4) + KEEP_CAP + 1
     for kb in range(tl.load(range_row), tl.load(range_row + 1)):  # the kept key blocks lie in this range
-        if tl.load(mask_row + kb) > 0:
+        if _keeps(KEPT, row, kb, KEEP_CAP):
             offs_n = kb * BLOCK_N + tl.arange(0, BLOCK_N)
             row_n = offs_n < n
             tok_n = start + offs_n
