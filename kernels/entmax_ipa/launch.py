@@ -15,7 +15,7 @@ from flashipa_kernels.entmax_ipa.packing import dims, point_operands, sequence_c
 from flashipa_kernels.flash_ipa.launch import W_L, next_power_of_2
 
 INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"
-# One (BLOCK_M, BLOCK_N, num_warps) for all kernels of a call: the block mask of the threshold pass is
+# One (BLOCK_M, BLOCK_N, num_warps) for all kernels of a call: the kept-block lists of the threshold pass are
 # indexed by these blocks. ptxas for sm_90 (Triton 3.9, anchor dims, bf16) spills least at 64 x 32 on 8
 # warps (stack bytes fwd 176, dK 208, dV 0, dQ 648, threshold 0; 64 x 64 on 4 warps: 2128, 2504, 2456,
 # 2656, 56); the interpreter's default is 16 x 16. ENTMAX_IPA_BLOCK=M,N,W overrides either (benchmarks, or
