@@ -35,9 +35,9 @@ Kept blocks, in O(L) memory: KEPT int32 [S * H, NQB, KEEP_CAP + 4] holds per que
 blocks in ascending order (the first KEEP_CAP of them), then their count, first and last + 1; a count
 above KEEP_CAP (the list overflowed) means every block from first to last is visited (exact too: a block
 without support adds zeros). QB_RANGE int32 [S * H, NKB, 2] holds per key block the first and last + 1
-of the query blocks that keep it. The forward and dQ kernels scan their row's range, the dK/dV kernels
-their column's, and test each block against the query block's list (_keeps), so a banded support costs
-the band. The blocks tie the kernels of one call to the same BLOCK_M and BLOCK_N.
+of the query blocks that keep it. The forward and dQ kernels visit their row's listed blocks
+(_key_block_visits), the dK/dV kernels scan their column's range and test each query block's list
+(_keeps), so a banded support costs the band. The blocks tie the kernels of one call to the same BLOCK_M and BLOCK_N.
 Queries that are padding or have no real key get tau = +inf: all their weights are zero.
 """
 
@@ -196,6 +196,17 @@ def _keeps(KEPT, row, kb, KEEP_CAP: tl.constexpr):
     listed = tl.max((tl.load(base + slot, mask=slot < count, other=-1) == kb).to(tl.int32), axis=0) != 0
     in_range = (tl.load(base + KEEP_CAP + 1) <= kb) & (kb < tl.load(base + KEEP_CAP + 2))
     return tl.where(count > KEEP_CAP, in_range, listed)
+
+
+@triton.jit
+def _key_block_visits(KEPT, row, KEEP_CAP: tl.constexpr):
+    """(n, first, listed) for query block `row`: its kept key blocks are the first n entries of its list
+    (listed) or, when the list overflowed, the n blocks from `first` on (module docstring)."""
+    base = KEPT + row * (KEEP_CAP + 4)
+    count = tl.load(base + KEEP_CAP)
+    first = tl.load(base + KEEP_CAP + 1)
+    listed = count <= KEEP_CAP
+    return tl.where(listed, count, tl.load(base + KEEP_CAP + 2) - first), first, listed
 
 
 @triton.jit
@@ -541,32 +552,32 @@ def _entmax_fwd_kernel(
     acc_z = tl.zeros([BLOCK_M, RZ_PAD], tl.float32)
     w_sum = tl.zeros([BLOCK_M], tl.float32)
     row = pid_sh * NQB + pid_m
-    range_row = KEPT + row * (KEEP_CAP + 4) + KEEP_CAP + 1
-    for kb in range(tl.load(range_row), tl.load(range_row + 1)):  # the kept key blocks lie in this range
-        if _keeps(KEPT, row, kb, KEEP_CAP):
-            offs_n = kb * BLOCK_N + tl.arange(0, BLOCK_N)
-            row_n = offs_n < n
-            tok_n = start + offs_n
-            n_ok = _key_ok(KEY_MASK, tok_n, row_n, HAS_MASK)
-            k = _operand(_load_tile(K + h * C, tok_n, row_n, H * C, c_qk, C), UPCAST)
-            kpb = _operand(_load_tile(KPB + h * PB, tok_n, row_n, H * PB, c_pb, PB), UPCAST)
-            u = _scaled_logits(q, qpb, k, kpb, c_pb, pw, alpha - 1.0, scalar_scale, P3, PRECISION) - tau[:, None]
-            log2_p, pos = _log2_weights(u, n_ok[None, :], r, log2_s0[:, None])
-            v = _operand(_load_tile(V + h * CV, tok_n, row_n, H * CV, c_v, CV), UPCAST)  # [BN, CV_PAD]
-            vp = _operand(_load_tile(VPC + h * PV3, tok_n, row_n, H * PV3, c_pv, PV3), UPCAST)
-            pk = _operand(_load_tile(PK, tok_n, row_n, RZ, c_z, RZ), UPCAST)  # [BN, RZ_PAD]
-            if G_MEANS:
-                g = tl.where(pos, tl.exp2((2.0 - alpha) * log2_p), 0.0)  # [BM, BN]
-                w_sum += tl.sum(g, axis=1)
-                acc_v += _split_dot(g, v, DT, UPCAST, PRECISION)
-                acc_p += _split_dot(g, vp, PDT, UPCAST, PRECISION)
-                acc_z += _split_dot(g, pk, DT, UPCAST, PRECISION)
-            else:
-                p = tl.where(pos, tl.exp2(log2_p), 0.0)  # [BM, BN]
-                pd = _round(p, DT, UPCAST)
-                acc_v += tl.dot(pd, v, input_precision=PRECISION)
-                acc_p += tl.dot(_round(p, PDT, UPCAST), vp, input_precision=PRECISION)
-                acc_z += tl.dot(pd, pk, input_precision=PRECISION)
+    n_visit, first, listed = _key_block_visits(KEPT, row, KEEP_CAP)
+    for i in range(0, n_visit):  # the kept key blocks, listed (or the whole range: the list overflowed)
+        kb = tl.where(listed, tl.load(KEPT + row * (KEEP_CAP + 4) + i, mask=listed, other=0), first + i)
+        offs_n = kb * BLOCK_N + tl.arange(0, BLOCK_N)
+        row_n = offs_n < n
+        tok_n = start + offs_n
+        n_ok = _key_ok(KEY_MASK, tok_n, row_n, HAS_MASK)
+        k = _operand(_load_tile(K + h * C, tok_n, row_n, H * C, c_qk, C), UPCAST)
+        kpb = _operand(_load_tile(KPB + h * PB, tok_n, row_n, H * PB, c_pb, PB), UPCAST)
+        u = _scaled_logits(q, qpb, k, kpb, c_pb, pw, alpha - 1.0, scalar_scale, P3, PRECISION) - tau[:, None]
+        log2_p, pos = _log2_weights(u, n_ok[None, :], r, log2_s0[:, None])
+        v = _operand(_load_tile(V + h * CV, tok_n, row_n, H * CV, c_v, CV), UPCAST)  # [BN, CV_PAD]
+        vp = _operand(_load_tile(VPC + h * PV3, tok_n, row_n, H * PV3, c_pv, PV3), UPCAST)
+        pk = _operand(_load_tile(PK, tok_n, row_n, RZ, c_z, RZ), UPCAST)  # [BN, RZ_PAD]
+        if G_MEANS:
+            g = tl.where(pos, tl.exp2((2.0 - alpha) * log2_p), 0.0)  # [BM, BN]
+            w_sum += tl.sum(g, axis=1)
+            acc_v += _split_dot(g, v, DT, UPCAST, PRECISION)
+            acc_p += _split_dot(g, vp, PDT, UPCAST, PRECISION)
+            acc_z += _split_dot(g, pk, DT, UPCAST, PRECISION)
+        else:
+            p = tl.where(pos, tl.exp2(log2_p), 0.0)  # [BM, BN]
+            pd = _round(p, DT, UPCAST)
+            acc_v += tl.dot(pd, v, input_precision=PRECISION)
+            acc_p += tl.dot(_round(p, PDT, UPCAST), vp, input_precision=PRECISION)
+            acc_z += tl.dot(pd, pk, input_precision=PRECISION)
 
     rows = m_ok[:, None]
     v_off = h * CV + tok_m[:, None] * (H * CV) + c_v[None, :]
@@ -847,39 +858,39 @@ def _entmax_bwd_dq_kernel(
     g_kpb = tl.zeros([BLOCK_M, PB_PAD], tl.float32)
     g_knorm = tl.zeros([BLOCK_M], tl.float32)
     row = pid_sh * NQB + pid_m
-    range_row = KEPT + row * (KEEP_CAP + 4) + KEEP_CAP + 1
-    for kb in range(tl.load(range_row), tl.load(range_row + 1)):  # the kept key blocks lie in this range
-        if _keeps(KEPT, row, kb, KEEP_CAP):
-            offs_n = kb * BLOCK_N + tl.arange(0, BLOCK_N)
-            row_n = offs_n < n
-            tok_n = start + offs_n
-            n_ok = _key_ok(KEY_MASK, tok_n, row_n, HAS_MASK)
-            k = _operand(_load_tile(K + h * C, tok_n, row_n, H * C, c_qk, C), UPCAST)  # [BN, C_PAD]
-            kpb = _operand(_load_tile(KPB + h * PB, tok_n, row_n, H * PB, c_pb, PB), UPCAST)  # [BN, PB_PAD]
-            knorm = _point_norms(kpb, c_pb, P3)
-            u = _scaled_logits(q, qpb, k, kpb, c_pb, pw, alpha - 1.0, scalar_scale, P3, PRECISION) - tau[:, None]
-            log2_p, pos = _log2_weights(u, n_ok[None, :], r, log2_s0[:, None])
-            g = tl.where(pos, tl.exp2((2.0 - alpha) * log2_p), 0.0)  # [BM, BN]
-            v = _operand(_load_tile(V + h * CV, tok_n, row_n, H * CV, c_v, CV), UPCAST)  # [BN, CV_PAD]
-            vp = _operand(_load_tile(VPC + h * PV3, tok_n, row_n, H * PV3, c_pv, PV3), UPCAST)
-            pk = _operand(_load_tile(PK, tok_n, row_n, RZ, c_z, RZ), UPCAST)  # [BN, RZ_PAD]
-            dp = tl.dot(do, tl.trans(v), input_precision=PRECISION)
-            dp += tl.dot(dop, tl.trans(vp), input_precision=PRECISION)
-            dp += tl.dot(doz, tl.trans(pk), input_precision=PRECISION)
-            ds = g * (dp - delta_g[:, None])  # [BM, BN], d loss / d logit
-            ds_knorm += tl.sum(ds * knorm[None, :], axis=1)
-            ds_sum += tl.sum(ds, axis=1)
-            g_sum += tl.sum(g, axis=1)
-            g_knorm += tl.sum(g * knorm[None, :], axis=1)
-            g_kpb += _split_dot(g, kpb, PDT, UPCAST, PRECISION)
-            dq += tl.dot(_round(ds, DT, UPCAST), k, input_precision=PRECISION)
-            dqpb += _split_dot(ds, kpb, PDT, UPCAST, PRECISION)
-            if ALPHA_GRAD:
-                p = tl.where(pos, tl.exp2(log2_p), 0.0)
-                p_ln_p = p * log2_p * LN2
-                p_dp += tl.sum(p * dp, axis=1)
-                plogp_dp += tl.sum(p_ln_p * dp, axis=1)
-                plogp += tl.sum(p_ln_p, axis=1)
+    n_visit, first, listed = _key_block_visits(KEPT, row, KEEP_CAP)
+    for i in range(0, n_visit):  # the kept key blocks, listed (or the whole range: the list overflowed)
+        kb = tl.where(listed, tl.load(KEPT + row * (KEEP_CAP + 4) + i, mask=listed, other=0), first + i)
+        offs_n = kb * BLOCK_N + tl.arange(0, BLOCK_N)
+        row_n = offs_n < n
+        tok_n = start + offs_n
+        n_ok = _key_ok(KEY_MASK, tok_n, row_n, HAS_MASK)
+        k = _operand(_load_tile(K + h * C, tok_n, row_n, H * C, c_qk, C), UPCAST)  # [BN, C_PAD]
+        kpb = _operand(_load_tile(KPB + h * PB, tok_n, row_n, H * PB, c_pb, PB), UPCAST)  # [BN, PB_PAD]
+        knorm = _point_norms(kpb, c_pb, P3)
+        u = _scaled_logits(q, qpb, k, kpb, c_pb, pw, alpha - 1.0, scalar_scale, P3, PRECISION) - tau[:, None]
+        log2_p, pos = _log2_weights(u, n_ok[None, :], r, log2_s0[:, None])
+        g = tl.where(pos, tl.exp2((2.0 - alpha) * log2_p), 0.0)  # [BM, BN]
+        v = _operand(_load_tile(V + h * CV, tok_n, row_n, H * CV, c_v, CV), UPCAST)  # [BN, CV_PAD]
+        vp = _operand(_load_tile(VPC + h * PV3, tok_n, row_n, H * PV3, c_pv, PV3), UPCAST)
+        pk = _operand(_load_tile(PK, tok_n, row_n, RZ, c_z, RZ), UPCAST)  # [BN, RZ_PAD]
+        dp = tl.dot(do, tl.trans(v), input_precision=PRECISION)
+        dp += tl.dot(dop, tl.trans(vp), input_precision=PRECISION)
+        dp += tl.dot(doz, tl.trans(pk), input_precision=PRECISION)
+        ds = g * (dp - delta_g[:, None])  # [BM, BN], d loss / d logit
+        ds_knorm += tl.sum(ds * knorm[None, :], axis=1)
+        ds_sum += tl.sum(ds, axis=1)
+        g_sum += tl.sum(g, axis=1)
+        g_knorm += tl.sum(g * knorm[None, :], axis=1)
+        g_kpb += _split_dot(g, kpb, PDT, UPCAST, PRECISION)
+        dq += tl.dot(_round(ds, DT, UPCAST), k, input_precision=PRECISION)
+        dqpb += _split_dot(ds, kpb, PDT, UPCAST, PRECISION)
+        if ALPHA_GRAD:
+            p = tl.where(pos, tl.exp2(log2_p), 0.0)
+            p_ln_p = p * log2_p * LN2
+            p_dp += tl.sum(p * dp, axis=1)
+            plogp_dp += tl.sum(p_ln_p * dp, axis=1)
+            plogp += tl.sum(p_ln_p, axis=1)
 
     # sum_j ds_ij is 0 in exact arithmetic, but Dg comes from the forward (rounded operands): the row
     # sum is off by e_i, which reaches the point gradients as e_i sum_j gh_ij kpb_j, large for points
