@@ -261,7 +261,7 @@ def entmax_ipa_threshold_stats(
     d = dims(q, tokens(v), q_pts, v_pts, bias_q, tokens(pair_k))
     centres = sequence_centres(k_pts, key_mask, cu_seqlens)
     qpb, kpb, _ = point_operands(q_pts, k_pts, v_pts, bias_q, bias_k, point_weights, centres, cu_seqlens, q.dtype)
-    tau, _, passes, (kept, qb_range) = launch.threshold(
+    tau, _, passes, kept_blocks = launch.threshold(
         q,
         k.to(q.dtype),
         qpb,
@@ -275,11 +275,7 @@ def entmax_ipa_threshold_stats(
         d,
         trace=trace,
     )
-    cap, nkb = kept.shape[2] - 4, qb_range.shape[1]
-    count = kept[..., cap]  # [S * H, NQB]
-    stats = dict(
-        passes=passes, tau=tau, kept_fraction=count.sum().item() / (count.numel() * nkb), blocks=launch.BLOCKS[:2]
-    )
+    stats = dict(passes=passes, tau=tau, kept_fraction=launch.kept_fraction(kept_blocks), blocks=launch.BLOCKS[:2])
     if dense_mask:
-        stats["block_mask"] = launch.block_mask(kept, nkb)
+        stats["block_mask"] = launch.block_mask(kept_blocks)
     return stats

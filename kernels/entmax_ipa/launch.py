@@ -128,10 +128,23 @@ def threshold(q, k, qpb, kpb, point_weights, alpha, key_mask, cu_seqlens, max_se
     return tau, s0, passes, (kept, qb_range)
 
 
-def block_mask(kept, nkb):
+def _cap(kept):
+    """The list capacity of `kept` [S * H, NQB, cap + 4]: the list, then count, first, last + 1 and a pad."""
+    return kept.shape[-1] - 4
+
+
+def kept_fraction(kept_blocks):
+    """The kept share of all S * H * NQB * NKB (query block, key block) pairs."""
+    kept, qb_range = kept_blocks
+    count = kept[..., _cap(kept)]  # [S * H, NQB]
+    return count.sum().item() / (count.numel() * qb_range.shape[1])
+
+
+def block_mask(kept_blocks):
     """The kept blocks as a dense int8 mask [S * H, NQB, NKB] (1: kept), for diagnosis and tests at small L:
     O(L^2), never on the attention path."""
-    cap = kept.shape[-1] - 4
+    kept, qb_range = kept_blocks
+    cap, nkb = _cap(kept), qb_range.shape[1]
     count, first, last = (kept[..., cap + i, None] for i in range(3))  # [S * H, NQB, 1] each
     kb = torch.arange(nkb, device=kept.device)
     slot = torch.arange(cap, device=kept.device)
@@ -222,7 +235,7 @@ def _weighted_values(
     H = q.shape[1]
     bm, bn, warps = BLOCKS
     kept, qb_range = kept_blocks
-    (n_sh, nqb, width), nkb = kept.shape, qb_range.shape[1]
+    n_sh, nqb, nkb = kept.shape[0], kept.shape[1], qb_range.shape[1]
     tk._entmax_fwd_kernel[(nqb, n_sh)](
         q,
         k,
@@ -248,7 +261,7 @@ def _weighted_values(
         G_MEANS=g_means,
         **_flags(q.dtype, allow_tf32, key_mask),
         **_kernel_dims(d),
-        KEEP_CAP=width - 4,
+        KEEP_CAP=_cap(kept),
         BLOCK_M=bm,
         BLOCK_N=bn,
         num_warps=warps,
@@ -330,7 +343,7 @@ def backward(
     mask_arg = key_mask if key_mask is not None else cu_seqlens
     kept, qb_range = kept_blocks
     nqb, nkb = kept.shape[1], qb_range.shape[1]
-    common = dict(**_flags(q.dtype, allow_tf32, key_mask), **_kernel_dims(d), RB=d["RB"], KEEP_CAP=kept.shape[2] - 4)
+    common = dict(**_flags(q.dtype, allow_tf32, key_mask), **_kernel_dims(d), RB=d["RB"], KEEP_CAP=_cap(kept))
     bm, bn, warps = BLOCKS
     scalar_scale = W_L / math.sqrt(d["C"])
     for compute_dk in (True, False):

@@ -36,8 +36,9 @@ blocks in ascending order (the first KEEP_CAP of them), then their count, first 
 above KEEP_CAP (the list overflowed) means every block from first to last is visited (exact too: a block
 without support adds zeros). QB_RANGE int32 [S * H, NKB, 2] holds per key block the first and last + 1
 of the query blocks that keep it. The forward and dQ kernels visit their row's listed blocks
-(_key_block_visits), the dK/dV kernels scan their column's range and test each query block's list
-(_keeps), so a banded support costs the band. The blocks tie the kernels of one call to the same BLOCK_M and BLOCK_N.
+(_key_block_visits, _block_at), the dK/dV kernels scan their column's range and test each query block's
+list (_keeps), so a banded support costs the band. The blocks tie the kernels of one call to the same
+BLOCK_M and BLOCK_N.
 Queries that are padding or have no real key get tau = +inf: all their weights are zero.
 """
 
@@ -185,6 +186,12 @@ def _log2_weights(u, ok, r, log2_s0):
     """log2 p = r log2 u - log2 S0 where ok & u > 0 (else 0), and that support."""
     pos = ok & (u > 0.0)
     return tl.where(pos, r * tl.log2(tl.where(pos, u, 1.0)) - log2_s0, 0.0), pos
+
+
+@triton.jit
+def _block_at(LIST, i, listed, first):
+    """The i-th block to visit: entry i of a list of blocks, or first + i when the list overflowed."""
+    return tl.where(listed, tl.load(LIST + i, mask=listed, other=0), first + i)
 
 
 @triton.jit
@@ -365,8 +372,8 @@ def _entmax_threshold_kernel(
     s0 = tl.full([BLOCK_M], 1.0, tl.float32)
     done = tl.where(active, 0, 1)
     passes = tl.zeros([BLOCK_M], tl.int32)
-    overflow = n_cand > KEEP_CAP
-    n_visit = tl.where(overflow, kb_hi - kb_lo, n_cand)
+    cand_listed = n_cand <= KEEP_CAP
+    n_visit = tl.where(cand_listed, n_cand, kb_hi - kb_lo)
     n_kept = tl.full([], 0, tl.int32)  # the last pass's kept key blocks: count, first, last + 1
     kept_lo = tl.full([], 0, tl.int32) + NKB
     kept_hi = tl.full([], 0, tl.int32)
@@ -387,7 +394,7 @@ def _entmax_threshold_kernel(
             pass_lo = tl.full([], 0, tl.int32) + NKB
             pass_hi = tl.full([], 0, tl.int32)
             for i in range(0, n_visit):
-                kb = tl.where(overflow, kb_lo + i, tl.load(candidates + i, mask=i < KEEP_CAP, other=0))
+                kb = _block_at(candidates, i, cand_listed, kb_lo)
                 z, n_ok = _key_tile_logits(
                     q,
                     qpb,
@@ -466,7 +473,7 @@ def _entmax_threshold_kernel(
     tl.debug_barrier()
     listed = n_kept <= KEEP_CAP
     for i in range(0, tl.where(listed, n_kept, kept_hi - kept_lo)):
-        kb = tl.where(listed, tl.load(kept_row + i, mask=i < KEEP_CAP, other=0), kept_lo + i)
+        kb = _block_at(kept_row, i, listed, kept_lo)
         tl.atomic_min(QB_RANGE + (pid_sh * NKB + kb) * 2, pid_m)
         tl.atomic_max(QB_RANGE + (pid_sh * NKB + kb) * 2 + 1, pid_m + 1)
 
@@ -554,7 +561,7 @@ def _entmax_fwd_kernel(
     row = pid_sh * NQB + pid_m
     n_visit, first, listed = _key_block_visits(KEPT, row, KEEP_CAP)
     for i in range(0, n_visit):  # the kept key blocks, listed (or the whole range: the list overflowed)
-        kb = tl.where(listed, tl.load(KEPT + row * (KEEP_CAP + 4) + i, mask=listed, other=0), first + i)
+        kb = _block_at(KEPT + row * (KEEP_CAP + 4), i, listed, first)
         offs_n = kb * BLOCK_N + tl.arange(0, BLOCK_N)
         row_n = offs_n < n
         tok_n = start + offs_n
@@ -860,7 +867,7 @@ def _entmax_bwd_dq_kernel(
     row = pid_sh * NQB + pid_m
     n_visit, first, listed = _key_block_visits(KEPT, row, KEEP_CAP)
     for i in range(0, n_visit):  # the kept key blocks, listed (or the whole range: the list overflowed)
-        kb = tl.where(listed, tl.load(KEPT + row * (KEEP_CAP + 4) + i, mask=listed, other=0), first + i)
+        kb = _block_at(KEPT + row * (KEEP_CAP + 4), i, listed, first)
         offs_n = kb * BLOCK_N + tl.arange(0, BLOCK_N)
         row_n = offs_n < n
         tok_n = start + offs_n
