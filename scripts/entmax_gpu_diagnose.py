@@ -26,10 +26,10 @@ from flashipa_kernels.entmax_ipa import triton_kernels as tk
 from flashipa_kernels.entmax_ipa.packing import dims, point_operands, sequence_centres
 from flashipa_kernels.flash_ipa.attention import token_major
 from flashipa_kernels.flash_ipa.launch import W_L
-from flashipa_kernels.flash_ipa.testing import IPADims, random_ipa_inputs, relative_error
+from flashipa_kernels.flash_ipa.testing import ENTMAX_ODD_DIMS, IPADims, chain_inputs, random_ipa_inputs, relative_error
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-ODD_DIMS = IPADims(heads=2, c=5, c_v=7, p_q=3, p_v=5, r_bias=2, r_pair=3, c_z=6)
+ODD_DIMS = ENTMAX_ODD_DIMS
 
 
 def cases():
@@ -51,13 +51,7 @@ def cases():
         torch.float32,
         False,
     )
-    gen = torch.Generator().manual_seed(1)
-    chain = random_ipa_inputs(1, 64, ODD_DIMS, torch.float64, point_scale=1.0, generator=gen)
-    along = torch.zeros(1, 64, 1, 1, 3, dtype=torch.float64)
-    along[..., 0] = 0.38 * torch.arange(64, dtype=torch.float64)[None, :, None, None]
-    for i in (3, 4, 5):
-        chain[i] = chain[i] + along
-    yield "chain64_fp32", chain, None, torch.tensor([1.5, 1.75]), torch.float32, False
+    yield "chain64_fp32", chain_inputs(64, ODD_DIMS, seed=1), None, torch.tensor([1.5, 1.75]), torch.float32, False
 
 
 def run(inputs, mask, alpha, dtype, allow_tf32):

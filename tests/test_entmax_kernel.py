@@ -10,10 +10,16 @@ import torch
 
 from flashipa_kernels.entmax_ipa import dense_entmax_ipa_attention, entmax_ipa_attention, entmax_ipa_threshold_stats
 from flashipa_kernels.entmax_ipa.launch import BLOCKS
-from flashipa_kernels.flash_ipa.testing import INPUT_NAMES, IPADims, random_ipa_inputs, relative_error
+from flashipa_kernels.flash_ipa.testing import (
+    ENTMAX_ODD_DIMS,
+    INPUT_NAMES,
+    chain_inputs,
+    random_ipa_inputs,
+    relative_error,
+)
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-ODD_DIMS = IPADims(heads=2, c=5, c_v=7, p_q=3, p_v=5, r_bias=2, r_pair=3, c_z=6)
+ODD_DIMS = ENTMAX_ODD_DIMS
 OUTPUT_NAMES = ("o", "o_pts", "o_pair")
 
 
@@ -38,16 +44,9 @@ def _errors(inputs, alpha, mask=None, **kwargs):
     return errors
 
 
-def _chain_inputs(L, dims, dtype, spacing=0.38, seed=0):
-    """Random inputs whose points sit on a straight chain, `spacing` apart per residue (0.38: CA-CA in
-    nm, the trunk's unit): far residues get zero weight, so whole key blocks are skipped."""
-    gen = torch.Generator().manual_seed(seed)
-    inputs = random_ipa_inputs(1, L, dims, torch.float64, point_scale=1.0, generator=gen)
-    along = torch.zeros(1, L, 1, 1, 3, dtype=torch.float64)
-    along[..., 0] = spacing * torch.arange(L, dtype=torch.float64)[None, :, None, None]
-    for i in (3, 4, 5):  # q_pts, k_pts, v_pts
-        inputs[i] = inputs[i] + along
-    return [x.to(DEVICE, dtype) for x in inputs]
+def _chain_inputs(L, dims, dtype, seed=0):
+    """testing.chain_inputs on DEVICE in dtype."""
+    return [x.to(DEVICE, dtype) for x in chain_inputs(L, dims, seed=seed)]
 
 
 def test_fp32_outputs_and_all_gradients_match_float64_reference_with_padding_mask():

@@ -29,6 +29,20 @@ NARROW_LO_DIMS = IPADims(heads=2, c=5, c_v=7, p_q=3, p_v=5, r_bias=20, r_pair=2,
 # tiny odd dims whose bias takes a tile of its own (9 point + 24 bias columns: 16 + 32 instead of 64), as the
 # trunk's (27 + 42: 32 + 64 instead of 128); launch.point_bias_widths
 BIAS_TILE_DIMS = IPADims(heads=2, c=5, c_v=7, p_q=3, p_v=5, r_bias=24, r_pair=2, c_z=6)
+# tiny odd dims of the entmax kernel tests (tests/test_entmax_kernel.py, scripts/entmax_gpu_diagnose.py)
+ENTMAX_ODD_DIMS = IPADims(heads=2, c=5, c_v=7, p_q=3, p_v=5, r_bias=2, r_pair=3, c_z=6)
+
+
+def chain_inputs(L, dims, spacing=0.38, seed=0):
+    """float64 CPU inputs whose points sit on a straight chain, `spacing` apart per residue (0.38: CA-CA in
+    nm, the trunk's unit), batch 1: far residues get zero entmax weight, so whole key blocks are skipped."""
+    gen = torch.Generator().manual_seed(seed)
+    inputs = random_ipa_inputs(1, L, dims, torch.float64, point_scale=1.0, generator=gen)
+    along = torch.zeros(1, L, 1, 1, 3, dtype=torch.float64)
+    along[..., 0] = spacing * torch.arange(L, dtype=torch.float64)[None, :, None, None]
+    for i in (3, 4, 5):  # q_pts, k_pts, v_pts
+        inputs[i] = inputs[i] + along
+    return inputs
 
 
 def random_ipa_inputs(B, L, dims, dtype=torch.float32, device="cpu", point_scale=3.0, point_offset=0.0, generator=None):
