@@ -115,8 +115,8 @@ def candidate_configs(kernel, configs, d, elt, limit):
     point-bias dot (compute-sanitizer on the H200, dims of test_bias_wider_than_points, 2026-12-03). The
     32-key tiles at 2 and 3 stages and the 4-warp fallback ran memcheck-clean at those dims and at the
     trunk's (2026-12-03, session 27), where shared_bytes drops (128, 64, 3) anyway. The bias tile (BW > 0) is
-    a second load from the same rows too: the rule covers it (its 16-bit GPU test failed with that forward
-    first at the test's dims; the cause is not known)."""
+    a second load from the same rows too, with the same fault: forced to (128, 64, 3) at its test's dims, the
+    forward made invalid shared-memory reads under compute-sanitizer (H200, session 28)."""
     fits = [
         c
         for c in configs
